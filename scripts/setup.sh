@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs whatever is missing for this project and nothing else: FFmpeg's shared libraries (torchcodec
+# decodes through them), a Python 3.11 virtual environment in .venv, and the project with its extras.
+# Re-running it when everything is there takes about a second: the install is keyed by a hash of
+# pyproject.toml and the extras asked for.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-dev}"
+
+have_ffmpeg() {
+    command -v ffmpeg >/dev/null 2>&1 && ldconfig -p 2>/dev/null | grep -q 'libavcodec\.so'
+}
+if ! have_ffmpeg; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing FFmpeg with apt-get"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
+    else
+        echo "setup: FFmpeg (its shared libraries, for torchcodec) is missing and this is not a root shell" \
+             "on Debian/Ubuntu. Install it yourself (e.g. 'sudo apt-get install ffmpeg' or" \
+             "'brew install ffmpeg'), then run this command again." >&2
+        exit 1
+    fi
+fi
+
+python=""
+for candidate in "${PYTHON:-}" python3.11 python3; do
+    if [ -n "$candidate" ] && command -v "$candidate" >/dev/null 2>&1 \
+        && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+        python="$candidate"
+        break
+    fi
+done
+if [ -z "$python" ]; then
+    echo "setup: Python 3.11 is needed (torch 2.11 wheels are pinned for it); set PYTHON=/path/to/python3.11" >&2
+    exit 1
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv with $python"
+    "$python" -m venv .venv
+fi
+
+stamp=".venv/.installed-$( (cat pyproject.toml; echo "$extras") | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+    [ -x .venv/bin/uv ] || .venv/bin/python -m pip install -q uv
+    echo "setup: installing the project with extras [$extras] into .venv"
+    .venv/bin/uv pip install -q --python .venv/bin/python -e ".[$extras]"
+    rm -f .venv/.installed-*
+    touch "$stamp"
+fi
