@@ -27,3 +27,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_catalog(tmp_path_factory):
+    """The tiny preset of the toy catalog, built once per test session."""
+    from toycatalog import build_catalog
+
+    out = tmp_path_factory.mktemp("catalog") / "tiny"
+    build_catalog(out, preset="tiny", seed=0)
+    return out

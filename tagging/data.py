@@ -1,0 +1,275 @@
+"""Lightning datamodules over a catalog manifest.
+
+`CatalogDataModule` (built on Hugging Face `datasets`) yields raw mono waveforms, as the spectrogram is
+the model's job: random crops of ``clip_seconds`` for training, whole tracks (zero-padded, with their
+lengths) for validation, test and predict. Files that cannot be decoded are found once, at set-up,
+named in one warning and left out; training goes on. `FeatureDataModule` yields the cached per-modality
+embeddings of `tagging.features` for the multimodal tagger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from tagging.audio import AudioDecodeError, audio_info, load_audio
+from tagging.features import MODALITIES, TrackFeatures
+from tagging.labels import LabelSpace, read_manifest
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+class TrackDataset(Dataset):
+    """Manifest rows as ``{"track_id", "wave", "length", "targets"}`` items.
+
+    ``clip_samples`` set: a crop of that length at a random offset (training); unset: the whole track.
+    Audio comes from the decoded cache column ``audio`` when present, else is decoded on the fly.
+    """
+
+    def __init__(self, table: datasets.Dataset, groups: list[str], sample_rate: int,
+                 clip_samples: int | None = None, seed: int = 0):
+        self.table = table.with_format("numpy")
+        self.groups = groups
+        self.sample_rate = sample_rate
+        self.clip_samples = clip_samples
+        self.cached = "audio" in table.column_names
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.table[int(index)]
+        wave = self._crop(row) if self.clip_samples else self._whole(row)
+        return {"track_id": str(row["track_id"]), "wave": torch.from_numpy(np.ascontiguousarray(wave)),
+                "targets": {g: torch.from_numpy(np.asarray(row[f"target_{g}"], dtype=np.float32))
+                            for g in self.groups}}
+
+    def _whole(self, row: dict) -> np.ndarray:
+        if self.cached:
+            return np.asarray(row["audio"], dtype=np.float32)
+        return load_audio(row["audio_path"], self.sample_rate).numpy()
+
+    def _crop(self, row: dict) -> np.ndarray:
+        total = (len(row["audio"]) if self.cached
+                 else int(float(row["duration"]) * self.sample_rate))
+        start = int(self.rng.integers(0, max(total - self.clip_samples, 0) + 1))
+        if self.cached:
+            wave = np.asarray(row["audio"][start:start + self.clip_samples], dtype=np.float32)
+        else:
+            wave = load_audio(row["audio_path"], self.sample_rate, offset=start / self.sample_rate,
+                              duration=self.clip_samples / self.sample_rate).numpy()
+        return np.pad(wave, (0, self.clip_samples - len(wave)))
+
+    def worker_init(self, worker_id: int) -> None:
+        # Each worker needs its own crop sequence, else every worker returns the same crops.
+        self.rng = np.random.default_rng([torch.initial_seed() % 2**32, worker_id])
+
+
+def collate_tracks(items: list[dict]) -> dict:
+    """Stack items; waves of unequal length are zero-padded and their true ``lengths`` kept."""
+    lengths = torch.tensor([len(item["wave"]) for item in items])
+    waves = torch.zeros(len(items), int(lengths.max()))
+    for row, item in enumerate(items):
+        waves[row, :len(item["wave"])] = item["wave"]
+    targets = {g: torch.stack([item["targets"][g] for item in items]) for g in items[0]["targets"]}
+    return {"track_id": [item["track_id"] for item in items], "wave": waves, "length": lengths,
+            "targets": targets}
+
+
+class CatalogDataModule(pl.LightningDataModule):
+    """Tracks of a manifest split by its ``split`` column into train / val / test.
+
+    Args:
+        manifest: Parquet/CSV manifest (see `tagging.labels`); paths in it are relative to its folder.
+        vocab: label vocabulary JSON; default ``vocab.json`` beside the manifest.
+        sample_rate: rate the model expects (linked from the model's config by ``train.py``).
+        clip_seconds: training crop length (linked from the model's ``chunk_seconds``).
+        cache_audio: decode every track once into an Arrow cache beside the manifest (keyed by the
+            sample rate and the files' sizes and times); worth it when the decoded catalog fits on disk.
+        predict_split: which tracks ``predict`` runs on: a split name or ``"all"``.
+    """
+
+    def __init__(self, manifest: str, vocab: str | None = None, sample_rate: int = 16000,
+                 clip_seconds: float = 3.69, batch_size: int = 32, eval_batch_size: int = 16,
+                 num_workers: int = 0, cache_audio: bool = False, predict_split: str = "all",
+                 seed: int = 0):
+        super().__init__()
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ValueError(f"batch sizes must be >= 1, got {batch_size} and {eval_batch_size}")
+        if predict_split not in (*SPLITS, "all"):
+            raise ValueError(f"predict_split must be one of {(*SPLITS, 'all')}, got {predict_split!r}")
+        self.manifest_path = Path(manifest)
+        self.vocab_path = Path(vocab) if vocab else self.manifest_path.parent / "vocab.json"
+        self.labels = LabelSpace.from_json(self.vocab_path)
+        self.sample_rate = sample_rate
+        self.clip_samples = round(clip_seconds * sample_rate)
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.num_workers, self.cache_audio = num_workers, cache_audio
+        self.predict_split, self.seed = predict_split, seed
+        self.tables: dict[str, datasets.Dataset] = {}
+        self.skipped: list[str] = []
+
+    @property
+    def vocab(self) -> dict:
+        return self.labels.to_dict()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tables:
+            return
+        frame = read_manifest(self.manifest_path)
+        if "split" not in frame.columns:
+            raise ValueError(f"{self.manifest_path}: manifest has no 'split' column")
+        unknown = set(frame["split"].dropna()) - set(SPLITS)
+        if unknown:
+            raise ValueError(f"{self.manifest_path}: unknown split value(s) {sorted(unknown)}; use {SPLITS}")
+        targets = self.labels.encode(frame, source=str(self.manifest_path))
+        columns = {"track_id": frame["track_id"].tolist(), "audio_path": frame["audio_path"].tolist(),
+                   "split": frame["split"].tolist()}
+        columns.update({f"target_{g}": list(t) for g, t in targets.items()})
+        if "duration" in frame.columns:
+            columns["duration"] = frame["duration"].astype(float).tolist()
+        table = datasets.Dataset.from_dict(columns)
+        table = self._decode_all(table) if self.cache_audio else self._probe_all(table)
+        for split in SPLITS:
+            self.tables[split] = table.filter(lambda s, split=split: s == split, input_columns="split")
+        self.tables["all"] = table
+
+    def _probe_all(self, table: datasets.Dataset) -> datasets.Dataset:
+        """Read every header once: durations for cropping, and bad files out before training starts."""
+        def probe(path: str) -> dict:
+            try:
+                return {"duration": audio_info(path).duration, "error": ""}
+            except AudioDecodeError as error:
+                return {"duration": 0.0, "error": str(error)}
+        return self._drop_errors(table.map(probe, input_columns="audio_path",
+                                           remove_columns=[c for c in ("duration",) if c in table.column_names]))
+
+    def _decode_all(self, table: datasets.Dataset) -> datasets.Dataset:
+        key = hashlib.sha256(str(self.sample_rate).encode())
+        for path in table["audio_path"]:
+            stat = os.stat(path) if os.path.exists(path) else None
+            key.update(f"{path}:{stat.st_size if stat else -1}:{stat.st_mtime_ns if stat else -1}".encode())
+        cache_dir = self.manifest_path.parent / ".cache"
+        cache_dir.mkdir(exist_ok=True)
+
+        def decode(path: str) -> dict:
+            try:
+                return {"audio": load_audio(path, self.sample_rate).numpy(), "error": ""}
+            except AudioDecodeError as error:
+                return {"audio": np.zeros(0, dtype=np.float32), "error": str(error)}
+        features = table.features.copy()
+        features["audio"] = datasets.List(datasets.Value("float32"))
+        features["error"] = datasets.Value("string")
+        decoded = table.map(decode, input_columns="audio_path", features=features,
+                            cache_file_name=str(cache_dir / f"audio-{key.hexdigest()[:16]}.arrow"),
+                            desc=f"decoding audio at {self.sample_rate} Hz")
+        return self._drop_errors(decoded)
+
+    def _drop_errors(self, table: datasets.Dataset) -> datasets.Dataset:
+        errors = [e for e in table["error"] if e]
+        if errors:
+            self.skipped = errors
+            shown = "\n  ".join(errors[:20])
+            more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
+            log.warning("%s: %d track(s) left out, their audio cannot be used:\n  %s%s",
+                        self.manifest_path, len(errors), shown, more)
+        return table.filter(lambda e: not e, input_columns="error").remove_columns("error")
+
+    def _dataset(self, split: str, train: bool) -> TrackDataset:
+        if len(self.tables[split]) == 0:
+            raise ValueError(f"{self.manifest_path}: split {split!r} has no usable tracks")
+        return TrackDataset(self.tables[split], list(self.labels.groups), self.sample_rate,
+                            clip_samples=self.clip_samples if train else None, seed=self.seed)
+
+    def _loader(self, dataset: TrackDataset, shuffle: bool, batch_size: int) -> DataLoader:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          collate_fn=collate_tracks, worker_init_fn=dataset.worker_init,
+                          persistent_workers=self.num_workers > 0, drop_last=False)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self._dataset("train", train=True), True, self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self._dataset("val", train=False), False, self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self._dataset("test", train=False), False, self.eval_batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self._dataset(self.predict_split, train=False), False, self.eval_batch_size)
+
+
+class FeatureDataModule(pl.LightningDataModule):
+    """Cached embeddings per modality (`tagging.features`) with the manifest's labels and splits.
+
+    Args:
+        manifest: the catalog manifest (labels and the ``split`` column).
+        features: the ``.npz`` written by ``python -m tagging.features``.
+        modalities: which of the cached modalities the model uses.
+    """
+
+    def __init__(self, manifest: str, features: str, vocab: str | None = None,
+                 modalities: list[str] | None = None, batch_size: int = 64, num_workers: int = 0):
+        super().__init__()
+        self.manifest_path = Path(manifest)
+        self.labels = LabelSpace.from_json(Path(vocab) if vocab else self.manifest_path.parent / "vocab.json")
+        self.features = TrackFeatures.load(features)
+        self.modalities = list(modalities or [m for m in MODALITIES if m in self.features.present])
+        missing = [m for m in self.modalities if m not in self.features.present]
+        if missing:
+            raise ValueError(f"{features}: has no {missing} features; it has {sorted(self.features.present)}")
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.items: dict[str, list[dict]] = {}
+
+    @property
+    def vocab(self) -> dict:
+        return self.labels.to_dict()
+
+    @property
+    def input_dims(self) -> dict[str, int]:
+        return {m: int(self.features.arrays[m].shape[1]) for m in self.modalities}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.items:
+            return
+        frame = read_manifest(self.manifest_path)
+        targets = self.labels.encode(frame, source=str(self.manifest_path))
+        rows = self.features.rows(frame["track_id"].tolist())
+        items = []
+        for i, row in enumerate(rows):
+            present = {m: bool(self.features.present[m][row]) for m in self.modalities}
+            if not any(present.values()):
+                continue
+            items.append({
+                "track_id": frame["track_id"].iloc[i], "split": frame["split"].iloc[i],
+                "inputs": {m: torch.from_numpy(self.features.arrays[m][row]) for m in self.modalities},
+                "present": present,
+                "targets": {g: torch.from_numpy(t[i]) for g, t in targets.items()}})
+        for split in SPLITS:
+            self.items[split] = [item for item in items if item["split"] == split]
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if not self.items.get(split):
+            raise ValueError(f"{self.manifest_path}: split {split!r} has no tracks with features")
+        data = [{k: v for k, v in item.items() if k != "split"} for item in self.items[split]]
+        return DataLoader(data, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False)

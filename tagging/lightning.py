@@ -1,0 +1,258 @@
+"""Lightning wrappers of the taggers: losses, metrics per label group, threshold calibration, export.
+
+`TaggerModule` trains `AudioTagger` on waveforms: random crops in training, whole tracks through the
+model's fixed chunk grid (`AudioTagger.track_outputs`) in validation and test, so the numbers logged
+are the ones a user gets from the packaged model. `MultimodalTaggerModule` trains `MultimodalTagger` on
+cached per-modality embeddings (`tagging.features`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tagging.labels import MULTILABEL, GradedScores, MultilabelScores
+from tagging.models import AudioTagger, TaggerBase
+from tagging.multimodal import MultimodalTagger
+
+
+def masked_losses(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
+                  types: dict[str, str]) -> dict[str, torch.Tensor]:
+    """Per-group loss over the labels that are present (targets NaN where missing).
+
+    Multilabel groups: binary cross-entropy with logits; regression groups: mean squared error on the
+    [0, 1]-scaled values. A group with no label in the batch contributes a zero that keeps the graph.
+    """
+    losses = {}
+    for name, out in outputs.items():
+        target = targets[name].to(out.dtype)
+        present = ~torch.isnan(target)
+        if not present.any():
+            losses[name] = out.sum() * 0.0
+            continue
+        out, target = out[present].float(), target[present].float()
+        if types[name] == MULTILABEL:
+            losses[name] = F.binary_cross_entropy_with_logits(out, target)
+        else:
+            losses[name] = F.mse_loss(out, target)
+    return losses
+
+
+class LabelGroupsModule(pl.LightningModule):
+    """What both taggers' training shares; a subclass sets ``self.model`` (a `TaggerBase`) and calls
+    `_init_training`, and its ``_outputs(batch, stage)`` returns logits and pooled scores."""
+
+    model: TaggerBase
+
+    def _init_training(self, group_weights: dict[str, float] | None, export_dir: str | None,
+                       tables_dir: str | None) -> None:
+        groups = self.model.labels.groups
+        unknown = set(group_weights or {}) - set(groups)
+        if unknown:
+            raise ValueError(f"group_weights names unknown group(s) {sorted(unknown)}; groups are {list(groups)}")
+        self.group_weights = {name: float((group_weights or {}).get(name, 1.0)) for name in groups}
+        self.types = {name: group.type for name, group in groups.items()}
+        self.metrics = nn.ModuleDict({
+            stage: nn.ModuleDict({name: MultilabelScores(group.labels) if group.type == MULTILABEL
+                                  else GradedScores(group) for name, group in groups.items()})
+            for stage in ("val", "test")})
+        self.export_dir, self.tables_dir = export_dir, tables_dir
+
+    def _outputs(self, batch: dict, stage: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    def _step(self, batch: dict, stage: str) -> torch.Tensor:
+        outputs, scores = self._outputs(batch, stage)
+        if stage != "train":
+            for name, metric in self.metrics[stage].items():
+                metric.update(scores[name], batch["targets"][name])
+        losses = masked_losses(outputs, batch["targets"], self.types)
+        loss = sum(self.group_weights[name] * value for name, value in losses.items())
+        batch_size = len(next(iter(batch["targets"].values())))
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=batch_size, sync_dist=stage != "train")
+        for name, value in losses.items():
+            self.log(f"{stage}/{name}/loss", value, batch_size=batch_size, sync_dist=stage != "train")
+        return loss
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        results = self._log_scores("val")
+        # Thresholds follow the model: the best checkpoint carries those of its own validation.
+        for name, result in results.items():
+            if self.types[name] == MULTILABEL:
+                self.model.set_thresholds(name, result["thresholds"].to(self.device))
+
+    def on_test_epoch_end(self) -> None:
+        results = self._log_scores("test")
+        if self.trainer.is_global_zero:
+            self._write_tables(results)
+
+    def _log_scores(self, stage: str) -> dict:
+        results = {}
+        for name, metric in self.metrics[stage].items():
+            result = metric.compute()
+            metric.reset()
+            results[name] = result
+            if self.types[name] == MULTILABEL:
+                self._log_finite(f"{stage}/{name}/roc_auc", result["roc_auc"])
+                self._log_finite(f"{stage}/{name}/pr_auc", result["pr_auc"])
+            else:
+                self._log_finite(f"{stage}/{name}/spearman", result["spearman_mean"])
+                for label, mae in zip(metric.labels, result["mae"], strict=True):
+                    self._log_finite(f"{stage}/{name}/{label}/mae", mae)
+        return results
+
+    def _log_finite(self, key: str, value: float) -> None:
+        if not math.isnan(value):
+            self.log(key, value, sync_dist=False)
+
+    def _write_tables(self, results: dict) -> None:
+        folder = Path(self.tables_dir or (self.logger.log_dir if self.logger and self.logger.log_dir else "."))
+        folder.mkdir(parents=True, exist_ok=True)
+        summary = {}
+        with open(folder / "test_per_tag.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["group", "label", "roc_auc", "pr_auc", "mae", "spearman"])
+            for name, result in results.items():
+                labels = self.metrics["test"][name].labels
+                if self.types[name] == MULTILABEL:
+                    rows = zip(labels, result["per_tag"]["roc_auc"], result["per_tag"]["pr_auc"], strict=True)
+                    writer.writerows([name, label, roc, pr, "", ""] for label, roc, pr in rows)
+                    summary[name] = {"roc_auc": result["roc_auc"], "pr_auc": result["pr_auc"],
+                                     "per_label": {label: {"roc_auc": roc, "pr_auc": pr} for label, roc, pr in
+                                                   zip(labels, *result["per_tag"].values(), strict=True)}}
+                else:
+                    rows = zip(labels, result["mae"], result["spearman"], strict=True)
+                    writer.writerows([name, label, "", "", mae, rho] for label, mae, rho in rows)
+                    summary[name] = {"spearman": result["spearman_mean"],
+                                     "per_label": {label: {"spearman": rho, "mae": mae} for label, mae, rho in
+                                                   zip(labels, result["mae"], result["spearman"], strict=True)}}
+        (folder / "test_scores.json").write_text(json.dumps(summary, indent=2))
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr,
+                                      weight_decay=self.hparams.weight_decay)
+        steps = self.trainer.estimated_stepping_batches
+        if not steps or math.isinf(steps):
+            return optimizer
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.hparams.lr, total_steps=int(steps),
+                                                       pct_start=0.1)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+class TaggerModule(LabelGroupsModule):
+    """Trains an `AudioTagger` on waveforms; the model arguments are those of `AudioTagger`.
+
+    Args:
+        vocab: the label vocabulary, linked from the datamodule by ``train.py``.
+        lr, weight_decay: AdamW settings; the learning rate warms up, then anneals (one-cycle schedule).
+        group_weights: loss weight per label group (default 1 each).
+        export_dir: where ``train.py`` writes the packaged model (`save_pretrained`) after ``fit``.
+        tables_dir: where per-tag test scores are written (default: the logger's folder).
+    """
+
+    def __init__(
+        self,
+        vocab: dict | None = None,
+        backbone: Literal["short_chunk_resnet", "tiny"] = "short_chunk_resnet",
+        width: int = 128,
+        embedding_dim: int = 512,
+        dropout: float = 0.5,
+        sample_rate: int = 16000,
+        n_fft: int = 512,
+        hop_length: int = 256,
+        n_mels: int = 128,
+        frontend_backend: Literal["auto", "torchaudio", "nnaudio"] = "auto",
+        chunk_seconds: float = 3.69,
+        eval_chunks: int | None = 16,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        group_weights: dict[str, float] | None = None,
+        export_dir: str | None = None,
+        tables_dir: str | None = None,
+    ):
+        super().__init__()
+        if vocab is None:
+            raise ValueError("vocab is required (train.py links it from the datamodule)")
+        self.save_hyperparameters()
+        self.model = AudioTagger(
+            vocab, backbone=backbone, width=width, embedding_dim=embedding_dim, dropout=dropout,
+            sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
+            frontend_backend=frontend_backend, chunk_seconds=chunk_seconds, eval_chunks=eval_chunks)
+        self._init_training(group_weights, export_dir, tables_dir)
+
+    def forward(self, wave: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model(wave)
+
+    def _outputs(self, batch: dict, stage: str):
+        if stage == "train":
+            return self.model(batch["wave"]), {}
+        track = self.model.track_outputs(batch["wave"], batch["length"])
+        # Whole-track scores are probabilities / values; the loss wants logits for multilabel groups.
+        logits = {name: torch.logit(s.clamp(1e-6, 1 - 1e-6)) if self.types[name] == MULTILABEL else s
+                  for name, s in track.scores.items()}
+        return logits, track.scores
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        track = self.model.track_outputs(batch["wave"], batch["length"])
+        return {"track_id": batch["track_id"], "embedding": track.embedding.cpu(),
+                "scores": {name: s.cpu() for name, s in track.scores.items()}}
+
+
+class MultimodalTaggerModule(LabelGroupsModule):
+    """Trains a `MultimodalTagger` on cached embeddings; its arguments are those of `MultimodalTagger`.
+
+    Args:
+        vocab, input_dims: linked from the datamodule by ``train.py``.
+        eval_modalities: restrict validation/test to these modalities (default: all the model has).
+        Others: as `TaggerModule`.
+    """
+
+    def __init__(
+        self,
+        vocab: dict | None = None,
+        input_dims: dict[str, int] | None = None,
+        hidden: int = 256,
+        dropout: float = 0.3,
+        modality_dropout: float = 0.3,
+        eval_modalities: list[str] | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        group_weights: dict[str, float] | None = None,
+        export_dir: str | None = None,
+        tables_dir: str | None = None,
+    ):
+        super().__init__()
+        if vocab is None or input_dims is None:
+            raise ValueError("vocab and input_dims are required (train.py links them from the datamodule)")
+        unknown = set(eval_modalities or []) - set(input_dims)
+        if unknown:
+            raise ValueError(f"eval_modalities names {sorted(unknown)}, not among {sorted(input_dims)}")
+        self.save_hyperparameters()
+        self.model = MultimodalTagger(vocab, input_dims, hidden=hidden, dropout=dropout,
+                                      modality_dropout=modality_dropout)
+        self.eval_modalities = eval_modalities
+        self._init_training(group_weights, export_dir, tables_dir)
+
+    def _outputs(self, batch: dict, stage: str):
+        inputs, present = batch["inputs"], batch["present"]
+        if stage != "train" and self.eval_modalities is not None:
+            inputs = {m: x for m, x in inputs.items() if m in self.eval_modalities}
+        logits = self.model(inputs, present)
+        return logits, self.model.scores(logits)

@@ -1,0 +1,314 @@
+"""Audio tagging models: waveform -> log-mel (in the model) -> CNN embedding -> logits per label group.
+
+The default backbone is the short-chunk ResNet of Won, Ferraro, Bogdanov & Serra, "Evaluation of
+CNN-based Automatic Music Tagging Models" (SMC 2020), the best model of that comparison on
+MagnaTagATune and MTG-Jamendo. Plain ``nn.Module``s: nothing here imports Lightning, so a catalog
+service can load a packaged model with torch alone (`AudioTagger.from_pretrained`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from tagging.frontend import Frontend
+from tagging.labels import MULTILABEL, LabelSpace
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+VOCAB_FILE = "vocab.json"
+THRESHOLDS_FILE = "thresholds.json"
+
+
+class _ResBlock(nn.Module):
+    """Two 3x3 convolutions with a (strided, projected when needed) shortcut: Res_2d of Won et al."""
+
+    def __init__(self, channels_in: int, channels_out: int, stride: int = 2):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels_in, channels_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels_out)
+        self.conv2 = nn.Conv2d(channels_out, channels_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels_out)
+        self.shortcut = nn.Identity()
+        if stride != 1 or channels_in != channels_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(channels_in, channels_out, 3, stride=stride, padding=1, bias=False),
+                nn.BatchNorm2d(channels_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return F.relu(out + self.shortcut(x))
+
+
+class ShortChunkResNet(nn.Module):
+    """Seven strided residual blocks over the log-mel image, max-pooled to one vector per chunk.
+
+    ``(batch, n_mels, frames) -> (batch, embedding_dim)``. Channels double at blocks 3 and 7 as in the
+    paper (width 128 there; smaller widths train on a CPU).
+    """
+
+    def __init__(self, width: int = 128, embedding_dim: int = 512, n_blocks: int = 7):
+        super().__init__()
+        channels = [1, width, width] + [2 * width] * (n_blocks - 3) + [4 * width]
+        self.input_norm = nn.BatchNorm2d(1)
+        self.blocks = nn.Sequential(*[_ResBlock(c_in, c_out)
+                                      for c_in, c_out in itertools.pairwise(channels)])
+        self.project = nn.Sequential(nn.Linear(channels[-1], embedding_dim), nn.BatchNorm1d(embedding_dim),
+                                     nn.ReLU())
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.input_norm(spec.unsqueeze(1)))  # (batch, channels, mels', frames')
+        x = x.amax(dim=(2, 3))  # (batch, channels)
+        return self.project(x)
+
+
+class TinyCNN(nn.Module):
+    """Two convolutions and a pooled projection: for tests and smoke runs, not for results."""
+
+    def __init__(self, width: int = 8, embedding_dim: int = 32):
+        super().__init__()
+        self.input_norm = nn.BatchNorm2d(1)
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, width, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU())
+        self.project = nn.Sequential(nn.Linear(4 * width, embedding_dim), nn.ReLU())
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        x = self.conv(self.input_norm(spec.unsqueeze(1)))  # (batch, 2*width, mels/4, frames/4)
+        x = torch.cat([x.amax(dim=(2, 3)), x.mean(dim=(2, 3))], dim=1)  # (batch, 4*width)
+        return self.project(x)
+
+
+BACKBONES = {"short_chunk_resnet": ShortChunkResNet, "tiny": TinyCNN}
+
+
+def chunk_starts(n_samples: int, chunk: int, max_chunks: int | None = None) -> list[int]:
+    """The fixed grid of chunk starts over a track: as many chunks as cover it, evenly spaced.
+
+    A track no longer than one chunk gets the single start 0 (the caller zero-pads it). With
+    ``max_chunks`` the grid is thinned to that many evenly spaced chunks, as tagging evaluations do
+    (Won et al. average 16 chunks per track).
+    """
+    if n_samples <= chunk:
+        return [0]
+    count = math.ceil(n_samples / chunk)
+    if max_chunks is not None:
+        count = min(count, max_chunks)
+    last = n_samples - chunk
+    if count == 1:
+        return [last // 2]
+    return [round(i * last / (count - 1)) for i in range(count)]
+
+
+@dataclass
+class TrackOutputs:
+    """Per-track results of `AudioTagger.track_outputs`; all tensors have a leading track dimension."""
+
+    embedding: torch.Tensor  # (tracks, embedding_dim), mean over the track's chunks
+    scores: dict[str, torch.Tensor]  # multilabel: mean chunk probability; regression: mean scaled value
+
+
+class TaggerBase(nn.Module):
+    """What every tagger shares: a label space, one head per label group on an embedding, per-tag decision
+    thresholds, the JSON record a user gets, and packaging without Lightning.
+
+    A subclass sets ``self.config`` to its constructor's keyword arguments (the vocabulary included), so
+    `from_pretrained` can rebuild it, and calls `_init_heads`.
+    """
+
+    config: dict
+
+    def _init_heads(self, vocab: dict, embedding_dim: int, dropout: float) -> None:
+        self.labels = LabelSpace.from_dict(vocab)
+        self.embedding_dim = embedding_dim
+        self.dropout = nn.Dropout(dropout)
+        self.heads = nn.ModuleDict({name: nn.Linear(embedding_dim, len(group))
+                                    for name, group in self.labels.groups.items()})
+        for group in self.labels.multilabel():
+            self.register_buffer(f"thresholds_{group.name}", torch.full((len(group),), 0.5))
+
+    def forward_head(self, embedding: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``(batch, embedding_dim) -> {group: (batch, labels)}`` logits (or scaled values)."""
+        x = self.dropout(embedding)
+        return {name: head(x) for name, head in self.heads.items()}
+
+    def scores(self, logits: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Logits -> probabilities for multilabel groups; regression outputs pass unchanged (scaled)."""
+        return {name: torch.sigmoid(out) if self.labels.groups[name].type == MULTILABEL else out
+                for name, out in logits.items()}
+
+    def thresholds(self, group: str) -> torch.Tensor:
+        return getattr(self, f"thresholds_{group}")
+
+    def set_thresholds(self, group: str, values: torch.Tensor) -> None:
+        self.thresholds(group).copy_(values)
+
+    def record(self, scores: dict[str, torch.Tensor]) -> dict:
+        """One track's scores ``{group: (labels,)}`` -> probabilities, decided tags, graded values in units."""
+        record = {}
+        for name, group in self.labels.groups.items():
+            values = scores[name].detach().float()
+            if group.type == MULTILABEL:
+                thresholds = self.thresholds(name).to(values.device)
+                record[name] = {
+                    "probabilities": dict(zip(group.labels, values.tolist(), strict=True)),
+                    "tags": [label for label, p, t in zip(group.labels, values, thresholds, strict=True)
+                             if p >= t],
+                }
+            else:
+                units = self.labels.decode_regression(name, values)
+                record[name] = dict(zip(group.labels, units.tolist(), strict=True))
+        return record
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Weights as safetensors; config, vocabulary and decision thresholds as JSON beside them."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        threshold_keys = {f"thresholds_{g.name}" for g in self.labels.multilabel()}
+        weights = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
+                   if k not in threshold_keys}
+        save_file(weights, directory / WEIGHTS_FILE)
+        config = {k: v for k, v in self.config.items() if k != "vocab"}
+        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+        (directory / VOCAB_FILE).write_text(json.dumps(self.config["vocab"], indent=2))
+        thresholds = {g.name: dict(zip(g.labels, self.thresholds(g.name).tolist(), strict=True))
+                      for g in self.labels.multilabel()}
+        (directory / THRESHOLDS_FILE).write_text(json.dumps(thresholds, indent=2))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu", **overrides):
+        """Load a `save_pretrained` directory. ``overrides`` change run-time settings (for `AudioTagger`:
+        ``frontend_backend``, ``eval_chunks``); the weights do not depend on them."""
+        directory = Path(directory)
+        for name in (WEIGHTS_FILE, CONFIG_FILE, VOCAB_FILE):
+            if not (directory / name).is_file():
+                raise FileNotFoundError(f"{directory}: not a saved {cls.__name__} (no {name})")
+        config = json.loads((directory / CONFIG_FILE).read_text())
+        config["vocab"] = json.loads((directory / VOCAB_FILE).read_text())
+        config.update(overrides)
+        model = cls(**config)
+        state = load_file(directory / WEIGHTS_FILE, device=str(map_location))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("thresholds_")]
+        if missing or unexpected:
+            raise ValueError(f"{directory / WEIGHTS_FILE}: weights do not fit the config "
+                             f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+        thresholds_path = directory / THRESHOLDS_FILE
+        if thresholds_path.is_file():
+            saved = json.loads(thresholds_path.read_text())
+            for group in model.labels.multilabel():
+                per_label = saved.get(group.name, {})
+                model.set_thresholds(group.name, torch.tensor([float(per_label.get(label, 0.5))
+                                                               for label in group.labels]))
+        return model.to(map_location).eval()
+
+
+class AudioTagger(TaggerBase):
+    """Waveform ``(batch, time)`` at ``sample_rate`` -> logits per label group.
+
+    ``forward_features`` gives the embedding that fusion and retrieval use, ``forward_head`` the logits
+    (never probabilities: sigmoid belongs at the edge). Regression groups predict values scaled to
+    [0, 1] by the vocabulary's ranges (`LabelSpace.decode_regression` gives units back).
+    """
+
+    def __init__(
+        self,
+        vocab: dict,
+        backbone: str = "short_chunk_resnet",
+        width: int = 128,
+        embedding_dim: int = 512,
+        dropout: float = 0.5,
+        sample_rate: int = 16000,
+        n_fft: int = 512,
+        hop_length: int = 256,
+        n_mels: int = 128,
+        frontend_backend: str = "auto",
+        chunk_seconds: float = 3.69,
+        eval_chunks: int | None = 16,
+    ):
+        super().__init__()
+        if backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {backbone!r}")
+        if chunk_seconds <= 0:
+            raise ValueError(f"chunk_seconds must be > 0, got {chunk_seconds}")
+        if eval_chunks is not None and eval_chunks < 1:
+            raise ValueError(f"eval_chunks must be >= 1 or None, got {eval_chunks}")
+        self.config = {
+            "vocab": vocab, "backbone": backbone, "width": width, "embedding_dim": embedding_dim,
+            "dropout": dropout, "sample_rate": sample_rate, "n_fft": n_fft, "hop_length": hop_length,
+            "n_mels": n_mels, "frontend_backend": frontend_backend, "chunk_seconds": chunk_seconds,
+            "eval_chunks": eval_chunks,
+        }
+        self.sample_rate = sample_rate
+        self.chunk_samples = round(chunk_seconds * sample_rate)
+        self.eval_chunks = eval_chunks
+        self.frontend = Frontend(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
+                                 backend=frontend_backend)
+        self.backbone = BACKBONES[backbone](width=width, embedding_dim=embedding_dim)
+        self._init_heads(vocab, embedding_dim, dropout)
+
+    def forward_features(self, wave: torch.Tensor) -> torch.Tensor:
+        """``(batch, time) -> (batch, embedding_dim)``."""
+        return self.backbone(self.frontend(wave))
+
+    def forward(self, wave: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.forward_head(self.forward_features(wave))
+
+    def track_outputs(self, waves: torch.Tensor, lengths: torch.Tensor | None = None,
+                      chunk_batch: int = 64) -> TrackOutputs:
+        """Whole tracks ``(tracks, time)`` (zero-padded, true ``lengths``) -> pooled outputs per track.
+
+        Every track is cut on the same deterministic `chunk_starts` grid; chunks run in batches of
+        ``chunk_batch`` and are averaged per track, so one file always gives the same numbers and the
+        memory used does not grow with the number of chunks a batch holds.
+        """
+        if waves.dim() != 2:
+            raise ValueError(f"track_outputs expects (tracks, time), got shape {tuple(waves.shape)}")
+        if lengths is None:
+            lengths = torch.full((len(waves),), waves.shape[1], dtype=torch.long)
+        chunks, owner = [], []
+        for track, length in enumerate(lengths.tolist()):
+            if length == 0:
+                raise ValueError(f"track {track} has no samples")
+            for start in chunk_starts(length, self.chunk_samples, self.eval_chunks):
+                piece = waves[track, start:min(start + self.chunk_samples, length)]
+                chunks.append(F.pad(piece, (0, self.chunk_samples - len(piece))))
+                owner.append(track)
+        owner = torch.tensor(owner, device=waves.device)
+        embedding_sum = waves.new_zeros(len(waves), self.embedding_dim, dtype=torch.float32)
+        score_sums = {name: waves.new_zeros(len(waves), len(group), dtype=torch.float32)
+                      for name, group in self.labels.groups.items()}
+        for begin in range(0, len(chunks), chunk_batch):
+            batch = torch.stack(chunks[begin:begin + chunk_batch])
+            index = owner[begin:begin + chunk_batch]
+            embedding = self.forward_features(batch)
+            embedding_sum.index_add_(0, index, embedding.float())
+            for name, out in self.scores(self.forward_head(embedding)).items():
+                score_sums[name].index_add_(0, index, out.float())
+        counts = torch.bincount(owner, minlength=len(waves)).unsqueeze(1).float()
+        return TrackOutputs(embedding=embedding_sum / counts,
+                            scores={name: s / counts for name, s in score_sums.items()})
+
+    @torch.no_grad()
+    def annotate(self, wave: torch.Tensor) -> dict:
+        """One mono track ``(time,)`` -> a JSON-ready record of probabilities, decided tags, graded values.
+
+        Runs in eval mode and leaves the module's mode as it found it.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            outputs = self.track_outputs(wave.unsqueeze(0))
+        finally:
+            self.train(was_training)
+        record = self.record({name: value[0] for name, value in outputs.scores.items()})
+        record["embedding"] = outputs.embedding[0].tolist()
+        return record
