@@ -46,7 +46,7 @@ def main(args: list[str] | None = None) -> int:
     cold = commands.add_parser("coldstart", help="item cold-start targets and baselines of a catalog")
     cold.add_argument("--catalog", type=Path, required=True, help="folder with plays.parquet, manifest.parquet")
     cold.add_argument("--out", type=Path, required=True, help="output folder")
-    cold.add_argument("--ks", type=int, nargs="+", default=[50], help="cut-offs of Recall@k and NDCG@k")
+    cold.add_argument("--ks", type=int, nargs="+", default=[10, 50], help="cut-offs of Recall@k and NDCG@k")
     cold.add_argument("--map-k", type=int, default=500)
     _model_arguments(cold)
 

@@ -273,6 +273,8 @@ def baseline_metrics(
       the floor a fusion model has to beat.
     - ``popularity``: the day-one prior ``split.prior`` (e.g. the artist's warm plays) as the score for
       every user; skipped without a prior. Scores are not factors: no cosine distance.
+    - ``popularity (held-out plays)``: each item's number of listeners among the evaluated users, the
+      same for every user; an upper bound on non-personalised ranking, computed from these very plays.
     - ``oracle``: the fold-in factors themselves; an upper bound, computed from these very plays.
     """
     items = split.items(subset)
@@ -300,6 +302,12 @@ def baseline_metrics(
         rows["popularity"] = {"cosine_distance": float("nan")} | ranking_metrics(
             lambda users: np.broadcast_to(prior, (len(users), len(items))), relevant, ks, map_k, seed
         )
+    # How many of the evaluated users played each item: the best any non-personalised ranking can do,
+    # and a number nobody has for a track on its first day. An upper bound, like the oracle.
+    listeners = np.asarray((relevant > 0).sum(axis=0)).ravel().astype(np.float64)
+    rows["popularity (held-out plays)"] = {"cosine_distance": float("nan")} | ranking_metrics(
+        lambda users: np.broadcast_to(listeners, (len(users), len(items))), relevant, ks, map_k, seed
+    )
     rows["oracle"] = evaluate_cold_start(split.item_factors[items], split, ks, map_k, subset, seed)
     return rows
 
