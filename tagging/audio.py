@@ -42,6 +42,8 @@ import torch
 from torchcodec import _core
 from torchcodec.decoders import AudioDecoder
 
+from tagging.errors import UnusableFileError
+
 # A decoded length this much shorter than the header's duration means the file was cut. The slack covers
 # codec priming and padding (tens of ms) and header estimates; a VBR MP3 without a Xing/LAME header can still
 # be misreported, since FFmpeg then guesses its duration from the first frame's bit rate.
@@ -53,13 +55,8 @@ _RESYNC_ATTEMPTS = 8
 _TORCHCODEC_PREFIX = re.compile(r"^[\w:]+, \S+:\d+, ")
 
 
-class AudioDecodeError(Exception):
+class AudioDecodeError(UnusableFileError):
     """A file that cannot be used as audio; ``str(error) == f"{path}: {reason}"``."""
-
-    def __init__(self, path: str | os.PathLike, reason: str):
-        self.path = path
-        self.reason = reason
-        super().__init__(f"{path}: {reason}")
 
 
 @dataclass(frozen=True)

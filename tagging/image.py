@@ -21,6 +21,8 @@ from PIL import Image, ImageOps
 from torch import nn
 from torchvision.transforms import functional as TF
 
+from tagging.errors import UnusableFileError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Transparent areas become the ImageNet mean colour, which normalises to ~0: "no information" to the CNN.
@@ -34,17 +36,8 @@ TORCHVISION_ARCHS = ("resnet18", "resnet34", "mobilenet_v3_small", "efficientnet
 ARCHS = (*TORCHVISION_ARCHS, "efficientnet_lite0")
 
 
-class CoverError(ValueError):
-    """A cover image that cannot be used; ``path`` and ``reason`` say which and why."""
-
-    def __init__(self, path: str | Path, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path = str(path)
-        self.reason = reason
-
-    def __reduce__(self):
-        # Keeps the two-argument constructor when the error crosses a process boundary.
-        return type(self), (self.path, self.reason)
+class CoverError(UnusableFileError):
+    """A cover image that cannot be used."""
 
 
 def load_cover(path: str | Path, size: int = 128) -> torch.Tensor:

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
+from tagging.errors import UnusableFileError
+
 # Longest BOMs first: the UTF-32-LE BOM starts with the UTF-16-LE one.
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
@@ -31,17 +33,8 @@ _MAX_CONTROL_FRACTION = 0.05
 _WHITESPACE_CONTROLS = frozenset("\t\n\r\f\v")
 
 
-class LyricsError(ValueError):
-    """A lyrics file that cannot be used; ``path`` and ``reason`` say which and why."""
-
-    def __init__(self, path: str | Path, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path = str(path)
-        self.reason = reason
-
-    def __reduce__(self):
-        # Keeps the two-argument constructor when the error crosses a process boundary.
-        return type(self), (self.path, self.reason)
+class LyricsError(UnusableFileError):
+    """A lyrics file that cannot be used."""
 
 
 def read_lyrics(path: str | Path, max_bytes: int = 64_000) -> str:
