@@ -48,42 +48,91 @@ class _ResBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
+class RhythmFeatures(nn.Module):
+    """How onsets repeat: the autocorrelation of spectral flux in a few frequency bands.
+
+    ``(batch, n_mels, frames) -> (batch, bands * lags)``, lags 1..``lags`` frames, each normalised by
+    lag 0. A max-pooled CNN keeps texture and loses periodicity; these curves keep it: their peaks sit at
+    the beat period (tempo), at the bar period where accents repeat (meter: 3, 4, 5 or 3.5 beats), and at
+    uneven off-beat lags (swing). The classic tempogram cue, computed from the model's own log-mel.
+    """
+
+    def __init__(self, lags: int, bands: int = 3):
+        super().__init__()
+        if lags < 1 or bands < 1:
+            raise ValueError(f"lags and bands must be >= 1, got {lags} and {bands}")
+        self.lags, self.bands = lags, bands
+
+    @property
+    def dim(self) -> int:
+        return self.lags * self.bands
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        # FFTs in float32 outside autocast: half-precision FFTs need power-of-two sizes and lose the peaks.
+        with torch.autocast(device_type=spec.device.type, enabled=False):
+            flux = F.relu(spec.float().diff(dim=2))  # (batch, mels, frames - 1)
+            envelope = torch.stack([band.mean(dim=1) for band in torch.tensor_split(flux, self.bands, dim=1)],
+                                   dim=1)  # (batch, bands, frames - 1)
+            envelope = envelope - envelope.mean(dim=2, keepdim=True)
+            n = envelope.shape[2]
+            power = torch.fft.rfft(envelope, n=2 * n).abs().square()
+            acf = torch.fft.irfft(power, n=2 * n)[..., :n]  # (batch, bands, n), lag 0 first
+            acf = acf[..., 1:self.lags + 1] / acf[..., :1].clamp_min(1e-6)
+            acf = F.pad(acf, (0, self.lags - acf.shape[2]))  # chunks shorter than the longest lag
+        return acf.flatten(1)  # (batch, bands * lags)
+
+
 class ShortChunkResNet(nn.Module):
     """Seven strided residual blocks over the log-mel image, max-pooled to one vector per chunk.
 
     ``(batch, n_mels, frames) -> (batch, embedding_dim)``. Channels double at blocks 3 and 7 as in the
-    paper (width 128 there; smaller widths train on a CPU).
+    paper (width 128 there; smaller widths train on a CPU). ``rhythm_lags > 0`` adds `RhythmFeatures`
+    beside the pooled CNN vector (our addition; off, the model is the paper's).
     """
 
-    def __init__(self, width: int = 128, embedding_dim: int = 512, n_blocks: int = 7):
+    def __init__(self, width: int = 128, embedding_dim: int = 512, n_blocks: int = 7, rhythm_lags: int = 0):
         super().__init__()
         channels = [1, width, width] + [2 * width] * (n_blocks - 3) + [4 * width]
         self.input_norm = nn.BatchNorm2d(1)
-        self.blocks = nn.Sequential(*[_ResBlock(c_in, c_out)
-                                      for c_in, c_out in itertools.pairwise(channels)])
-        self.project = nn.Sequential(nn.Linear(channels[-1], embedding_dim), nn.BatchNorm1d(embedding_dim),
-                                     nn.ReLU())
+        self.blocks = nn.Sequential(*[_ResBlock(c_in, c_out) for c_in, c_out in itertools.pairwise(channels)])
+        self.rhythm = _rhythm_branch(rhythm_lags, 4 * width)
+        rhythm_dim = 4 * width if self.rhythm is not None else 0
+        self.project = nn.Sequential(nn.Linear(channels[-1] + rhythm_dim, embedding_dim),
+                                     nn.BatchNorm1d(embedding_dim), nn.ReLU())
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.input_norm(spec.unsqueeze(1)))  # (batch, channels, mels', frames')
         x = x.amax(dim=(2, 3))  # (batch, channels)
+        if self.rhythm is not None:
+            x = torch.cat([x, self.rhythm(spec)], dim=1)
         return self.project(x)
+
+
+def _rhythm_branch(lags: int, dim: int) -> nn.Module | None:
+    if lags <= 0:
+        return None
+    features = RhythmFeatures(lags)
+    return nn.Sequential(features, nn.Linear(features.dim, dim), nn.ReLU())
 
 
 class TinyCNN(nn.Module):
     """Two convolutions and a pooled projection: for tests and smoke runs, not for results."""
 
-    def __init__(self, width: int = 8, embedding_dim: int = 32):
+    def __init__(self, width: int = 8, embedding_dim: int = 32, rhythm_lags: int = 0):
         super().__init__()
         self.input_norm = nn.BatchNorm2d(1)
         self.conv = nn.Sequential(
             nn.Conv2d(1, width, 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU())
-        self.project = nn.Sequential(nn.Linear(4 * width, embedding_dim), nn.ReLU())
+        self.rhythm = _rhythm_branch(rhythm_lags, 4 * width)
+        rhythm_dim = 4 * width if self.rhythm is not None else 0
+        self.project = nn.Sequential(nn.Linear(4 * width + rhythm_dim, embedding_dim), nn.ReLU())
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         x = self.conv(self.input_norm(spec.unsqueeze(1)))  # (batch, 2*width, mels/4, frames/4)
         x = torch.cat([x.amax(dim=(2, 3)), x.mean(dim=(2, 3))], dim=1)  # (batch, 4*width)
+        if self.rhythm is not None:
+            x = torch.cat([x, self.rhythm(spec)], dim=1)
         return self.project(x)
 
 
@@ -217,6 +266,7 @@ class AudioTagger(TaggerBase):
     ``forward_features`` gives the embedding that fusion and retrieval use, ``forward_head`` the logits
     (never probabilities: sigmoid belongs at the edge). Regression groups predict values scaled to
     [0, 1] by the vocabulary's ranges (`LabelSpace.decode_regression` gives units back).
+    ``rhythm_seconds > 0`` adds the backbone's `RhythmFeatures` over lags up to that many seconds.
     """
 
     def __init__(
@@ -233,6 +283,7 @@ class AudioTagger(TaggerBase):
         frontend_backend: str = "auto",
         chunk_seconds: float = 3.69,
         eval_chunks: int | None = 16,
+        rhythm_seconds: float = 0.0,
     ):
         super().__init__()
         if backbone not in BACKBONES:
@@ -245,14 +296,17 @@ class AudioTagger(TaggerBase):
             "vocab": vocab, "backbone": backbone, "width": width, "embedding_dim": embedding_dim,
             "dropout": dropout, "sample_rate": sample_rate, "n_fft": n_fft, "hop_length": hop_length,
             "n_mels": n_mels, "frontend_backend": frontend_backend, "chunk_seconds": chunk_seconds,
-            "eval_chunks": eval_chunks,
+            "eval_chunks": eval_chunks, "rhythm_seconds": rhythm_seconds,
         }
         self.sample_rate = sample_rate
         self.chunk_samples = round(chunk_seconds * sample_rate)
         self.eval_chunks = eval_chunks
         self.frontend = Frontend(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
                                  backend=frontend_backend)
-        self.backbone = BACKBONES[backbone](width=width, embedding_dim=embedding_dim)
+        if rhythm_seconds < 0:
+            raise ValueError(f"rhythm_seconds must be >= 0, got {rhythm_seconds}")
+        self.backbone = BACKBONES[backbone](width=width, embedding_dim=embedding_dim,
+                                            rhythm_lags=round(rhythm_seconds * sample_rate / hop_length))
         self._init_heads(vocab, embedding_dim, dropout)
 
     def forward_features(self, wave: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from tagging.models import AudioTagger, chunk_starts
+from tagging.models import AudioTagger, RhythmFeatures, chunk_starts
 
 VOCAB = {"groups": {
     "genre": {"type": "multilabel", "labels": ["rock", "jazz", "folk"]},
@@ -23,6 +23,19 @@ def test_chunk_grid_covers_the_track_evenly():
     assert chunk_starts(1000, 1000) == [0]
     assert chunk_starts(2500, 1000) == [0, 750, 1500]  # three chunks, the last ending at the end
     assert chunk_starts(10_000, 1000, max_chunks=4) == [0, 3000, 6000, 9000]
+
+
+def test_rhythm_features_peak_at_the_onset_period():
+    spec = torch.full((1, 8, 200), -80.0)
+    spec[:, :, ::25] = 0.0  # an onset every 25 frames in every band
+    spec[:, :4, 12::50] = -20.0  # and a weaker off-beat in the low bands only
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        acf = RhythmFeatures(lags=60, bands=2)(spec)
+    assert acf.dtype == torch.float32 and acf.shape == (1, 120)
+    bands = acf.view(2, 60)
+    assert int(bands[1].argmax()) + 1 == 25  # lag of the beat period (lags start at 1)
+    assert bands[1, 24] > 0.8 and bands[1, 49] > 0.6  # beat and two beats
+    assert bands[0, 11] > bands[1, 11]  # the off-beat shows in the band that has it
 
 
 def test_shapes_and_heads():
