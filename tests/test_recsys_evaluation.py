@@ -146,7 +146,8 @@ def test_coldstart_cli_on_a_toy_catalog(tmp_path, capsys):
     table = pd.read_csv(out / "baselines.csv", index_col="model")
     assert table.loc["oracle", "cosine_distance"] == pytest.approx(0, abs=1e-6)
     assert table.loc["oracle", "auc"] > table.loc["random", "auc"]
-    assert (out / "baselines.md").read_text().startswith("| model | recall@10 | recall@50 | ndcg@10 | ndcg@50 | map@500 | auc |")
+    header = "| model | recall@10 | recall@50 | ndcg@10 | ndcg@50 | map@500 | auc |"
+    assert (out / "baselines.md").read_text().startswith(header)
     saved = ColdStartSplit.load(out / "coldstart.npz")
     assert saved.item_ids.tolist() == manifest["track_id"].tolist()
     assert saved.item_factors.shape == (40, 4)
