@@ -51,21 +51,26 @@ class _ResBlock(nn.Module):
 class RhythmFeatures(nn.Module):
     """How onsets repeat: the autocorrelation of spectral flux in a few frequency bands.
 
-    ``(batch, n_mels, frames) -> (batch, bands * lags)``, lags 1..``lags`` frames, each normalised by
-    lag 0. A max-pooled CNN keeps texture and loses periodicity; these curves keep it: their peaks sit at
-    the beat period (tempo), at the bar period where accents repeat (meter: 3, 4, 5 or 3.5 beats), and at
-    uneven off-beat lags (swing). The classic tempogram cue, computed from the model's own log-mel.
+    ``(batch, n_mels, frames) -> (batch, dim)``: the autocorrelation at lags 1..``lags`` frames (each
+    band normalised by lag 0), then the same curves read at fractions of the estimated beat period (every
+    1/6 beat up to 6 beats) and that period itself. A max-pooled CNN keeps texture and loses periodicity;
+    these curves keep it: peaks at the beat period (tempo), at the bar period where accents repeat
+    (meter: 3, 3.5, 4 or 5 beats) and at uneven off-beat lags (swing). Read relative to the beat, a meter
+    looks the same at every tempo. The classic tempogram cue, from the model's own log-mel.
     """
 
-    def __init__(self, lags: int, bands: int = 3):
+    BEAT_STEPS = 36  # 1/6-beat steps up to 6 beats: triplet swing and bars of up to 6 beats
+    BEAT_RANGE = (0.3, 1.5)  # seconds: 40 to 200 beats per minute
+
+    def __init__(self, lags: int, frame_rate: float, bands: int = 3):
         super().__init__()
-        if lags < 1 or bands < 1:
-            raise ValueError(f"lags and bands must be >= 1, got {lags} and {bands}")
-        self.lags, self.bands = lags, bands
+        if lags < 1 or bands < 1 or frame_rate <= 0:
+            raise ValueError(f"lags, bands and frame_rate must be positive, got {lags}, {bands}, {frame_rate}")
+        self.lags, self.bands, self.frame_rate = lags, bands, frame_rate
 
     @property
     def dim(self) -> int:
-        return self.lags * self.bands
+        return self.bands * (self.lags + self.BEAT_STEPS) + 1
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         # FFTs in float32 outside autocast: half-precision FFTs need power-of-two sizes and lose the peaks.
@@ -77,9 +82,35 @@ class RhythmFeatures(nn.Module):
             n = envelope.shape[2]
             power = torch.fft.rfft(envelope, n=2 * n).abs().square()
             acf = torch.fft.irfft(power, n=2 * n)[..., :n]  # (batch, bands, n), lag 0 first
-            acf = acf[..., 1:self.lags + 1] / acf[..., :1].clamp_min(1e-6)
-            acf = F.pad(acf, (0, self.lags - acf.shape[2]))  # chunks shorter than the longest lag
-        return acf.flatten(1)  # (batch, bands * lags)
+            # Per overlapping pair (unbiased), so a bar's accent period is not outweighed by shorter lags.
+            acf = acf * (n / torch.arange(n, 0, -1, device=acf.device, dtype=acf.dtype))
+            acf = acf / acf[..., :1].clamp_min(1e-6)
+            by_lag = F.pad(acf[..., 1:self.lags + 1], (0, max(0, self.lags + 1 - n)))  # (batch, bands, lags)
+            period, by_beat = self._beat_relative(acf)
+        return torch.cat([by_lag.flatten(1), by_beat.flatten(1), period.unsqueeze(1)], dim=1)
+
+    def _beat_relative(self, acf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The beat period (frames, the strongest summed peak in the tempo range) and the autocorrelation
+        at 1/6, 2/6, ... 36/6 of it, linearly interpolated; zero past the curve's end."""
+        n = acf.shape[2]
+        low = max(1, round(self.BEAT_RANGE[0] * self.frame_rate))
+        high = min(n - 1, round(self.BEAT_RANGE[1] * self.frame_rate))
+        if high <= low:  # a chunk too short to hold one beat
+            return acf.new_zeros(acf.shape[0]), acf.new_zeros(acf.shape[0], self.bands, self.BEAT_STEPS)
+        # Peaks at one, two and three beats are often alike; a log-normal tempo prior around 120 BPM with
+        # one octave of spread (Ellis, "Beat tracking by dynamic programming", 2007) picks the beat.
+        seconds = torch.arange(low, high + 1, device=acf.device, dtype=acf.dtype) / self.frame_rate
+        prior = torch.exp(-0.5 * torch.log2(seconds / 0.5).square())
+        period = low + (acf[..., low:high + 1].sum(dim=1) * prior).argmax(dim=1).float()  # (batch,)
+        steps = torch.arange(1, self.BEAT_STEPS + 1, device=acf.device, dtype=acf.dtype) / 6
+        lags = period.unsqueeze(1) * steps  # (batch, steps) in frames
+        below = lags.floor().long().clamp(max=n - 1)
+        above = (below + 1).clamp(max=n - 1)
+        weight = (lags - below).unsqueeze(1)  # (batch, 1, steps)
+        index = lambda i: i.unsqueeze(1).expand(-1, self.bands, -1)  # noqa: E731
+        values = acf.gather(2, index(below)) * (1 - weight) + acf.gather(2, index(above)) * weight
+        values = values * (lags < n - 1).unsqueeze(1)
+        return period / self.frame_rate, values  # seconds per beat, (batch, bands, steps)
 
 
 class ShortChunkResNet(nn.Module):
@@ -87,15 +118,17 @@ class ShortChunkResNet(nn.Module):
 
     ``(batch, n_mels, frames) -> (batch, embedding_dim)``. Channels double at blocks 3 and 7 as in the
     paper (width 128 there; smaller widths train on a CPU). ``rhythm_lags > 0`` adds `RhythmFeatures`
-    beside the pooled CNN vector (our addition; off, the model is the paper's).
+    (spectrogram ``frame_rate`` frames per second) beside the pooled CNN vector (our addition; off, the
+    model is the paper's).
     """
 
-    def __init__(self, width: int = 128, embedding_dim: int = 512, n_blocks: int = 7, rhythm_lags: int = 0):
+    def __init__(self, width: int = 128, embedding_dim: int = 512, n_blocks: int = 7, rhythm_lags: int = 0,
+                 frame_rate: float = 0.0):
         super().__init__()
         channels = [1, width, width] + [2 * width] * (n_blocks - 3) + [4 * width]
         self.input_norm = nn.BatchNorm2d(1)
         self.blocks = nn.Sequential(*[_ResBlock(c_in, c_out) for c_in, c_out in itertools.pairwise(channels)])
-        self.rhythm = _rhythm_branch(rhythm_lags, 4 * width)
+        self.rhythm = _rhythm_branch(rhythm_lags, frame_rate, 4 * width)
         rhythm_dim = 4 * width if self.rhythm is not None else 0
         self.project = nn.Sequential(nn.Linear(channels[-1] + rhythm_dim, embedding_dim),
                                      nn.BatchNorm1d(embedding_dim), nn.ReLU())
@@ -108,23 +141,23 @@ class ShortChunkResNet(nn.Module):
         return self.project(x)
 
 
-def _rhythm_branch(lags: int, dim: int) -> nn.Module | None:
+def _rhythm_branch(lags: int, frame_rate: float, dim: int) -> nn.Module | None:
     if lags <= 0:
         return None
-    features = RhythmFeatures(lags)
+    features = RhythmFeatures(lags, frame_rate)
     return nn.Sequential(features, nn.Linear(features.dim, dim), nn.ReLU())
 
 
 class TinyCNN(nn.Module):
     """Two convolutions and a pooled projection: for tests and smoke runs, not for results."""
 
-    def __init__(self, width: int = 8, embedding_dim: int = 32, rhythm_lags: int = 0):
+    def __init__(self, width: int = 8, embedding_dim: int = 32, rhythm_lags: int = 0, frame_rate: float = 0.0):
         super().__init__()
         self.input_norm = nn.BatchNorm2d(1)
         self.conv = nn.Sequential(
             nn.Conv2d(1, width, 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU())
-        self.rhythm = _rhythm_branch(rhythm_lags, 4 * width)
+        self.rhythm = _rhythm_branch(rhythm_lags, frame_rate, 4 * width)
         rhythm_dim = 4 * width if self.rhythm is not None else 0
         self.project = nn.Sequential(nn.Linear(4 * width + rhythm_dim, embedding_dim), nn.ReLU())
 
@@ -306,7 +339,8 @@ class AudioTagger(TaggerBase):
         if rhythm_seconds < 0:
             raise ValueError(f"rhythm_seconds must be >= 0, got {rhythm_seconds}")
         self.backbone = BACKBONES[backbone](width=width, embedding_dim=embedding_dim,
-                                            rhythm_lags=round(rhythm_seconds * sample_rate / hop_length))
+                                            rhythm_lags=round(rhythm_seconds * sample_rate / hop_length),
+                                            frame_rate=sample_rate / hop_length)
         self._init_heads(vocab, embedding_dim, dropout)
 
     def forward_features(self, wave: torch.Tensor) -> torch.Tensor:

@@ -25,17 +25,24 @@ def test_chunk_grid_covers_the_track_evenly():
     assert chunk_starts(10_000, 1000, max_chunks=4) == [0, 3000, 6000, 9000]
 
 
-def test_rhythm_features_peak_at_the_onset_period():
-    spec = torch.full((1, 8, 200), -80.0)
-    spec[:, :, ::25] = 0.0  # an onset every 25 frames in every band
-    spec[:, :4, 12::50] = -20.0  # and a weaker off-beat in the low bands only
+def test_rhythm_features_peak_at_the_onset_period_and_read_it_relative_to_the_beat():
+    spec = torch.full((1, 8, 600), -80.0)
+    spec[:, :, ::25] = -40.0  # an onset every 25 frames (0.5 s at 50 frames/s) in every band
+    spec[:, :, ::75] = 0.0  # accents every third beat: a bar of 3
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        acf = RhythmFeatures(lags=60, bands=2)(spec)
-    assert acf.dtype == torch.float32 and acf.shape == (1, 120)
-    bands = acf.view(2, 60)
-    assert int(bands[1].argmax()) + 1 == 25  # lag of the beat period (lags start at 1)
-    assert bands[1, 24] > 0.8 and bands[1, 49] > 0.6  # beat and two beats
-    assert bands[0, 11] > bands[1, 11]  # the off-beat shows in the band that has it
+        features = RhythmFeatures(lags=60, frame_rate=50.0, bands=2)(spec)
+    assert features.dtype == torch.float32 and features.shape == (1, 2 * (60 + 36) + 1)
+    by_lag = features[0, :120].view(2, 60)
+    assert by_lag[1, 24] > 0.5 > by_lag[1, 11]  # a peak at the beat (lags start at 1), nothing between beats
+    by_beat = features[0, 120:192].view(2, 36)
+    assert features[0, -1] == pytest.approx(0.5)  # seconds per beat
+    beats = by_beat[:, 5::6]  # at 1, 2, ... 6 beats
+    assert (beats[:, 2] > beats[:, 1]).all() and (beats[:, 2] > beats[:, 3]).all()  # the bar of 3 stands out
+    three_quarter_time = beats[0].clone()
+    spec[:, :, ::75] = -40.0
+    spec[:, :, ::100] = 0.0  # the same beat with a bar of 4
+    four = RhythmFeatures(lags=60, frame_rate=50.0, bands=2)(spec)[0, 120:192].view(2, 36)[0, 5::6]
+    assert four[3] > four[2] and three_quarter_time[2] > three_quarter_time[3]
 
 
 def test_shapes_and_heads():
