@@ -53,13 +53,13 @@ class RhythmFeatures(nn.Module):
 
     ``(batch, n_mels, frames) -> (batch, dim)``: the autocorrelation at lags 1..``lags`` frames (each
     band normalised by lag 0), then the same curves read at fractions of the estimated beat period (every
-    1/6 beat up to 6 beats) and that period itself. A max-pooled CNN keeps texture and loses periodicity;
+    1/6 beat up to 8 beats) and that period itself. A max-pooled CNN keeps texture and loses periodicity;
     these curves keep it: peaks at the beat period (tempo), at the bar period where accents repeat
     (meter: 3, 3.5, 4 or 5 beats) and at uneven off-beat lags (swing). Read relative to the beat, a meter
     looks the same at every tempo. The classic tempogram cue, from the model's own log-mel.
     """
 
-    BEAT_STEPS = 36  # 1/6-beat steps up to 6 beats: triplet swing and bars of up to 6 beats
+    BEAT_STEPS = 48  # 1/6-beat steps up to 8 beats: triplet swing, and bars up to 7 pulses (7/8) and beyond
     BEAT_RANGE = (0.3, 1.5)  # seconds: 40 to 200 beats per minute
 
     def __init__(self, lags: int, frame_rate: float, bands: int = 3):
@@ -91,7 +91,7 @@ class RhythmFeatures(nn.Module):
 
     def _beat_relative(self, acf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The beat period (frames, the strongest summed peak in the tempo range) and the autocorrelation
-        at 1/6, 2/6, ... 36/6 of it, linearly interpolated; zero past the curve's end."""
+        at 1/6, 2/6, ... 48/6 of it, linearly interpolated; zero past the curve's end."""
         n = acf.shape[2]
         low = max(1, round(self.BEAT_RANGE[0] * self.frame_rate))
         high = min(n - 1, round(self.BEAT_RANGE[1] * self.frame_rate))

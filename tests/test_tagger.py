@@ -31,17 +31,17 @@ def test_rhythm_features_peak_at_the_onset_period_and_read_it_relative_to_the_be
     spec[:, :, ::75] = 0.0  # accents every third beat: a bar of 3
     with torch.autocast("cpu", dtype=torch.bfloat16):
         features = RhythmFeatures(lags=60, frame_rate=50.0, bands=2)(spec)
-    assert features.dtype == torch.float32 and features.shape == (1, 2 * (60 + 36) + 1)
+    assert features.dtype == torch.float32 and features.shape == (1, 2 * (60 + 48) + 1)
     by_lag = features[0, :120].view(2, 60)
     assert by_lag[1, 24] > 0.5 > by_lag[1, 11]  # a peak at the beat (lags start at 1), nothing between beats
-    by_beat = features[0, 120:192].view(2, 36)
+    by_beat = features[0, 120:216].view(2, 48)
     assert features[0, -1] == pytest.approx(0.5)  # seconds per beat
-    beats = by_beat[:, 5::6]  # at 1, 2, ... 6 beats
+    beats = by_beat[:, 5::6]  # at 1, 2, ... 8 beats
     assert (beats[:, 2] > beats[:, 1]).all() and (beats[:, 2] > beats[:, 3]).all()  # the bar of 3 stands out
     three_quarter_time = beats[0].clone()
     spec[:, :, ::75] = -40.0
     spec[:, :, ::100] = 0.0  # the same beat with a bar of 4
-    four = RhythmFeatures(lags=60, frame_rate=50.0, bands=2)(spec)[0, 120:192].view(2, 36)[0, 5::6]
+    four = RhythmFeatures(lags=60, frame_rate=50.0, bands=2)(spec)[0, 120:216].view(2, 48)[0, 5::6]
     assert four[3] > four[2] and three_quarter_time[2] > three_quarter_time[3]
 
 
