@@ -95,15 +95,17 @@ class CatalogDataModule(pl.LightningDataModule):
         vocab: label vocabulary JSON; default ``vocab.json`` beside the manifest.
         sample_rate: rate the model expects (linked from the model's config by ``train.py``).
         clip_seconds: training crop length (linked from the model's ``chunk_seconds``).
-        cache_audio: decode every track once into an Arrow cache beside the manifest (keyed by the
-            sample rate and the files' sizes and times); worth it when the decoded catalog fits on disk.
+        cache_audio: decode every track once into an Arrow cache (keyed by the sample rate and the files'
+            paths, sizes and times); worth it when the decoded catalog fits on disk.
+        cache_dir: where that cache goes; default ``coldtag-audio`` in the Hugging Face datasets cache
+            (``HF_DATASETS_CACHE``), never the catalog's own folder, which may be read-only or shared.
         predict_split: which tracks ``predict`` runs on: a split name or ``"all"``.
     """
 
     def __init__(self, manifest: str, vocab: str | None = None, sample_rate: int = 16000,
                  clip_seconds: float = 3.69, batch_size: int = 32, eval_batch_size: int = 16,
-                 num_workers: int = 0, cache_audio: bool = False, predict_split: str = "all",
-                 seed: int = 0):
+                 num_workers: int = 0, cache_audio: bool = False, cache_dir: str | None = None,
+                 predict_split: str = "all", seed: int = 0):
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
             raise ValueError(f"batch sizes must be >= 1, got {batch_size} and {eval_batch_size}")
@@ -115,7 +117,7 @@ class CatalogDataModule(pl.LightningDataModule):
         self.sample_rate = sample_rate
         self.clip_samples = round(clip_seconds * sample_rate)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.num_workers, self.cache_audio = num_workers, cache_audio
+        self.num_workers, self.cache_audio, self.cache_dir = num_workers, cache_audio, cache_dir
         self.predict_split, self.seed = predict_split, seed
         self.tables: dict[str, datasets.Dataset] = {}
         self.skipped: list[str] = []
@@ -156,12 +158,13 @@ class CatalogDataModule(pl.LightningDataModule):
                                            remove_columns=[c for c in ("duration",) if c in table.column_names]))
 
     def _decode_all(self, table: datasets.Dataset) -> datasets.Dataset:
-        key = hashlib.sha256(str(self.sample_rate).encode())
+        key = hashlib.sha256(f"{self.manifest_path.resolve()}:{self.sample_rate}".encode())
         for path in table["audio_path"]:
             stat = os.stat(path) if os.path.exists(path) else None
             key.update(f"{path}:{stat.st_size if stat else -1}:{stat.st_mtime_ns if stat else -1}".encode())
-        cache_dir = self.manifest_path.parent / ".cache"
-        cache_dir.mkdir(exist_ok=True)
+        cache_dir = Path(self.cache_dir or os.environ.get("HF_DATASETS_CACHE", datasets.config.HF_DATASETS_CACHE)
+                         ) / "coldtag-audio"
+        cache_dir.mkdir(parents=True, exist_ok=True)
 
         def decode(path: str) -> dict:
             try:
