@@ -24,8 +24,11 @@ test: setup
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 demo: setup $(RUNS)/tagger/tagger_vs_baseline.md $(RUNS)/multimodal/modalities.md $(RUNS)/recsys/baselines.md \
-      $(RUNS)/fusion/ablation.md
-	@for table in $^; do case $$table in *.md) echo; echo "== $$table"; cat $$table;; esac; done
+      $(RUNS)/fusion/table.png $(RUNS)/coldstart_example.json
+	@for table in $(RUNS)/tagger/tagger_vs_baseline.md $(RUNS)/multimodal/modalities.md \
+	    $(RUNS)/recsys/baselines.md $(RUNS)/fusion/table.md; do echo; echo "== $$table"; cat $$table; done
+	@echo; echo "== a cold-start track through the packaged pipeline ($(RUNS)/coldstart_example.json)"
+	@cat $(RUNS)/coldstart_example.txt
 
 # 1. The toy catalog: audio, lyrics, covers, labels, listening data.
 $(DATA)/manifest.parquet:
@@ -58,3 +61,17 @@ $(RUNS)/multimodal/modalities.md: $(RUNS)/multimodal/model/model.safetensors
 # 4. Collaborative factors on warm tracks, true factors of the cold ones, and the baselines.
 $(RUNS)/recsys/baselines.md: $(DATA)/manifest.parquet
 	$(PY) -m recsys coldstart --catalog $(DATA) --out $(RUNS)/recsys
+
+# 5. Content -> factors: every row of the Oramas, Nieto et al. (2017) ablation, then the packaged pipeline
+#    (the best content row a new track can run) on one cold-test track.
+$(RUNS)/fusion/table.png: $(RUNS)/features.npz $(RUNS)/recsys/baselines.md
+	$(PY) -m fusion ablation --catalog $(DATA) --features $(RUNS)/features.npz --recsys $(RUNS)/recsys \
+	    --out $(RUNS)/fusion
+
+$(RUNS)/pipeline/pipeline.json: $(RUNS)/fusion/table.png $(RUNS)/multimodal/model/model.safetensors
+	$(PY) -m fusion package --tagger $(RUNS)/tagger/model --multimodal $(RUNS)/multimodal/model \
+	    --recsys $(RUNS)/recsys --ablation $(RUNS)/fusion --out $(RUNS)/pipeline
+
+$(RUNS)/coldstart_example.json: $(RUNS)/pipeline/pipeline.json
+	$(PY) scripts/coldstart_example.py --catalog $(DATA) --pipeline $(RUNS)/pipeline --out $@ \
+	    > $(RUNS)/coldstart_example.txt
