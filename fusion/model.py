@@ -5,6 +5,10 @@ Oramas, Nieto, Sordo & Serra, "A Deep Multimodal Approach for Cold-start Music R
 concatenated and mapped by one dense layer to the factor dimension, L2-normalised, trained with the
 cosine distance to the item factors of weighted matrix factorisation. A track that lacks an input
 (no lyrics, no cover) has that branch's output set to zero, so one model serves every subset.
+
+`AudioFactorRegressor` is the paper's end-to-end audio row (after van den Oord, Dieleman & Schrauwen,
+"Deep content-based music recommendation", NeurIPS 2013): a CNN on spectrogram patches that regresses
+the factors directly, here the project's front-end and short-chunk ResNet with a linear head.
 """
 
 from __future__ import annotations
@@ -16,6 +20,13 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from tagging.frontend import Frontend
+from tagging.models import ShortChunkResNet, chunk_starts
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+POOLINGS = ("centre", "track")
 
 
 def cosine_distance(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -81,17 +92,102 @@ class LateFusionRegressor(nn.Module):
         return F.normalize(self.output(torch.cat(parts, dim=1)), dim=1)  # (batch, n_factors)
 
     def save_pretrained(self, directory: str | Path) -> None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()},
-                  directory / "model.safetensors")
-        (directory / "config.json").write_text(json.dumps(self.config, indent=2))
+        _save(self, directory)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> LateFusionRegressor:
-        directory = Path(directory)
-        if not (directory / "config.json").is_file() or not (directory / "model.safetensors").is_file():
-            raise FileNotFoundError(f"{directory}: not a saved LateFusionRegressor")
-        model = cls(**json.loads((directory / "config.json").read_text()))
-        model.load_state_dict(load_file(directory / "model.safetensors", device=map_location))
-        return model.eval()
+        return _load(cls, directory, map_location)
+
+
+class AudioFactorRegressor(nn.Module):
+    """Waveform patches ``(batch, patch_samples)`` at ``sample_rate`` -> ``(batch, n_factors)`` unit vectors.
+
+    Trained on random patches of ``patch_seconds``; `predict_tracks` scores whole tracks either by their
+    centre patch (the paper's "patches" row) or by the mean over the fixed chunk grid of
+    `tagging.models.chunk_starts`, re-normalised (its "full track" row).
+
+    Args:
+        n_factors: dimension of the collaborative factors to regress.
+        sample_rate, n_fft, hop_length, n_mels: the log-mel front-end (`tagging.frontend.Frontend`).
+        width, embedding_dim: the short-chunk ResNet backbone.
+        dropout: before the linear head (0.5 in the paper).
+        patch_seconds: length of one patch.
+        max_chunks: thin the full-track grid to this many patches (None: every patch).
+    """
+
+    def __init__(self, n_factors: int, sample_rate: int = 16000, n_fft: int = 512, hop_length: int = 256,
+                 n_mels: int = 96, width: int = 32, embedding_dim: int = 256, dropout: float = 0.5,
+                 patch_seconds: float = 3.0, max_chunks: int | None = None):
+        super().__init__()
+        if n_factors < 1:
+            raise ValueError(f"n_factors must be >= 1, got {n_factors}")
+        if patch_seconds <= 0:
+            raise ValueError(f"patch_seconds must be > 0, got {patch_seconds}")
+        if max_chunks is not None and max_chunks < 1:
+            raise ValueError(f"max_chunks must be >= 1 or None, got {max_chunks}")
+        self.config = {"n_factors": n_factors, "sample_rate": sample_rate, "n_fft": n_fft,
+                       "hop_length": hop_length, "n_mels": n_mels, "width": width, "embedding_dim": embedding_dim,
+                       "dropout": dropout, "patch_seconds": patch_seconds, "max_chunks": max_chunks}
+        self.sample_rate = sample_rate
+        self.patch_samples = round(patch_seconds * sample_rate)
+        self.max_chunks = max_chunks
+        self.frontend = Frontend(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
+        self.backbone = ShortChunkResNet(width=width, embedding_dim=embedding_dim)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(embedding_dim, n_factors))
+
+    def forward_features(self, wave: torch.Tensor) -> torch.Tensor:
+        """``(batch, time) -> (batch, embedding_dim)``."""
+        return self.backbone(self.frontend(wave))
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.head(self.forward_features(wave)), dim=1)  # (batch, n_factors)
+
+    def predict_tracks(self, waves: torch.Tensor, lengths: torch.Tensor | None = None, pooling: str = "track",
+                       chunk_batch: int = 64) -> torch.Tensor:
+        """Whole tracks ``(tracks, time)`` (zero-padded, true ``lengths``) -> ``(tracks, n_factors)``.
+
+        ``pooling="centre"``: the patch in the middle of each track; ``"track"``: the mean of the unit
+        predictions over the track's chunk grid, re-normalised.
+        """
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if lengths is None:
+            lengths = torch.full((len(waves),), waves.shape[1], dtype=torch.long)
+        max_chunks = 1 if pooling == "centre" else self.max_chunks
+        patches, owner = [], []
+        for track, length in enumerate(lengths.tolist()):
+            if length == 0:
+                raise ValueError(f"track {track} has no samples")
+            for start in chunk_starts(length, self.patch_samples, max_chunks):
+                piece = waves[track, start:min(start + self.patch_samples, length)]
+                patches.append(F.pad(piece, (0, self.patch_samples - len(piece))))
+                owner.append(track)
+        owner = torch.tensor(owner, device=waves.device)
+        total = waves.new_zeros(len(waves), self.config["n_factors"], dtype=torch.float32)
+        for begin in range(0, len(patches), chunk_batch):
+            total.index_add_(0, owner[begin:begin + chunk_batch], self(torch.stack(patches[begin:begin + chunk_batch])))
+        return F.normalize(total, dim=1)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        _save(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> AudioFactorRegressor:
+        return _load(cls, directory, map_location)
+
+
+def _save(model: nn.Module, directory: str | Path) -> None:
+    """Weights as safetensors, the constructor's arguments as JSON beside them."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, directory / WEIGHTS_FILE)
+    (directory / CONFIG_FILE).write_text(json.dumps(model.config, indent=2))
+
+
+def _load(cls, directory: str | Path, map_location: str):
+    directory = Path(directory)
+    if not (directory / CONFIG_FILE).is_file() or not (directory / WEIGHTS_FILE).is_file():
+        raise FileNotFoundError(f"{directory}: not a saved {cls.__name__} (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
+    model = cls(**json.loads((directory / CONFIG_FILE).read_text()))
+    model.load_state_dict(load_file(directory / WEIGHTS_FILE, device=map_location))
+    return model.to(map_location).eval()

@@ -1,0 +1,153 @@
+"""Command line: ``python -m fusion ablation | package | coldstart``.
+
+    python -m fusion ablation --catalog data/demo --features runs/demo/features.npz \
+        --recsys runs/demo/recsys --out runs/demo/fusion
+    python -m fusion package --tagger runs/demo/tagger/model --ablation runs/demo/fusion \
+        --recsys runs/demo/recsys --out runs/demo/pipeline
+    python -m fusion coldstart --pipeline runs/demo/pipeline --audio new.mp3 [--lyrics new.txt] [--cover new.jpg]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from fusion.data import CONTENT_INPUTS
+
+
+def main(args: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fusion", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    ablation = commands.add_parser("ablation", help="train every row of the ablation and write its table")
+    ablation.add_argument("--catalog", type=Path, required=True, help="folder with manifest.parquet, vocab.json")
+    ablation.add_argument("--features", type=Path, required=True, help="features .npz of python -m tagging.features")
+    ablation.add_argument("--recsys", type=Path, required=True, help="output folder of python -m recsys coldstart")
+    ablation.add_argument("--out", type=Path, required=True)
+    ablation.add_argument("--seed", type=int, default=0)
+    ablation.add_argument("--threads", type=int, default=1, help="torch threads (one is fastest on a busy machine)")
+    ablation.add_argument("--skip-audio", action="store_true", help="leave out the end-to-end audio rows (slow)")
+    ablation.add_argument("--batch-size", type=int, default=256)
+    ablation.add_argument("--hidden", type=int, default=256)
+    ablation.add_argument("--max-epochs", type=int, default=300)
+    ablation.add_argument("--patience", type=int, default=20)
+    ablation.add_argument("--audio-batch-size", type=int, default=64)
+    ablation.add_argument("--audio-width", type=int, default=32)
+    ablation.add_argument("--audio-patch-seconds", type=float, default=3.0)
+    ablation.add_argument("--audio-patches-per-track", type=int, default=1)
+    ablation.add_argument("--audio-max-epochs", type=int, default=50)
+    ablation.add_argument("--audio-patience", type=int, default=8)
+
+    package = commands.add_parser("package", help="bundle tagger, fusion model and recommender into a pipeline")
+    package.add_argument("--tagger", type=Path, required=True, help="save_pretrained AudioTagger directory")
+    package.add_argument("--multimodal", type=Path, help="save_pretrained MultimodalTagger directory (optional)")
+    package.add_argument("--recsys", type=Path, required=True, help="output folder of python -m recsys coldstart")
+    which = package.add_mutually_exclusive_group(required=True)
+    which.add_argument("--fusion", type=Path, help="save_pretrained LateFusionRegressor directory")
+    which.add_argument("--ablation", type=Path,
+                       help="ablation output: take the row of lowest validation cosine distance a new track can run")
+    package.add_argument("--out", type=Path, required=True)
+    package.add_argument("--lyrics-model", default=None, help="local transformer directory (default: MiniLM)")
+    package.add_argument("--cover-arch", default="efficientnet_lite0")
+    package.add_argument("--cover-weights", default=None, help="local state dict (default: packaged ImageNet)")
+    package.add_argument("--cover-size", type=int, default=224)
+    package.add_argument("--n-users", type=int, default=10)
+    package.add_argument("--n-tracks", type=int, default=10)
+
+    cold = commands.add_parser("coldstart", help="tags, factors, users and similar tracks of a new track (JSON)")
+    cold.add_argument("--pipeline", type=Path, required=True)
+    cold.add_argument("--audio", type=Path)
+    cold.add_argument("--lyrics", type=Path)
+    cold.add_argument("--cover", type=Path)
+
+    options = parser.parse_args(args)
+    if options.command == "coldstart" and not (options.audio or options.lyrics or options.cover):
+        parser.error("coldstart needs at least one of --audio, --lyrics, --cover")
+    return {"ablation": _ablation, "package": _package, "coldstart": _coldstart}[options.command](options)
+
+
+def _ablation(options: argparse.Namespace) -> int:
+    from datasets import disable_progress_bars
+
+    from fusion.ablation import ROWS, AudioSettings, DataPaths, FusionSettings, markdown, run_ablation
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    disable_progress_bars()  # the audio cache's filter bars, one per split
+    # Lightning's banners (accelerators, tips) say nothing about the rows; its warnings still show.
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    rows = tuple(row for row in ROWS if row.inputs or not options.skip_audio)
+    fusion = FusionSettings(batch_size=options.batch_size, hidden=options.hidden, max_epochs=options.max_epochs,
+                            patience=options.patience)
+    audio = AudioSettings(batch_size=options.audio_batch_size, width=options.audio_width,
+                          patch_seconds=options.audio_patch_seconds,
+                          patches_per_track=options.audio_patches_per_track, max_epochs=options.audio_max_epochs,
+                          patience=options.audio_patience)
+    started = time.perf_counter()
+    table = run_ablation(DataPaths(options.catalog, options.features, options.recsys), options.out, rows, fusion,
+                         audio, options.seed, threads=options.threads)
+    print(markdown(table))
+    print(f"\nwall time {time.perf_counter() - started:.0f} s; wrote {options.out}/table.md, table.csv, table.png, "
+          f"rows.json")
+    return 0
+
+
+def _package(options: argparse.Namespace) -> int:
+    from fusion.model import LateFusionRegressor
+    from fusion.pipeline import ColdStartPipeline
+    from recsys import ColdStartSplit, Recommender
+    from tagging.models import AudioTagger
+    from tagging.multimodal import MultimodalTagger
+
+    fusion_dir = options.fusion or best_content_row(options.ablation)
+    split = ColdStartSplit.load(options.recsys / "coldstart.npz")
+    # Every item with plays is in the catalog, the cold ones by their fold-in factors; an item nobody
+    # played has no direction and is left out.
+    played = np.linalg.norm(split.item_factors, axis=1) > 0
+    recommender = Recommender(split.user_factors, split.item_factors[played], split.user_ids,
+                              split.item_ids[played], params=split.params)
+    multimodal = MultimodalTagger.from_pretrained(options.multimodal) if options.multimodal else None
+    pipeline = ColdStartPipeline(AudioTagger.from_pretrained(options.tagger),
+                                 LateFusionRegressor.from_pretrained(fusion_dir), recommender, multimodal,
+                                 lyrics_model=options.lyrics_model, cover_arch=options.cover_arch,
+                                 cover_weights=options.cover_weights, cover_size=options.cover_size,
+                                 n_users=options.n_users, n_tracks=options.n_tracks)
+    pipeline.save_pretrained(options.out)
+    print(f"{options.out}: fusion {fusion_dir} (inputs {pipeline.fusion.inputs}), {recommender.n_users} users, "
+          f"{recommender.n_items} catalog tracks, tags from {'multimodal' if multimodal else 'audio'} tagger")
+    return 0
+
+
+def best_content_row(ablation: Path) -> Path:
+    """The model of the fusion row with the lowest *validation* cosine distance among those a new track
+    can run (no annotated input); the test split plays no part in the choice."""
+    rows_file = ablation / "rows.json"
+    if not rows_file.is_file():
+        raise FileNotFoundError(f"{rows_file}: not found; run python -m fusion ablation first")
+    rows = [row for row in json.loads(rows_file.read_text())
+            if row["inputs"] and set(row["inputs"]) <= set(CONTENT_INPUTS)]
+    if not rows:
+        raise ValueError(f"{rows_file}: no fusion row runs on content alone")
+    best = min(rows, key=lambda row: row["val"]["cosine_distance"])
+    return Path(best["dir"]) / "model"
+
+
+def _coldstart(options: argparse.Namespace) -> int:
+    from fusion.pipeline import ColdStartPipeline
+
+    pipeline = ColdStartPipeline.from_pretrained(options.pipeline)
+    record = pipeline(audio=options.audio, lyrics=options.lyrics, cover=options.cover)
+    print(json.dumps(record, indent=2))
+    return 0 if record["factors"] is not None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,373 @@
+"""The ablation of Oramas, Nieto et al. (DLRS 2017) on a catalog: one content -> factors model per row,
+trained on the warm items' WMF factors, early-stopped on the cold_val items, scored on cold_test.
+
+Every row is a `LateFusionRegressor` over some inputs of `fusion.data`, except the two audio rows: one
+end-to-end `AudioFactorRegressor`, tested on one centre patch per track ("patches") and on the mean
+over each whole track ("full track"). A trained model is cached in ``out/units/<kind>-<key>``, the key
+hashing its settings and the bytes of the files it learnt from, so a re-run reuses finished rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import EarlyStopping
+from pytorch_lightning.loggers import CSVLogger
+
+from fusion.data import (
+    AudioFactorDataset,
+    FeatureFactorDataset,
+    assemble,
+    catalog_sources,
+    collate_waves,
+    trainable,
+)
+from fusion.lightning import FactorDataModule, FactorRegressionModule
+from fusion.model import AudioFactorRegressor, LateFusionRegressor
+from recsys import ColdStartSplit, baseline_metrics
+from tagging.data import CatalogDataModule, TrackDataset
+from tagging.features import TrackFeatures
+from tagging.labels import LabelSpace, read_manifest
+
+log = logging.getLogger(__name__)
+
+RESULT_FILE = "result.json"
+ROWS_FILE = "rows.json"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: the fusion inputs of its model (none: the end-to-end audio CNN), and for the
+    audio CNN how a whole track is scored at test (``"centre"`` patch or ``"track"`` mean)."""
+
+    name: str
+    inputs: tuple[str, ...] = ()
+    pooling: str = "track"
+
+
+_AMG = ("audio", "mlg", "genre")
+ROWS = (
+    Row("Audio (patches)", pooling="centre"),
+    Row("Audio (full track)"),
+    Row("Audio (tagger embedding)", ("audio",)),
+    Row("MGP (annotated attributes)", ("mgp",)),
+    Row("MLG (predicted attributes)", ("mlg",)),
+    Row("Audio + MLG", ("audio", "mlg")),
+    Row("Audio + MLG + genres", _AMG),
+    Row("Audio + MLG + genres + lyrics", (*_AMG, "lyrics")),
+    Row("Audio + MLG + genres + cover", (*_AMG, "cover")),
+    Row("All content (+ moods, lyrics, cover)", (*_AMG, "mood", "lyrics", "cover")),
+)
+
+
+@dataclass(frozen=True)
+class FusionSettings:
+    """Late-fusion rows: the paper's 50 % dropout and Adam defaults; 256 tracks per batch for attributes."""
+
+    hidden: int = 256
+    dropout: float = 0.5
+    batch_size: int = 256
+    lr: float = 1e-3
+    max_epochs: int = 300
+    patience: int = 20
+
+
+@dataclass(frozen=True)
+class AudioSettings:
+    """The end-to-end audio row: patches of ``patch_seconds``, 64 per batch as in the paper, which drew 3
+    patches per track and epoch (``patches_per_track``)."""
+
+    sample_rate: int = 16000
+    n_mels: int = 96
+    width: int = 32
+    embedding_dim: int = 256
+    dropout: float = 0.5
+    patch_seconds: float = 3.0
+    patches_per_track: int = 1
+    batch_size: int = 64
+    lr: float = 1e-3
+    max_epochs: int = 50
+    patience: int = 8
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    """Where an ablation reads from: the catalog folder, the cached features and the cold-start split."""
+
+    catalog: Path
+    features: Path
+    recsys: Path
+
+    @property
+    def manifest(self) -> Path:
+        return self.catalog / "manifest.parquet"
+
+    @property
+    def vocab(self) -> Path:
+        return self.catalog / "vocab.json"
+
+    @property
+    def coldstart(self) -> Path:
+        return self.recsys / "coldstart.npz"
+
+    def check(self) -> None:
+        for path in (self.manifest, self.vocab, self.features, self.coldstart):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: not found (see `python -m fusion ablation --help`)")
+
+
+def run_ablation(paths: DataPaths, out: str | Path, rows: tuple[Row, ...] = ROWS,
+                 fusion: FusionSettings = FusionSettings(), audio: AudioSettings = AudioSettings(), seed: int = 0,
+                 ks: tuple[int, ...] = (50,), map_k: int = 500, threads: int = 1) -> pd.DataFrame:
+    """Train (or reuse) every row, then write ``table.md``, ``table.csv``, ``table.png`` and ``rows.json``
+    into ``out``; returns the table (rows, then the baselines of `recsys.baseline_metrics`).
+
+    ``threads``: torch threads while training. The fusion models are small: on a machine whose cores are
+    busy with other work, one thread ran them 3-4 times faster than two (threads waiting on each other).
+    """
+    with torch_threads(threads):
+        return _run(paths, Path(out), rows, fusion, audio, seed, ks, map_k)
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run the block with ``n`` torch threads, then restore the previous number."""
+    if n < 1:
+        raise ValueError(f"threads must be >= 1, got {n}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run(paths: DataPaths, out: Path, rows: tuple[Row, ...], fusion: FusionSettings, audio: AudioSettings,
+         seed: int, ks: tuple[int, ...], map_k: int) -> pd.DataFrame:
+    paths.check()
+    split = ColdStartSplit.load(paths.coldstart)
+    digest = {path.name: _file_digest(path) for path in (paths.manifest, paths.vocab, paths.coldstart)}
+    feature_digest = _file_digest(paths.features)
+    content = None  # sources and presence masks, loaded on the first fusion row that is not cached
+    units: dict[str, dict] = {}
+    keys: dict[Row, str] = {}
+    for row in rows:
+        is_audio = not row.inputs
+        settings = dataclasses.asdict(audio if is_audio else fusion)
+        config = {"inputs": list(row.inputs), "settings": settings, "seed": seed, "ks": list(ks), "map_k": map_k,
+                  "data": digest if is_audio else {**digest, paths.features.name: feature_digest}}
+        key = keys[row] = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+        unit_dir = out / "units" / f"{'audio-cnn' if is_audio else '+'.join(row.inputs)}-{key}"
+        if key not in units:
+            cached = _read_result(unit_dir, key)
+            if cached is not None:
+                log.info("%s: reused %s", row.name, unit_dir)
+            else:
+                log.info("%s: training ...", row.name)
+                if is_audio:
+                    cached = _train_audio(paths, split, AudioSettings(**settings), seed, ks, map_k, unit_dir)
+                else:
+                    if content is None:
+                        content = catalog_sources(TrackFeatures.load(paths.features), read_manifest(paths.manifest),
+                                                  LabelSpace.from_json(paths.vocab), split.item_ids)
+                    cached = train_fusion(row.inputs, split, content, fusion, seed, ks, map_k, unit_dir)
+                cached |= {"key": key, "config": config}
+                _write_json(unit_dir / RESULT_FILE, cached)
+            units[key] = cached | {"dir": str(unit_dir)}
+        result = units[key]
+        test = result["test_centre" if row.pooling == "centre" else "test"]
+        log.info("%s: cosine distance %.4f, recall@%d %.4f (%d epochs)", row.name, test["cosine_distance"],
+                 ks[0], test[f"recall@{ks[0]}"], result["epochs"])
+    summary = [{"name": row.name, "inputs": list(row.inputs), "pooling": row.pooling,
+                **{k: v for k, v in units[keys[row]].items() if k != "config"}} for row in rows]
+    table = _table(rows, summary, baseline_metrics(split, ks, map_k, subset="cold_test", seed=seed), ks, map_k)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / ROWS_FILE, summary)
+    table.to_csv(out / "table.csv")
+    (out / "table.md").write_text(markdown(table) + "\n")
+    bar_chart(table, out / "table.png", ks[0])
+    return table
+
+
+def train_fusion(inputs: tuple[str, ...], split: ColdStartSplit,
+                 content: tuple[dict[str, np.ndarray], dict[str, np.ndarray]], settings: FusionSettings, seed: int,
+                 ks: tuple[int, ...], map_k: int, unit_dir: Path) -> dict:
+    """Fit a `LateFusionRegressor` on the named inputs, early-stopped on cold_val, and test it on cold_test.
+
+    ``content`` is ``(sources, presence)`` row-aligned with ``split.item_ids`` (`fusion.data.catalog_sources`).
+    The best model goes to ``unit_dir/model``, Lightning's CSV log to ``unit_dir/logs``. Returns epochs,
+    timing, and the ``val`` (best epoch) and ``test`` metrics of `recsys.evaluate_cold_start`.
+    """
+    pl.seed_everything(seed, verbose=False)
+    features, masks = assemble(*content, inputs)
+    datasets = {}
+    for stage, subset in (("train", "warm"), ("val", "cold_val"), ("test", "cold_test")):
+        items = split.items(subset)
+        positions = trainable(split, subset) if stage == "train" else np.arange(len(items))
+        datasets[stage] = FeatureFactorDataset({n: x[items] for n, x in features.items()},
+                                               {n: m[items] for n, m in masks.items()},
+                                               split.item_factors[items], positions)
+    model = LateFusionRegressor({n: x.shape[1] for n, x in features.items()}, split.item_factors.shape[1],
+                                hidden=settings.hidden, dropout=settings.dropout)
+    module = FactorRegressionModule(model, split, lr=settings.lr, ks=ks, map_k=map_k)
+    data = FactorDataModule(datasets, settings.batch_size, eval_batch_size=1024)
+    trainer, result = _fit(module, data, settings.max_epochs, settings.patience, unit_dir,
+                           len(datasets["train"]), settings.batch_size)
+    result["test"] = _test(trainer, module, data)
+    return {"kind": "fusion", **result}
+
+
+def _train_audio(paths: DataPaths, split: ColdStartSplit, settings: AudioSettings, seed: int, ks, map_k,
+                 unit_dir: Path) -> dict:
+    pl.seed_everything(seed, verbose=False)
+    # The tagger's datamodule decodes the catalog once into an Arrow cache beside the manifest; the tagger
+    # at the same sample rate shares it.
+    catalog = CatalogDataModule(str(paths.manifest), vocab=str(paths.vocab), sample_rate=settings.sample_rate,
+                                clip_seconds=settings.patch_seconds, cache_audio=True, seed=seed)
+    catalog.setup()
+    table = catalog.tables["all"]
+    row_of = {str(t): i for i, t in enumerate(table["track_id"])}
+    groups = list(catalog.labels.groups)
+    datasets = {}
+    for stage, subset in (("train", "warm"), ("val", "cold_val"), ("test", "cold_test")):
+        items = split.items(subset)
+        candidates = trainable(split, subset) if stage == "train" else np.arange(len(items))
+        positions = np.array([p for p in candidates if str(split.item_ids[items[p]]) in row_of], dtype=np.int64)
+        rows = [row_of[str(split.item_ids[items[p]])] for p in positions]
+        tracks = TrackDataset(table.select(rows, keep_in_memory=True), groups, settings.sample_rate,
+                              clip_samples=catalog.clip_samples if stage == "train" else None, seed=seed)
+        datasets[stage] = AudioFactorDataset(tracks, split.item_factors[items], positions,
+                                             repeats=settings.patches_per_track if stage == "train" else 1)
+    model = AudioFactorRegressor(split.item_factors.shape[1], sample_rate=settings.sample_rate,
+                                 n_mels=settings.n_mels, width=settings.width, embedding_dim=settings.embedding_dim,
+                                 dropout=settings.dropout, patch_seconds=settings.patch_seconds)
+    module = FactorRegressionModule(model, split, lr=settings.lr, ks=ks, map_k=map_k)
+    data = FactorDataModule(datasets, settings.batch_size, eval_batch_size=16, collate_fn=collate_waves)
+    trainer, result = _fit(module, data, settings.max_epochs, settings.patience, unit_dir,
+                           len(datasets["train"]), settings.batch_size)
+    result["test"] = _test(trainer, module, data)
+    module.pooling, module.test_prefix = "centre", "test/centre"
+    result["test_centre"] = _test(trainer, module, data)
+    return {"kind": "audio", "skipped_audio": len(catalog.skipped), **result}
+
+
+def _fit(module: FactorRegressionModule, data: FactorDataModule, max_epochs: int, patience: int, unit_dir: Path,
+         n_train: int, batch_size: int) -> tuple[pl.Trainer, dict]:
+    if unit_dir.exists():
+        shutil.rmtree(unit_dir)  # a run that died half-way: start that row again
+    batches = max(1, -(-n_train // batch_size))
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=1, max_epochs=max_epochs, deterministic=True, num_sanity_val_steps=0,
+        logger=CSVLogger(unit_dir, name="logs", version=0), log_every_n_steps=min(50, batches),
+        callbacks=[EarlyStopping(monitor="val/cosine_distance", mode="min", patience=patience)],
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        # One process on a shared 2-core machine: loading in the training process is deliberate.
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        trainer.fit(module, datamodule=data)
+    seconds = time.perf_counter() - started
+    epochs = trainer.current_epoch
+    if module.best_epoch >= 0:  # zero epochs (a baseline of the untrained model) keeps the initial weights
+        module.restore_best()
+    module.model.save_pretrained(unit_dir / "model")
+    return trainer, {"epochs": epochs, "best_epoch": module.best_epoch + 1, "fit_seconds": seconds,
+                     "seconds_per_epoch": seconds / max(epochs, 1), "val": module.best_metrics}
+
+
+def _test(trainer: pl.Trainer, module: FactorRegressionModule, data: FactorDataModule) -> dict:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        trainer.test(module, datamodule=data, verbose=False)
+    return module.test_metrics
+
+
+def _table(rows: tuple[Row, ...], summary: list[dict], baselines: dict[str, dict], ks, map_k) -> pd.DataFrame:
+    metrics = [f"recall@{ks[0]}", f"ndcg@{ks[0]}", f"map@{map_k}", "auc"]
+    records = []
+    for row, result in zip(rows, summary, strict=True):
+        test = result["test_centre" if row.pooling == "centre" else "test"]
+        records.append({"model": row.name, "cosine_distance": test["cosine_distance"],
+                        **{m: test[m] for m in metrics}, "epochs": result["epochs"],
+                        "s/epoch": result["seconds_per_epoch"]})
+    for name, values in baselines.items():
+        records.append({"model": name, "cosine_distance": values["cosine_distance"],
+                        **{m: values[m] for m in metrics}})
+    return pd.DataFrame.from_records(records).set_index("model")
+
+
+def markdown(table: pd.DataFrame) -> str:
+    lines = ["| model | " + " | ".join(table.columns) + " |", "|---|" + "---:|" * len(table.columns)]
+    for name, row in table.iterrows():
+        cells = []
+        for column, value in row.items():
+            if pd.isna(value):
+                cells.append("—")
+            elif column == "epochs":
+                cells.append(f"{int(value)}")
+            elif column == "s/epoch":
+                cells.append(f"{value:.2f}")
+            else:
+                cells.append(f"{value:.4f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def bar_chart(table: pd.DataFrame, path: Path, k: int) -> None:
+    """Recall@k and cosine distance per row, baselines in grey and the oracle in green."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(table.index)[::-1]  # first row on top
+    colours = ["tab:green" if n == "oracle" else "0.6" if pd.isna(table.loc[n, "epochs"]) else "tab:blue"
+               for n in names]
+    figure, axes = plt.subplots(1, 2, figsize=(12, 0.4 * len(names) + 1.5), sharey=True)
+    for axis, column, label in ((axes[0], f"recall@{k}", f"Recall@{k} on cold-test items (higher is better)"),
+                                (axes[1], "cosine_distance", "cosine distance to true factors (lower is better)")):
+        values = table.loc[names, column].to_numpy(dtype=float)
+        axis.barh(names, np.nan_to_num(values), color=colours)
+        for y, value in enumerate(values):
+            if not np.isnan(value):
+                axis.text(value, y, f" {value:.3f}", va="center", fontsize=8)
+        axis.set_xlabel(label)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def _read_result(unit_dir: Path, key: str) -> dict | None:
+    path = unit_dir / RESULT_FILE
+    if not path.is_file() or not (unit_dir / "model").is_dir():
+        return None
+    result = json.loads(path.read_text())
+    return result if result.get("key") == key else None
+
+
+def _write_json(path: Path, value) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.partial")
+    staging.write_text(json.dumps(value, indent=2, default=float) + "\n")
+    staging.replace(path)
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

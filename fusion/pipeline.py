@@ -1,0 +1,213 @@
+"""A track nobody has played -> tags, collaborative factors, the users to recommend it to, similar tracks.
+
+`ColdStartPipeline` bundles the packaged audio tagger (and a multimodal tagger if there is one), the
+settings of the frozen lyrics and cover encoders, a `LateFusionRegressor` over inputs a new track can
+have (`fusion.data.CONTENT_INPUTS`) and a `recsys.Recommender` (user factors and the catalog's item
+factors). Everything is saved as safetensors, ``.npz`` (no pickle) and JSON, and loads and runs with
+torch alone, no Lightning::
+
+    pipeline = ColdStartPipeline.from_pretrained("runs/demo/pipeline")
+    record = pipeline(audio="new.mp3", lyrics="new.txt")  # any subset of audio / lyrics / cover
+
+A file that cannot be read becomes an entry of ``record["errors"]``; the other modalities go on.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fusion.data import CONTENT_INPUTS, INPUTS, assemble
+from fusion.model import LateFusionRegressor
+from recsys import Recommender, topk
+from tagging.audio import AudioDecodeError, load_audio
+from tagging.image import CoverEncoder, CoverError, load_cover
+from tagging.models import AudioTagger
+from tagging.multimodal import MultimodalTagger
+from tagging.text import LyricsEncoder, LyricsError, read_lyrics
+
+MODALITIES = ("audio", "lyrics", "cover")
+CONFIG_FILE = "pipeline.json"
+RECOMMENDER_FILE = "recommender.npz"
+
+
+class ColdStartPipeline:
+    """Content of a new track -> a JSON-ready record (see `__call__`).
+
+    Args:
+        tagger: the packaged audio tagger; its embedding and scores are the audio-derived fusion inputs.
+        fusion: content -> factors model in the recommender's latent space.
+        recommender: user factors (whom to recommend to) and catalog item factors (similar tracks).
+        multimodal: tags from audio, lyrics and cover together when given; else tags from the audio tagger.
+        lyrics_model: local transformer directory of the lyrics encoder (None: the packaged MiniLM).
+        cover_arch, cover_weights, cover_size: the cover encoder; without ``cover_weights`` the packaged
+            ImageNet weights of ``efficientnet_lite0`` (so that a reloaded pipeline encodes alike).
+        n_users, n_tracks: how many users and similar tracks a record lists.
+    """
+
+    def __init__(self, tagger: AudioTagger, fusion: LateFusionRegressor, recommender: Recommender,
+                 multimodal: MultimodalTagger | None = None, lyrics_model: str | None = None,
+                 cover_arch: str = "efficientnet_lite0", cover_weights: str | None = None, cover_size: int = 224,
+                 n_users: int = 10, n_tracks: int = 10):
+        unusable = [name for name in fusion.inputs if name not in CONTENT_INPUTS]
+        if unusable:
+            raise ValueError(f"fusion model takes {unusable}, which a new track cannot have; usable inputs: "
+                             f"{list(CONTENT_INPUTS)}")
+        expected = _audio_input_dims(tagger, fusion.inputs)
+        wrong = {name: (fusion.config["input_dims"][name], dim) for name, dim in expected.items()
+                 if fusion.config["input_dims"][name] != dim}
+        if wrong:
+            raise ValueError(f"fusion input sizes do not fit the tagger (fusion, tagger): {wrong}")
+        if fusion.config["n_factors"] != recommender.item_factors.shape[1]:
+            raise ValueError(f"fusion predicts {fusion.config['n_factors']} factors, the recommender has "
+                             f"{recommender.item_factors.shape[1]}")
+        if cover_weights is None and cover_arch != "efficientnet_lite0":
+            raise ValueError(f"cover_arch {cover_arch!r} has no packaged weights: pass cover_weights")
+        if n_users < 1 or n_tracks < 1 or cover_size < 1:
+            raise ValueError(f"n_users, n_tracks and cover_size must be >= 1, got {n_users}, {n_tracks}, "
+                             f"{cover_size}")
+        self.tagger, self.fusion, self.recommender = tagger.eval(), fusion.eval(), recommender
+        self.multimodal = multimodal.eval() if multimodal is not None else None
+        self.config = {"lyrics_model": lyrics_model, "cover_arch": cover_arch, "cover_weights": cover_weights,
+                       "cover_size": cover_size, "n_users": n_users, "n_tracks": n_tracks}
+        self._lyrics: LyricsEncoder | None = None
+        self._cover: CoverEncoder | None = None
+
+    @property
+    def lyrics_encoder(self) -> LyricsEncoder:
+        """Loaded on first use: a pipeline given only audio never pays for the transformer."""
+        if self._lyrics is None:
+            self._lyrics = LyricsEncoder(self.config["lyrics_model"]).eval()
+        return self._lyrics
+
+    @property
+    def cover_encoder(self) -> CoverEncoder:
+        if self._cover is None:
+            weights = self.config["cover_weights"]
+            self._cover = CoverEncoder(self.config["cover_arch"], weights=weights, pretrained=weights is None).eval()
+        return self._cover
+
+    @torch.inference_mode()
+    def __call__(self, audio: str | Path | None = None, lyrics: str | Path | None = None,
+                 cover: str | Path | None = None) -> dict:
+        """Any subset of an audio file, a lyrics file and a cover image (at least one) -> a record:
+
+        ``modalities`` (those read), ``errors`` ({modality or "factors": reason}), ``tags`` (decided tags,
+        probabilities and graded values) and ``tags_from`` (``"multimodal"``, ``"audio"`` or None),
+        ``factors`` (unit vector, or None when no input of the fusion model could be computed), ``users``
+        ([{user_id, score}], best first, score x_uᵀŷ) and ``similar_tracks`` ([{track_id, similarity}],
+        cosine of the factors).
+        """
+        paths = {"audio": audio, "lyrics": lyrics, "cover": cover}
+        if all(path is None for path in paths.values()):
+            raise ValueError(f"give at least one of {MODALITIES}")
+        sources, embeddings, errors = {}, {}, {}
+        audio_scores = None
+        for modality, path in paths.items():
+            if path is None:
+                continue
+            try:
+                if modality == "audio":
+                    outputs = self.tagger.track_outputs(load_audio(path, self.tagger.sample_rate).unsqueeze(0))
+                    embeddings["audio"] = outputs.embedding[0]
+                    audio_scores = {group: value[0] for group, value in outputs.scores.items()}
+                    sources.update({f"scores/{group}": value.numpy()[None] for group, value in audio_scores.items()})
+                elif modality == "lyrics":
+                    encoder = self.lyrics_encoder
+                    embeddings["lyrics"] = encoder(**encoder.tokenize([read_lyrics(path)]))[0]
+                else:
+                    image = load_cover(path, self.config["cover_size"]).unsqueeze(0)
+                    embeddings["cover"] = self.cover_encoder(image)[0]
+            except (AudioDecodeError, LyricsError, CoverError) as error:
+                errors[modality] = str(error)
+        sources.update({m: e.float().numpy()[None] for m, e in embeddings.items()})
+        record = {"modalities": list(embeddings), "errors": errors, **self._tags(embeddings, audio_scores)}
+        usable = [name for name in self.fusion.inputs if INPUTS[name][1] in embeddings]
+        if not usable:
+            if embeddings:
+                errors["factors"] = (f"the fusion model needs one of {self.fusion.inputs}; got only "
+                                     f"{list(embeddings)}")
+            return record | {"factors": None, "users": [], "similar_tracks": []}
+        inputs, _ = assemble(sources, {m: np.ones(1, dtype=bool) for m in embeddings}, usable)
+        factors = self.fusion({n: torch.from_numpy(x) for n, x in inputs.items()})[0].numpy()  # (n_factors,)
+        return record | {"factors": factors.tolist(), **self._neighbours(factors)}
+
+    def _tags(self, embeddings: dict[str, torch.Tensor], audio_scores: dict | None) -> dict:
+        if self.multimodal is not None:
+            known = {m: e for m, e in embeddings.items() if m in self.multimodal.modalities}
+            if known:
+                tags = self.multimodal.annotate(known)
+                tags.pop("modalities")
+                return {"tags": tags, "tags_from": "multimodal"}
+        if audio_scores is not None:
+            return {"tags": self.tagger.record(audio_scores), "tags_from": "audio"}
+        return {"tags": None, "tags_from": None}
+
+    def _neighbours(self, factors: np.ndarray) -> dict:
+        users, scores = topk(factors[None], self.recommender.user_factors, self.config["n_users"])
+        norms = self.recommender.item_norms
+        inverse = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+        unit = factors / max(float(np.linalg.norm(factors)), 1e-12)
+        tracks, similarity = topk(unit[None], self.recommender.item_factors, self.config["n_tracks"],
+                                  item_scale=inverse)
+        return {
+            "users": [{"user_id": uid, "score": s} for uid, s in
+                      zip(self.recommender.user_ids[users[0]].tolist(), scores[0].tolist(), strict=True)],
+            "similar_tracks": [{"track_id": tid, "similarity": s} for tid, s in
+                               zip(self.recommender.item_ids[tracks[0]].tolist(), similarity[0].tolist(),
+                                   strict=True)],
+        }
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """``tagger/``, ``fusion/``, ``multimodal/`` (if any), ``recommender.npz`` and ``pipeline.json``;
+        written beside the target and moved into place, so a failed save leaves no half pipeline."""
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+        try:
+            self.tagger.save_pretrained(staging / "tagger")
+            self.fusion.save_pretrained(staging / "fusion")
+            if self.multimodal is not None:
+                self.multimodal.save_pretrained(staging / "multimodal")
+            self.recommender.save(staging / RECOMMENDER_FILE)
+            (staging / CONFIG_FILE).write_text(json.dumps(self.config, indent=2) + "\n")
+            if directory.exists():
+                shutil.rmtree(directory)
+            staging.rename(directory)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> ColdStartPipeline:
+        directory = Path(directory)
+        if not (directory / CONFIG_FILE).is_file():
+            raise FileNotFoundError(f"{directory}: not a saved ColdStartPipeline (no {CONFIG_FILE})")
+        config = json.loads((directory / CONFIG_FILE).read_text())
+        multimodal = None
+        if (directory / "multimodal").is_dir():
+            multimodal = MultimodalTagger.from_pretrained(directory / "multimodal", map_location)
+        return cls(AudioTagger.from_pretrained(directory / "tagger", map_location),
+                   LateFusionRegressor.from_pretrained(directory / "fusion", map_location),
+                   Recommender.load(directory / RECOMMENDER_FILE), multimodal=multimodal, **config)
+
+
+def _audio_input_dims(tagger: AudioTagger, names: list[str]) -> dict[str, int]:
+    """The size the tagger gives each audio-derived fusion input; an error naming a missing label group."""
+    sizes = {"audio": tagger.embedding_dim} | {f"scores/{g}": len(group) for g, group in tagger.labels.groups.items()}
+    dims = {}
+    for name in names:
+        keys, modality = INPUTS[name]
+        if modality != "audio":
+            continue
+        missing = [k for k in keys if k not in sizes]
+        if missing:
+            raise ValueError(f"fusion input {name!r} needs {missing}, which the tagger does not predict "
+                             f"(its groups: {list(tagger.labels.groups)})")
+        dims[name] = sum(sizes[k] for k in keys)
+    return dims
