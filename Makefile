@@ -24,7 +24,7 @@ test: setup
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 demo: setup $(RUNS)/tagger/tagger_vs_baseline.md $(RUNS)/multimodal/modalities.md $(RUNS)/recsys/baselines.md \
-      $(RUNS)/fusion/table.png $(RUNS)/coldstart_example.json
+      $(RUNS)/fusion/table.md $(RUNS)/coldstart_example.json
 	@for table in $(RUNS)/tagger/tagger_vs_baseline.md $(RUNS)/multimodal/modalities.md \
 	    $(RUNS)/recsys/baselines.md $(RUNS)/fusion/table.md; do echo; echo "== $$table"; cat $$table; done
 	@echo; echo "== a cold-start track through the packaged pipeline ($(RUNS)/coldstart_example.json)"
@@ -64,11 +64,11 @@ $(RUNS)/recsys/baselines.md: $(DATA)/manifest.parquet
 
 # 5. Content -> factors: every row of the Oramas, Nieto et al. (2017) ablation, then the packaged pipeline
 #    (the best content row a new track can run) on one cold-test track.
-$(RUNS)/fusion/table.png: $(RUNS)/features.npz $(RUNS)/recsys/baselines.md
+$(RUNS)/fusion/table.md: $(RUNS)/features.npz $(RUNS)/recsys/baselines.md
 	$(PY) -m fusion ablation --catalog $(DATA) --features $(RUNS)/features.npz --recsys $(RUNS)/recsys \
 	    --out $(RUNS)/fusion
 
-$(RUNS)/pipeline/pipeline.json: $(RUNS)/fusion/table.png $(RUNS)/multimodal/model/model.safetensors
+$(RUNS)/pipeline/pipeline.json: $(RUNS)/fusion/table.md $(RUNS)/multimodal/model/model.safetensors
 	$(PY) -m fusion package --tagger $(RUNS)/tagger/model --multimodal $(RUNS)/multimodal/model \
 	    --recsys $(RUNS)/recsys --ablation $(RUNS)/fusion --out $(RUNS)/pipeline
 

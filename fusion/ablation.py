@@ -197,8 +197,9 @@ def _run(paths: DataPaths, out: Path, rows: tuple[Row, ...], fusion: FusionSetti
     out.mkdir(parents=True, exist_ok=True)
     _write_json(out / ROWS_FILE, summary)
     table.to_csv(out / "table.csv")
-    (out / "table.md").write_text(markdown(table) + "\n")
     bar_chart(table, out / "table.png", ks[0])
+    # Last and atomically: a build tool may take table.md as the sign that the ablation is done.
+    _write_text(out / "table.md", markdown(table) + "\n")
     return table
 
 
@@ -344,6 +345,7 @@ def bar_chart(table: pd.DataFrame, path: Path, k: int) -> None:
         for y, value in enumerate(values):
             if not np.isnan(value):
                 axis.text(value, y, f" {value:.3f}", va="center", fontsize=8)
+        axis.set_xlim(0, 1.15 * np.nanmax(values))  # room for the value labels
         axis.set_xlabel(label)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -359,9 +361,13 @@ def _read_result(unit_dir: Path, key: str) -> dict | None:
 
 
 def _write_json(path: Path, value) -> None:
+    _write_text(path, json.dumps(value, indent=2, default=float) + "\n")
+
+
+def _write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.partial")
-    staging.write_text(json.dumps(value, indent=2, default=float) + "\n")
+    staging.write_text(text)
     staging.replace(path)
 
 

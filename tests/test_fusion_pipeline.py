@@ -158,6 +158,7 @@ assert record["factors"] is not None
 """
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch, torchcodec and torchmetrics
 def test_a_saved_pipeline_runs_without_lightning(parts, files, tmp_path):
     tagger, fusion, recommender, _ = parts
     ColdStartPipeline(tagger, fusion, recommender).save_pretrained(tmp_path / "pipeline")
