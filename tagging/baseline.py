@@ -23,7 +23,7 @@ from sklearn.preprocessing import StandardScaler
 
 from tagging.audio import AudioDecodeError, load_audio
 from tagging.frontend import Frontend
-from tagging.labels import MULTILABEL, LabelSpace, read_manifest
+from tagging.labels import MULTILABEL, LabelSpace, nanmean, read_manifest
 
 
 def mean_logmel(paths: list[str], sample_rate: int = 16000, n_mels: int = 96) -> np.ndarray:
@@ -64,7 +64,7 @@ def evaluate(manifest: str | Path, vocab: str | Path | None = None) -> dict:
                 per_label[label] = _regress(features, y[:, i], fit_rows, score_rows)
         keys = ("roc_auc", "pr_auc") if group.type == MULTILABEL else ("spearman",)
         results[name] = {"per_label": per_label,
-                         **{k: _nanmean([v[k] for v in per_label.values()]) for k in keys}}
+                         **{k: nanmean([v[k] for v in per_label.values()]) for k in keys}}
     return results
 
 
@@ -85,11 +85,6 @@ def _regress(x: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, score_rows: np.
     model = make_pipeline(StandardScaler(), Ridge(alpha=1.0))
     model.fit(x[fit_rows], y[fit_rows])
     return {"spearman": float(spearmanr(model.predict(x[score_rows]), y[score_rows]).statistic)}
-
-
-def _nanmean(values: list[float]) -> float:
-    finite = [v for v in values if not math.isnan(v)]
-    return float(np.mean(finite)) if finite else math.nan
 
 
 def main(argv: list[str] | None = None) -> None:

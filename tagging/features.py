@@ -83,15 +83,16 @@ def extract_features(manifest: str | Path, tagger: AudioTagger | None, lyrics: L
     if tagger is not None:
         _audio(features, frame["audio_path"].tolist(), tagger.to(device).eval(), batch_size, errors, device)
     if lyrics is not None:
+        lyrics = lyrics.to(device).eval()
         paths = frame["lyrics_path"].tolist() if "lyrics_path" in frame.columns else [None] * n
-        _embed(features, "lyrics", paths, lambda p: read_lyrics(p), (LyricsError,),
-               lambda texts: lyrics.to(device).eval()(**{k: v.to(device) for k, v in lyrics.tokenize(texts).items()}),
+        _embed(features, "lyrics", paths, read_lyrics, (LyricsError,),
+               lambda texts: lyrics(**{k: v.to(device) for k, v in lyrics.tokenize(texts).items()}),
                lyrics.dim, 32, errors)
     if cover is not None:
+        cover = cover.to(device).eval()
         paths = frame["cover_path"].tolist() if "cover_path" in frame.columns else [None] * n
         _embed(features, "cover", paths, lambda p: load_cover(p, cover_size), (CoverError,),
-               lambda images: cover.to(device).eval()(torch.stack(images).to(device)), cover.dim, batch_size,
-               errors)
+               lambda images: cover(torch.stack(images).to(device)), cover.dim, batch_size, errors)
     features.errors = np.array(["; ".join(e) for e in errors], dtype=str)
     failed = sum(1 for e in errors if e)
     if failed:

@@ -228,7 +228,7 @@ class MultilabelScores(Metric):
             roc.append(float(binary_auroc(p, t)))
             pr.append(float(binary_average_precision(p, t)))
         return {
-            "roc_auc": _nanmean(roc), "pr_auc": _nanmean(pr),
+            "roc_auc": nanmean(roc), "pr_auc": nanmean(pr),
             "per_tag": {"roc_auc": roc, "pr_auc": pr},
             "thresholds": f1_optimal_thresholds(probs, targets) if len(probs) else torch.full(
                 (len(self.labels),), 0.5),
@@ -264,9 +264,10 @@ class GradedScores(Metric):
                 continue
             mae.append(float((p - t).abs().mean() * self.span[i]))
             rho.append(float(spearman_corrcoef(p, t)) if t.std() > 0 and p.std() > 0 else math.nan)
-        return {"mae": mae, "spearman": rho, "spearman_mean": _nanmean(rho)}
+        return {"mae": mae, "spearman": rho, "spearman_mean": nanmean(rho)}
 
 
-def _nanmean(values: list[float]) -> float:
+def nanmean(values: list[float]) -> float:
+    """Mean of the finite values; NaN when there are none (a metric undefined for every tag)."""
     finite = [v for v in values if not math.isnan(v)]
     return sum(finite) / len(finite) if finite else math.nan
