@@ -181,7 +181,7 @@ class TaggerModule(LabelGroupsModule):
         frontend_backend: Literal["auto", "torchaudio", "nnaudio"] = "auto",
         chunk_seconds: float = 3.69,
         eval_chunks: int | None = 16,
-        rhythm_seconds: float = 0.0,
+        rhythm: bool = False,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         group_weights: dict[str, float] | None = None,
@@ -196,7 +196,7 @@ class TaggerModule(LabelGroupsModule):
             vocab, backbone=backbone, width=width, embedding_dim=embedding_dim, dropout=dropout,
             sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
             frontend_backend=frontend_backend, chunk_seconds=chunk_seconds, eval_chunks=eval_chunks,
-            rhythm_seconds=rhythm_seconds)
+            rhythm=rhythm)
         self._init_training(group_weights, export_dir, tables_dir)
 
     def forward(self, wave: torch.Tensor) -> dict[str, torch.Tensor]:

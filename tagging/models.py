@@ -48,88 +48,102 @@ class _ResBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-class RhythmFeatures(nn.Module):
-    """How onsets repeat: the autocorrelation of spectral flux in a few frequency bands.
+# Share of training clips whose CNN vector a `RhythmBranch` hides; chosen on the demo's validation split.
+TIMBRE_DROPOUT = 0.3
 
-    ``(batch, n_mels, frames) -> (batch, dim)``: the autocorrelation at lags 1..``lags`` frames (each
-    band normalised by lag 0), then the same curves read at fractions of the estimated beat period (every
-    1/6 beat up to 8 beats) and that period itself. A max-pooled CNN keeps texture and loses periodicity;
-    these curves keep it: peaks at the beat period (tempo), at the bar period where accents repeat
-    (meter: 3, 3.5, 4 or 5 beats) and at uneven off-beat lags (swing). Read relative to the beat, a meter
-    looks the same at every tempo. The classic tempogram cue, from the model's own log-mel.
+
+class RhythmFeatures(nn.Module):
+    """How the music repeats: autocorrelation curves of the log-mel, by lag and relative to the beat.
+
+    ``(batch, n_mels, frames) -> (batch, dim)``. Two kinds of curve: the autocorrelation of spectral flux
+    (onsets) in ``bands`` frequency bands, and the spectral self-similarity of frames a lag apart (the mean
+    cosine similarity of mean-removed log-mel frames). Each is read at fractions of the estimated beat
+    period (every 1/6 beat up to 8 beats), followed by that period in seconds. A max-pooled CNN keeps
+    texture and loses periodicity; these curves keep it: peaks at the beat (tempo), at uneven off-beat
+    lags (swing) and at the bar (meter: 3, 3.5, 4 or 5 beats). Onsets alone mark the bar weakly, since
+    every beat has one; the self-similarity peaks where the whole bar (accents, chord, bass line) repeats.
+    Read relative to the beat, a meter looks the same at every tempo; read by absolute lag (as we first
+    did), the curves let a classifier fit each training track's tempo and the meter did not generalise.
     """
 
     BEAT_STEPS = 48  # 1/6-beat steps up to 8 beats: triplet swing, and bars up to 7 pulses (7/8) and beyond
     BEAT_RANGE = (0.3, 1.5)  # seconds: 40 to 200 beats per minute
 
-    def __init__(self, lags: int, frame_rate: float, bands: int = 3):
+    def __init__(self, frame_rate: float, bands: int = 3):
         super().__init__()
-        if lags < 1 or bands < 1 or frame_rate <= 0:
-            raise ValueError(f"lags, bands and frame_rate must be positive, got {lags}, {bands}, {frame_rate}")
-        self.lags, self.bands, self.frame_rate = lags, bands, frame_rate
+        if bands < 1 or frame_rate <= 0:
+            raise ValueError(f"frame_rate and bands must be positive, got {frame_rate}, {bands}")
+        self.bands, self.frame_rate = bands, frame_rate
 
     @property
     def dim(self) -> int:
-        return self.bands * (self.lags + self.BEAT_STEPS) + 1
+        return (self.bands + 1) * self.BEAT_STEPS + 1
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         # FFTs in float32 outside autocast: half-precision FFTs need power-of-two sizes and lose the peaks.
         with torch.autocast(device_type=spec.device.type, enabled=False):
-            flux = F.relu(spec.float().diff(dim=2))  # (batch, mels, frames - 1)
-            envelope = torch.stack([band.mean(dim=1) for band in torch.tensor_split(flux, self.bands, dim=1)],
-                                   dim=1)  # (batch, bands, frames - 1)
-            envelope = envelope - envelope.mean(dim=2, keepdim=True)
-            n = envelope.shape[2]
-            power = torch.fft.rfft(envelope, n=2 * n).abs().square()
-            acf = torch.fft.irfft(power, n=2 * n)[..., :n]  # (batch, bands, n), lag 0 first
-            # Per overlapping pair (unbiased), so a bar's accent period is not outweighed by shorter lags.
-            acf = acf * (n / torch.arange(n, 0, -1, device=acf.device, dtype=acf.dtype))
-            acf = acf / acf[..., :1].clamp_min(1e-6)
-            by_lag = F.pad(acf[..., 1:self.lags + 1], (0, max(0, self.lags + 1 - n)))  # (batch, bands, lags)
-            period, by_beat = self._beat_relative(acf)
-        return torch.cat([by_lag.flatten(1), by_beat.flatten(1), period.unsqueeze(1)], dim=1)
+            spec = spec.float()
+            flux = F.relu(spec.diff(dim=2))  # (batch, mels, frames - 1)
+            onsets = torch.stack([band.mean(dim=1) for band in torch.tensor_split(flux, self.bands, dim=1)],
+                                 dim=1)  # (batch, bands, frames - 1)
+            onsets = _autocorrelation(onsets - onsets.mean(dim=2, keepdim=True))
+            onsets = onsets / onsets[..., :1].clamp_min(1e-6)
+            frames = spec[..., 1:] - spec[..., 1:].mean(dim=2, keepdim=True)  # aligned with the flux frames
+            frames = frames / frames.norm(dim=1, keepdim=True).clamp_min(1e-6)
+            similarity = _autocorrelation(frames).sum(dim=1, keepdim=True)  # (batch, 1, n); 1 at lag 0
+            acf = torch.cat([onsets, similarity], dim=1)  # (batch, bands + 1, n)
+            period, by_beat = self._beat_relative(acf, onsets.sum(dim=1))
+        return torch.cat([by_beat.flatten(1), period.unsqueeze(1)], dim=1)
 
-    def _beat_relative(self, acf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The beat period (frames, the strongest summed peak in the tempo range) and the autocorrelation
-        at 1/6, 2/6, ... 48/6 of it, linearly interpolated; zero past the curve's end."""
-        n = acf.shape[2]
+    def _beat_relative(self, acf: torch.Tensor, beat_curve: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The beat period (frames, the strongest peak of ``beat_curve`` in the tempo range) and every curve
+        of ``acf`` at 1/6, 2/6, ... 48/6 of it, linearly interpolated; zero past the curves' end."""
+        batch, curves, n = acf.shape
         low = max(1, round(self.BEAT_RANGE[0] * self.frame_rate))
         high = min(n - 1, round(self.BEAT_RANGE[1] * self.frame_rate))
         if high <= low:  # a chunk too short to hold one beat
-            return acf.new_zeros(acf.shape[0]), acf.new_zeros(acf.shape[0], self.bands, self.BEAT_STEPS)
+            return acf.new_zeros(batch), acf.new_zeros(batch, curves, self.BEAT_STEPS)
         # Peaks at one, two and three beats are often alike; a log-normal tempo prior around 120 BPM with
         # one octave of spread (Ellis, "Beat tracking by dynamic programming", 2007) picks the beat.
         seconds = torch.arange(low, high + 1, device=acf.device, dtype=acf.dtype) / self.frame_rate
         prior = torch.exp(-0.5 * torch.log2(seconds / 0.5).square())
-        period = low + (acf[..., low:high + 1].sum(dim=1) * prior).argmax(dim=1).float()  # (batch,)
+        period = low + (beat_curve[:, low:high + 1] * prior).argmax(dim=1).float()  # (batch,)
         steps = torch.arange(1, self.BEAT_STEPS + 1, device=acf.device, dtype=acf.dtype) / 6
         lags = period.unsqueeze(1) * steps  # (batch, steps) in frames
         below = lags.floor().long().clamp(max=n - 1)
         above = (below + 1).clamp(max=n - 1)
         weight = (lags - below).unsqueeze(1)  # (batch, 1, steps)
-        index = lambda i: i.unsqueeze(1).expand(-1, self.bands, -1)  # noqa: E731
+        index = lambda i: i.unsqueeze(1).expand(-1, curves, -1)  # noqa: E731
         values = acf.gather(2, index(below)) * (1 - weight) + acf.gather(2, index(above)) * weight
         values = values * (lags < n - 1).unsqueeze(1)
-        return period / self.frame_rate, values  # seconds per beat, (batch, bands, steps)
+        return period / self.frame_rate, values  # seconds per beat, (batch, curves, steps)
+
+
+def _autocorrelation(x: torch.Tensor) -> torch.Tensor:
+    """``(..., n) -> (..., n)``: the mean product of samples ``lag`` apart for lags 0..n-1, by FFT.
+
+    Averaged per overlapping pair (unbiased), so a bar's period is not outweighed by shorter lags."""
+    n = x.shape[-1]
+    acf = torch.fft.irfft(torch.fft.rfft(x, n=2 * n).abs().square(), n=2 * n)[..., :n]
+    return acf / torch.arange(n, 0, -1, device=x.device, dtype=x.dtype)
 
 
 class ShortChunkResNet(nn.Module):
     """Seven strided residual blocks over the log-mel image, max-pooled to one vector per chunk.
 
     ``(batch, n_mels, frames) -> (batch, embedding_dim)``. Channels double at blocks 3 and 7 as in the
-    paper (width 128 there; smaller widths train on a CPU). ``rhythm_lags > 0`` adds `RhythmFeatures`
-    (spectrogram ``frame_rate`` frames per second) beside the pooled CNN vector (our addition; off, the
-    model is the paper's).
+    paper (width 128 there; smaller widths train on a CPU). ``rhythm=True`` adds a `RhythmBranch` beside
+    the pooled CNN vector (spectrogram ``frame_rate`` frames per second; our addition, off by default).
     """
 
-    def __init__(self, width: int = 128, embedding_dim: int = 512, n_blocks: int = 7, rhythm_lags: int = 0,
+    def __init__(self, width: int = 128, embedding_dim: int = 512, n_blocks: int = 7, rhythm: bool = False,
                  frame_rate: float = 0.0):
         super().__init__()
         channels = [1, width, width] + [2 * width] * (n_blocks - 3) + [4 * width]
         self.input_norm = nn.BatchNorm2d(1)
         self.blocks = nn.Sequential(*[_ResBlock(c_in, c_out) for c_in, c_out in itertools.pairwise(channels)])
-        self.rhythm = _rhythm_branch(rhythm_lags, frame_rate, 4 * width)
-        rhythm_dim = 4 * width if self.rhythm is not None else 0
+        self.rhythm = RhythmBranch(frame_rate, 4 * width) if rhythm else None
+        rhythm_dim = 4 * width if rhythm else 0
         self.project = nn.Sequential(nn.Linear(channels[-1] + rhythm_dim, embedding_dim),
                                      nn.BatchNorm1d(embedding_dim), nn.ReLU())
 
@@ -137,35 +151,53 @@ class ShortChunkResNet(nn.Module):
         x = self.blocks(self.input_norm(spec.unsqueeze(1)))  # (batch, channels, mels', frames')
         x = x.amax(dim=(2, 3))  # (batch, channels)
         if self.rhythm is not None:
-            x = torch.cat([x, self.rhythm(spec)], dim=1)
+            x = self.rhythm(x, spec)
         return self.project(x)
 
 
-def _rhythm_branch(lags: int, frame_rate: float, dim: int) -> nn.Module | None:
-    if lags <= 0:
-        return None
-    features = RhythmFeatures(lags, frame_rate)
-    return nn.Sequential(features, nn.Linear(features.dim, dim), nn.ReLU())
+class RhythmBranch(nn.Module):
+    """`RhythmFeatures` of the spectrogram, standardised and projected to ``dim``, joined to a CNN's pooled
+    vector: ``(pooled (batch, c), spec) -> (batch, c + dim)``.
+
+    In training the CNN vector is zeroed for a random ``timbre_dropout`` share of the clips. Meter, swing
+    and tempo are shared within an artist, so a CNN can learn them from the training artists' timbre and
+    stop there, which fails on new artists (odd meter stayed below a mean-log-mel baseline on unseen
+    artists); clips that only have their rhythm make the heads read it.
+    """
+
+    def __init__(self, frame_rate: float, dim: int, timbre_dropout: float = TIMBRE_DROPOUT):
+        super().__init__()
+        if not 0.0 <= timbre_dropout < 1.0:
+            raise ValueError(f"timbre_dropout must be in [0, 1), got {timbre_dropout}")
+        self.timbre_dropout = timbre_dropout
+        features = RhythmFeatures(frame_rate)
+        self.encode = nn.Sequential(features, nn.BatchNorm1d(features.dim), nn.Linear(features.dim, dim), nn.ReLU())
+
+    def forward(self, pooled: torch.Tensor, spec: torch.Tensor) -> torch.Tensor:
+        if self.training and self.timbre_dropout > 0:
+            keep = torch.rand(pooled.shape[0], 1, device=pooled.device) >= self.timbre_dropout
+            pooled = pooled * keep
+        return torch.cat([pooled, self.encode(spec)], dim=1)
 
 
 class TinyCNN(nn.Module):
     """Two convolutions and a pooled projection: for tests and smoke runs, not for results."""
 
-    def __init__(self, width: int = 8, embedding_dim: int = 32, rhythm_lags: int = 0, frame_rate: float = 0.0):
+    def __init__(self, width: int = 8, embedding_dim: int = 32, rhythm: bool = False, frame_rate: float = 0.0):
         super().__init__()
         self.input_norm = nn.BatchNorm2d(1)
         self.conv = nn.Sequential(
             nn.Conv2d(1, width, 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU())
-        self.rhythm = _rhythm_branch(rhythm_lags, frame_rate, 4 * width)
-        rhythm_dim = 4 * width if self.rhythm is not None else 0
+        self.rhythm = RhythmBranch(frame_rate, 4 * width) if rhythm else None
+        rhythm_dim = 4 * width if rhythm else 0
         self.project = nn.Sequential(nn.Linear(4 * width + rhythm_dim, embedding_dim), nn.ReLU())
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         x = self.conv(self.input_norm(spec.unsqueeze(1)))  # (batch, 2*width, mels/4, frames/4)
         x = torch.cat([x.amax(dim=(2, 3)), x.mean(dim=(2, 3))], dim=1)  # (batch, 4*width)
         if self.rhythm is not None:
-            x = torch.cat([x, self.rhythm(spec)], dim=1)
+            x = self.rhythm(x, spec)
         return self.project(x)
 
 
@@ -299,7 +331,7 @@ class AudioTagger(TaggerBase):
     ``forward_features`` gives the embedding that fusion and retrieval use, ``forward_head`` the logits
     (never probabilities: sigmoid belongs at the edge). Regression groups predict values scaled to
     [0, 1] by the vocabulary's ranges (`LabelSpace.decode_regression` gives units back).
-    ``rhythm_seconds > 0`` adds the backbone's `RhythmFeatures` over lags up to that many seconds.
+    ``rhythm=True`` adds the backbone's `RhythmBranch` (meter, swing and tempo cues).
     """
 
     def __init__(
@@ -316,7 +348,7 @@ class AudioTagger(TaggerBase):
         frontend_backend: str = "auto",
         chunk_seconds: float = 3.69,
         eval_chunks: int | None = 16,
-        rhythm_seconds: float = 0.0,
+        rhythm: bool = False,
     ):
         super().__init__()
         if backbone not in BACKBONES:
@@ -329,17 +361,14 @@ class AudioTagger(TaggerBase):
             "vocab": vocab, "backbone": backbone, "width": width, "embedding_dim": embedding_dim,
             "dropout": dropout, "sample_rate": sample_rate, "n_fft": n_fft, "hop_length": hop_length,
             "n_mels": n_mels, "frontend_backend": frontend_backend, "chunk_seconds": chunk_seconds,
-            "eval_chunks": eval_chunks, "rhythm_seconds": rhythm_seconds,
+            "eval_chunks": eval_chunks, "rhythm": rhythm,
         }
         self.sample_rate = sample_rate
         self.chunk_samples = round(chunk_seconds * sample_rate)
         self.eval_chunks = eval_chunks
         self.frontend = Frontend(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
                                  backend=frontend_backend)
-        if rhythm_seconds < 0:
-            raise ValueError(f"rhythm_seconds must be >= 0, got {rhythm_seconds}")
-        self.backbone = BACKBONES[backbone](width=width, embedding_dim=embedding_dim,
-                                            rhythm_lags=round(rhythm_seconds * sample_rate / hop_length),
+        self.backbone = BACKBONES[backbone](width=width, embedding_dim=embedding_dim, rhythm=rhythm,
                                             frame_rate=sample_rate / hop_length)
         self._init_heads(vocab, embedding_dim, dropout)
 

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from tagging.models import AudioTagger, RhythmFeatures, chunk_starts
+from tagging.models import AudioTagger, RhythmBranch, RhythmFeatures, chunk_starts
 
 VOCAB = {"groups": {
     "genre": {"type": "multilabel", "labels": ["rock", "jazz", "folk"]},
@@ -30,19 +30,44 @@ def test_rhythm_features_peak_at_the_onset_period_and_read_it_relative_to_the_be
     spec[:, :, ::25] = -40.0  # an onset every 25 frames (0.5 s at 50 frames/s) in every band
     spec[:, :, ::75] = 0.0  # accents every third beat: a bar of 3
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        features = RhythmFeatures(lags=60, frame_rate=50.0, bands=2)(spec)
-    assert features.dtype == torch.float32 and features.shape == (1, 2 * (60 + 48) + 1)
-    by_lag = features[0, :120].view(2, 60)
-    assert by_lag[1, 24] > 0.5 > by_lag[1, 11]  # a peak at the beat (lags start at 1), nothing between beats
-    by_beat = features[0, 120:216].view(2, 48)
+        features = RhythmFeatures(frame_rate=50.0, bands=2)(spec)
+    assert features.dtype == torch.float32 and features.shape == (1, 3 * 48 + 1)
+    by_beat = features[0, :144].view(3, 48)  # two onset bands, then the self-similarity, every 1/6 beat
     assert features[0, -1] == pytest.approx(0.5)  # seconds per beat
+    assert (by_beat[:2, 5] > 0.5).all() and (by_beat[:2, 2] < 0.1).all()  # a peak at the beat, none between
     beats = by_beat[:, 5::6]  # at 1, 2, ... 8 beats
-    assert (beats[:, 2] > beats[:, 1]).all() and (beats[:, 2] > beats[:, 3]).all()  # the bar of 3 stands out
+    onsets = beats[:2]  # the self-similarity of spectra this flat is degenerate; see the next test
+    assert (onsets[:, 2] > onsets[:, 1]).all() and (onsets[:, 2] > onsets[:, 3]).all()  # the bar of 3 stands out
     three_quarter_time = beats[0].clone()
     spec[:, :, ::75] = -40.0
     spec[:, :, ::100] = 0.0  # the same beat with a bar of 4
-    four = RhythmFeatures(lags=60, frame_rate=50.0, bands=2)(spec)[0, 120:216].view(2, 48)[0, 5::6]
+    four = RhythmFeatures(frame_rate=50.0, bands=2)(spec)[0, :144].view(3, 48)[0, 5::6]
     assert four[3] > four[2] and three_quarter_time[2] > three_quarter_time[3]
+
+
+def test_rhythm_self_similarity_finds_a_bar_that_onsets_do_not_mark():
+    # Equal onsets on every beat; only the timbre of the beats repeats, every 5 beats (a chord per bar of 5/4).
+    torch.manual_seed(0)
+    colours = torch.randn(5, 16) * 10.0  # one spectral shape per beat of the bar
+    spec = torch.full((1, 16, 1000), -80.0)
+    for beat, frame in enumerate(range(0, 1000, 25)):
+        spec[0, :, frame:frame + 20] = -30.0 + colours[beat % 5].unsqueeze(1)
+    features = RhythmFeatures(frame_rate=50.0, bands=2)(spec)
+    assert features[0, -1] == pytest.approx(0.5)
+    beats = features[0, :144].view(3, 48)[:, 5::6]  # (onset bands + similarity, 8 beats)
+    similarity = beats[2]
+    assert similarity[4] == similarity[:7].max() and similarity[4] > similarity[3] + 0.3  # 5 beats, not 4
+    assert similarity[4] - similarity[3] > 5 * (beats[:2, 4] - beats[:2, 3]).abs().max()  # onsets barely see it
+
+
+def test_rhythm_branch_hides_timbre_only_in_training():
+    torch.manual_seed(0)
+    branch = RhythmBranch(frame_rate=50.0, dim=8, timbre_dropout=0.3)
+    pooled, spec = torch.rand(2000, 4) + 1.0, torch.randn(2000, 8, 200)
+    hidden = (branch.train()(pooled, spec)[:, :4] == 0).all(dim=1).float().mean()
+    assert 0.25 < hidden < 0.35
+    joined = branch.eval()(pooled, spec)
+    assert joined.shape == (2000, 12) and torch.equal(joined[:, :4], pooled)
 
 
 def test_shapes_and_heads():
