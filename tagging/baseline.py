@@ -68,13 +68,20 @@ def evaluate(manifest: str | Path, vocab: str | Path | None = None) -> dict:
     return results
 
 
+def predict(x: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, score_rows: np.ndarray, multilabel: bool) -> np.ndarray:
+    """The baseline's scores for ``score_rows`` of one label, fitted on ``fit_rows``: the probability of
+    a logistic regression (``multilabel``) or the value of a ridge regression, on standardised features."""
+    if multilabel:
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
+        return model.fit(x[fit_rows], y[fit_rows]).predict_proba(x[score_rows])[:, 1]
+    return make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(x[fit_rows], y[fit_rows]).predict(x[score_rows])
+
+
 def _classify(x: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, score_rows: np.ndarray) -> dict:
     nan = {"roc_auc": math.nan, "pr_auc": math.nan}
     if len(np.unique(y[fit_rows])) < 2 or len(np.unique(y[score_rows])) < 2:
         return nan
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
-    model.fit(x[fit_rows], y[fit_rows])
-    p = model.predict_proba(x[score_rows])[:, 1]
+    p = predict(x, y, fit_rows, score_rows, multilabel=True)
     return {"roc_auc": float(roc_auc_score(y[score_rows], p)),
             "pr_auc": float(average_precision_score(y[score_rows], p))}
 
@@ -82,9 +89,8 @@ def _classify(x: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, score_rows: np
 def _regress(x: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, score_rows: np.ndarray) -> dict:
     if fit_rows.sum() < 3 or score_rows.sum() < 3:
         return {"spearman": math.nan}
-    model = make_pipeline(StandardScaler(), Ridge(alpha=1.0))
-    model.fit(x[fit_rows], y[fit_rows])
-    return {"spearman": float(spearmanr(model.predict(x[score_rows]), y[score_rows]).statistic)}
+    prediction = predict(x, y, fit_rows, score_rows, multilabel=False)
+    return {"spearman": float(spearmanr(prediction, y[score_rows]).statistic)}
 
 
 def main(argv: list[str] | None = None) -> None:
