@@ -21,7 +21,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tagging.audio import AudioDecodeError, load_audio
+from tagging.audio import load_audio
 from tagging.baseline import mean_logmel, predict
 from tagging.labels import MULTILABEL, read_manifest
 from tagging.models import AudioTagger
@@ -43,6 +43,8 @@ def main() -> None:
     targets = model.labels.encode(frame, source=str(args.manifest))
     features = mean_logmel(frame["audio_path"].tolist())
     usable = ~np.isnan(features).any(axis=1)
+    for path in frame["audio_path"][~usable]:
+        print(f"skipped, cannot be decoded: {path}", file=sys.stderr)
     train = usable & (frame["split"] == "train").to_numpy()
     test = np.flatnonzero(usable & (frame["split"] == "test").to_numpy())
     scores = tagger_scores(model, frame["audio_path"].iloc[test].tolist())
@@ -67,19 +69,13 @@ def main() -> None:
 
 
 def tagger_scores(model: AudioTagger, paths: list[str]) -> dict[str, np.ndarray]:
-    """Whole-track scores per group, ``(tracks, labels)``; NaN rows for files that cannot be decoded."""
+    """Whole-track scores per group, ``(tracks, labels)``, of files the baseline already decoded."""
     rows = []
-    for path in paths:
-        try:
-            wave = load_audio(path, model.sample_rate)
-        except AudioDecodeError as error:
-            print(f"skipped: {error}", file=sys.stderr)
-            rows.append(None)
-            continue
-        with torch.inference_mode():
-            rows.append({k: v[0].numpy() for k, v in model.track_outputs(wave.unsqueeze(0)).scores.items()})
-    return {name: np.array([row[name] if row else np.full(len(group), np.nan) for row in rows])
-            for name, group in model.labels.groups.items()}
+    with torch.inference_mode():
+        for path in paths:
+            scores = model.track_outputs(load_audio(path, model.sample_rate).unsqueeze(0)).scores
+            rows.append({name: values[0].numpy() for name, values in scores.items()})
+    return {name: np.array([row[name] for row in rows]) for name in model.labels.groups}
 
 
 if __name__ == "__main__":

@@ -88,7 +88,8 @@ class RhythmFeatures(nn.Module):
                                  dim=1)  # (batch, bands, frames - 1)
             onsets = _autocorrelation(onsets - onsets.mean(dim=2, keepdim=True))
             onsets = onsets / onsets[..., :1].clamp_min(1e-6)
-            frames = spec[..., 1:] - spec[..., 1:].mean(dim=2, keepdim=True)  # aligned with the flux frames
+            frames = spec[..., 1:]  # aligned with the flux frames
+            frames = frames - frames.mean(dim=2, keepdim=True)
             frames = frames / frames.norm(dim=1, keepdim=True).clamp_min(1e-6)
             similarity = _autocorrelation(frames).sum(dim=1, keepdim=True)  # (batch, 1, n); 1 at lag 0
             acf = torch.cat([onsets, similarity], dim=1)  # (batch, bands + 1, n)
