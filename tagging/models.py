@@ -68,6 +68,7 @@ class RhythmFeatures(nn.Module):
 
     BEAT_STEPS = 48  # 1/6-beat steps up to 8 beats: triplet swing, and bars up to 7 pulses (7/8) and beyond
     BEAT_RANGE = (0.3, 1.5)  # seconds: 40 to 200 beats per minute
+    COMB = 4  # multiples of a candidate beat period that score it
 
     def __init__(self, frame_rate: float, bands: int = 3):
         super().__init__()
@@ -97,27 +98,43 @@ class RhythmFeatures(nn.Module):
         return torch.cat([by_beat.flatten(1), period.unsqueeze(1)], dim=1)
 
     def _beat_relative(self, acf: torch.Tensor, beat_curve: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The beat period (frames, the strongest peak of ``beat_curve`` in the tempo range) and every curve
-        of ``acf`` at 1/6, 2/6, ... 48/6 of it, linearly interpolated; zero past the curves' end."""
+        """The beat period (frames, fractional) and every curve of ``acf`` at 1/6, 2/6, ... 48/6 of it.
+
+        Each curve is first max-filtered over one frame either side: a peak falls between frames and
+        played notes wander a little, and the narrow onset peaks would be missed at the bar's lag.
+        """
         batch, curves, n = acf.shape
         low = max(1, round(self.BEAT_RANGE[0] * self.frame_rate))
         high = min(n - 1, round(self.BEAT_RANGE[1] * self.frame_rate))
         if high <= low:  # a chunk too short to hold one beat
             return acf.new_zeros(batch), acf.new_zeros(batch, curves, self.BEAT_STEPS)
-        # Peaks at one, two and three beats are often alike; a log-normal tempo prior around 120 BPM with
-        # one octave of spread (Ellis, "Beat tracking by dynamic programming", 2007) picks the beat.
-        seconds = torch.arange(low, high + 1, device=acf.device, dtype=acf.dtype) / self.frame_rate
-        prior = torch.exp(-0.5 * torch.log2(seconds / 0.5).square())
-        period = low + (beat_curve[:, low:high + 1] * prior).argmax(dim=1).float()  # (batch,)
+        acf = F.max_pool1d(acf, 3, stride=1, padding=1)
+        beat_curve = F.max_pool1d(beat_curve.unsqueeze(1), 3, stride=1, padding=1)
+        # Candidate periods every tenth of a frame, each scored by the beat curve at its first COMB
+        # multiples: a whole-frame period drifts off the peaks by the fourth beat (at 31 frames per second
+        # that put the beat within 4 % for 71 % of the demo tracks, the comb for 84 %). Peaks at one, two and
+        # three beats are often alike; a log-normal tempo prior around 120 BPM with one octave of spread
+        # (Ellis, "Beat tracking by dynamic programming", 2007) picks the beat among them.
+        candidates = torch.arange(low, high + 1e-3, 0.1, device=acf.device, dtype=acf.dtype)
+        prior = torch.exp(-0.5 * torch.log2(candidates / self.frame_rate / 0.5).square())
+        multiples = torch.arange(1, self.COMB + 1, device=acf.device, dtype=acf.dtype)
+        comb = _read(beat_curve, (candidates.unsqueeze(1) * multiples).flatten().expand(batch, -1))
+        comb = comb.view(batch, len(candidates), self.COMB).sum(dim=2)
+        period = candidates[(comb * prior).argmax(dim=1)]  # (batch,)
         steps = torch.arange(1, self.BEAT_STEPS + 1, device=acf.device, dtype=acf.dtype) / 6
-        lags = period.unsqueeze(1) * steps  # (batch, steps) in frames
-        below = lags.floor().long().clamp(max=n - 1)
-        above = (below + 1).clamp(max=n - 1)
-        weight = (lags - below).unsqueeze(1)  # (batch, 1, steps)
-        index = lambda i: i.unsqueeze(1).expand(-1, curves, -1)  # noqa: E731
-        values = acf.gather(2, index(below)) * (1 - weight) + acf.gather(2, index(above)) * weight
-        values = values * (lags < n - 1).unsqueeze(1)
-        return period / self.frame_rate, values  # seconds per beat, (batch, curves, steps)
+        return period / self.frame_rate, _read(acf, period.unsqueeze(1) * steps)
+
+
+def _read(curves: torch.Tensor, lags: torch.Tensor) -> torch.Tensor:
+    """``curves (batch, c, n)`` at fractional ``lags (batch, k)``, linearly interpolated, zero from the
+    last lag on: ``(batch, c, k)``."""
+    n = curves.shape[2]
+    below = lags.floor().long().clamp(0, n - 1)
+    above = (below + 1).clamp(max=n - 1)
+    weight = (lags - below).unsqueeze(1)
+    index = lambda i: i.unsqueeze(1).expand(-1, curves.shape[1], -1)  # noqa: E731
+    values = curves.gather(2, index(below)) * (1 - weight) + curves.gather(2, index(above)) * weight
+    return values * (lags < n - 1).unsqueeze(1)
 
 
 def _autocorrelation(x: torch.Tensor) -> torch.Tensor:

@@ -60,6 +60,21 @@ def test_rhythm_self_similarity_finds_a_bar_that_onsets_do_not_mark():
     assert similarity[4] - similarity[3] > 5 * (beats[:2, 4] - beats[:2, 3]).abs().max()  # onsets barely see it
 
 
+def test_rhythm_finds_a_beat_between_frames_and_keeps_its_bar_in_phase():
+    # 113 BPM at 50 frames/s: a beat every 26.55 frames, so onsets land on frames 0, 27, 53, 80, ...
+    # A whole-frame period (26 or 27) drifts off the onset peaks a few beats out; the bar of 4 must show.
+    period = 50.0 * 60 / 113
+    spec = torch.full((1, 8, 1200), -80.0)
+    for beat in range(round(1200 / period)):
+        frame = round(beat * period)
+        if frame < 1200:
+            spec[:, :, frame] = 0.0 if beat % 4 == 0 else -40.0
+    features = RhythmFeatures(frame_rate=50.0, bands=2)(spec)
+    assert features[0, -1] == pytest.approx(period / 50.0, rel=0.01)
+    onsets = features[0, :96].view(2, 48)[:, 5::6]  # at 1, 2, ... 8 beats
+    assert (onsets[:, 3] > onsets[:, 2] + 0.2).all() and (onsets[:, 3] > onsets[:, 4] + 0.2).all()
+
+
 def test_rhythm_branch_hides_timbre_only_in_training():
     torch.manual_seed(0)
     branch = RhythmBranch(frame_rate=50.0, dim=8, timbre_dropout=0.3)
