@@ -5,6 +5,7 @@
 
 PY := .venv/bin/python
 DATA := data/demo
+HELDOUT := data/heldout
 RUNS := runs/demo
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -50,12 +51,12 @@ $(RUNS)/tagger/tagger_vs_baseline.md: $(RUNS)/tagger/test_scores.json $(RUNS)/ba
 # The demo test split holds ten odd-meter tracks, half by one artist: too few to tell a real lead from luck.
 # A second catalog from another seed (190 new artists, 161 odd-meter tracks) is scored whole, with a
 # paired bootstrap of the tagger's lead over the baseline on the temporal traits.
-data/heldout/manifest.parquet:
-	$(PY) -m toycatalog build --preset demo --seed 2 --out data/heldout
+$(HELDOUT)/manifest.parquet:
+	$(PY) -m toycatalog build --preset demo --seed 2 --out $(HELDOUT)
 
-$(RUNS)/tagger/heldout_temporal.md: $(RUNS)/tagger/model/model.safetensors data/heldout/manifest.parquet
+$(RUNS)/tagger/heldout_temporal.md: $(RUNS)/tagger/model/model.safetensors $(HELDOUT)/manifest.parquet
 	$(PY) scripts/tagger_vs_baseline_ci.py --model $(RUNS)/tagger/model --manifest $(DATA)/manifest.parquet \
-	    --eval-manifest data/heldout/manifest.parquet \
+	    --eval-manifest $(HELDOUT)/manifest.parquet \
 	    --labels odd_meter triple_meter swing syncopation four_on_the_floor tempo > $@.tmp
 	mv $@.tmp $@
 

@@ -47,15 +47,17 @@ def main() -> None:
     if unknown:
         parser.error(f"--labels: not in the model's vocabulary: {unknown}")
     frame = read_manifest(args.manifest)
+    targets = model.labels.encode(frame, source=str(args.manifest))
     train = (frame["split"] == "train").to_numpy()
     if args.eval_manifest is not None:
         scored = read_manifest(args.eval_manifest)
+        scored_targets = model.labels.encode(scored, source=str(args.eval_manifest))
+        targets = {name: np.concatenate([y[train], scored_targets[name]]) for name, y in targets.items()}
         frame = pd.concat([frame[train], scored], ignore_index=True)
         train = np.arange(len(frame)) < train.sum()
         test = ~train
     else:
         test = (frame["split"] == "test").to_numpy()
-    targets = model.labels.encode(frame, source=str(args.eval_manifest or args.manifest))
     features = mean_logmel(frame["audio_path"].tolist())
     usable = ~np.isnan(features).any(axis=1)
     for path in frame["audio_path"][~usable]:

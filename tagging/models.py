@@ -111,10 +111,10 @@ class RhythmFeatures(nn.Module):
         acf = F.max_pool1d(acf, 3, stride=1, padding=1)
         beat_curve = F.max_pool1d(beat_curve.unsqueeze(1), 3, stride=1, padding=1)
         # Candidate periods every tenth of a frame, each scored by the beat curve at its first COMB
-        # multiples: a whole-frame period drifts off the peaks by the fourth beat (at 31 frames per second
-        # that put the beat within 3.5 % for 71 % of the demo tracks, the comb for 84 %). Peaks at one, two and
-        # three beats are often alike; a log-normal tempo prior around 120 BPM with one octave of spread
-        # (Ellis, "Beat tracking by dynamic programming", 2007) picks the beat among them.
+        # multiples: a whole-frame period drifts off the peaks by the fourth beat (at 31 frames per
+        # second it put the beat within 3.5 % on 71 % of the demo tracks, the comb on 84 %). Peaks at
+        # one, two and three beats are often alike; a log-normal tempo prior around 120 BPM with one
+        # octave of spread (Ellis, "Beat tracking by dynamic programming", 2007) picks the beat.
         candidates = torch.arange(low, high + 1e-3, 0.1, device=acf.device, dtype=acf.dtype)
         prior = torch.exp(-0.5 * torch.log2(candidates / self.frame_rate / 0.5).square())
         multiples = torch.arange(1, self.COMB + 1, device=acf.device, dtype=acf.dtype)
