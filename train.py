@@ -11,26 +11,35 @@ checkpoint is packaged with ``save_pretrained`` into ``model.init_args.export_di
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
+from coldtag.storage import PACKAGE_FILE
 from tagging.lightning import LabelGroupsModule
 
 
 class TaggerCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        # The datamodule decodes at the model's rate and crops what the model takes in one chunk; the
-        # model's label space and input sizes come from the data. A link whose classes lack the
+        # The datamodule decodes at the network's rate and crops what it takes in one chunk; the
+        # network's label space and input sizes come from the data. A link whose classes lack the
         # argument (the multimodal pair has no sample rate) does not apply.
-        parser.link_arguments("model.init_args.sample_rate", "data.init_args.sample_rate")
-        parser.link_arguments("model.init_args.chunk_seconds", "data.init_args.clip_seconds")
-        parser.link_arguments("data.vocab", "model.init_args.vocab", apply_on="instantiate")
-        parser.link_arguments("data.input_dims", "model.init_args.input_dims", apply_on="instantiate")
+        network = "model.init_args.model.init_args"
+        parser.link_arguments(f"{network}.sample_rate", "data.init_args.sample_rate")
+        parser.link_arguments(f"{network}.chunk_seconds", "data.init_args.clip_seconds")
+        parser.link_arguments("data.vocab", f"{network}.vocab", apply_on="instantiate")
+        parser.link_arguments("data.input_dims", f"{network}.input_dims", apply_on="instantiate")
+        parser.link_arguments("data.input_sources", "model.init_args.input_sources", apply_on="instantiate")
+
+    def before_fit(self) -> None:
+        # Refuse before hours of training, not after: the export would not replace a foreign folder.
+        export = self.model.export_dir
+        if export and Path(export).is_dir() and any(Path(export).iterdir()) \
+                and not (Path(export) / PACKAGE_FILE).is_file():
+            raise FileExistsError(f"model.init_args.export_dir={export} holds files and is not a saved package; "
+                                  "choose another folder or empty it")
 
     def after_fit(self) -> None:
         module, trainer = self.model, self.trainer
@@ -38,14 +47,9 @@ class TaggerCLI(LightningCLI):
             return
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if best:
-            module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
-        export = Path(module.export_dir)
-        export.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{export.name}-", dir=export.parent))
-        module.model.save_pretrained(staging)
-        if export.exists():
-            shutil.rmtree(export)
-        staging.rename(export)
+            # Our own checkpoint holds tensors and plain Python values only; nothing else is unpickled.
+            module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+        module.export(module.export_dir)
 
 
 def cli_main(args: list[str] | None = None) -> TaggerCLI:

@@ -101,6 +101,7 @@ def _ablation(options: argparse.Namespace) -> int:
 
 
 def _package(options: argparse.Namespace) -> int:
+    from coldtag.storage import file_sha256
     from fusion.model import LateFusionRegressor
     from fusion.pipeline import ColdStartPipeline
     from recsys import ColdStartSplit, Recommender
@@ -108,7 +109,8 @@ def _package(options: argparse.Namespace) -> int:
     from tagging.multimodal import MultimodalTagger
 
     fusion_dir = options.fusion or best_content_row(options.ablation)
-    split = ColdStartSplit.load(options.recsys / "coldstart.npz")
+    split_file = options.recsys / "coldstart.npz"
+    split = ColdStartSplit.load(split_file)
     # Every item with plays is in the catalog, the cold ones by their fold-in factors; an item nobody
     # played has no direction and is left out.
     played = np.linalg.norm(split.item_factors, axis=1) > 0
@@ -119,7 +121,8 @@ def _package(options: argparse.Namespace) -> int:
                                  LateFusionRegressor.from_pretrained(fusion_dir), recommender, multimodal,
                                  lyrics_model=options.lyrics_model, cover_arch=options.cover_arch,
                                  cover_weights=options.cover_weights, cover_size=options.cover_size,
-                                 n_users=options.n_users, n_tracks=options.n_tracks)
+                                 n_users=options.n_users, n_tracks=options.n_tracks,
+                                 factors_sha256=file_sha256(split_file))
     pipeline.save_pretrained(options.out)
     print(f"{options.out}: fusion {fusion_dir} (inputs {pipeline.fusion.inputs}), {recommender.n_users} users, "
           f"{recommender.n_items} catalog tracks, tags from {'multimodal' if multimodal else 'audio'} tagger")

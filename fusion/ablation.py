@@ -27,7 +27,9 @@ import torch
 from pytorch_lightning.callbacks import EarlyStopping
 from pytorch_lightning.loggers import CSVLogger
 
+from coldtag.storage import atomic_write, file_sha256, write_json
 from fusion.data import (
+    INPUTS,
     AudioFactorDataset,
     FeatureFactorDataset,
     assemble,
@@ -159,8 +161,12 @@ def _run(paths: DataPaths, out: Path, rows: tuple[Row, ...], fusion: FusionSetti
          seed: int, ks: tuple[int, ...], map_k: int) -> pd.DataFrame:
     paths.check()
     split = ColdStartSplit.load(paths.coldstart)
-    digest = {path.name: _file_digest(path) for path in (paths.manifest, paths.vocab, paths.coldstart)}
-    feature_digest = _file_digest(paths.features)
+    digest = {path.name: file_sha256(path) for path in (paths.manifest, paths.vocab, paths.coldstart)}
+    feature_digest = file_sha256(paths.features)
+    # What the models are fed, recorded in their packages: the split's factors, and for fusion rows the
+    # packages and encoders that made the cached features.
+    factors = {"factors": {"kind": "ColdStartSplit", "source": str(paths.coldstart.resolve()),
+                           "sha256": digest[paths.coldstart.name]}}
     content = None  # sources and presence masks, loaded on the first fusion row that is not cached
     units: dict[str, dict] = {}
     keys: dict[Row, str] = {}
@@ -178,14 +184,18 @@ def _run(paths: DataPaths, out: Path, rows: tuple[Row, ...], fusion: FusionSetti
             else:
                 log.info("%s: training ...", row.name)
                 if is_audio:
-                    cached = _train_audio(paths, split, AudioSettings(**settings), seed, ks, map_k, unit_dir)
+                    cached = _train_audio(paths, split, AudioSettings(**settings), seed, ks, map_k, unit_dir,
+                                          factors)
                 else:
                     if content is None:
-                        content = catalog_sources(TrackFeatures.load(paths.features), read_manifest(paths.manifest),
+                        features = TrackFeatures.load(paths.features)
+                        content = catalog_sources(features, read_manifest(paths.manifest),
                                                   LabelSpace.from_json(paths.vocab), split.item_ids)
-                    cached = train_fusion(row.inputs, split, content, fusion, seed, ks, map_k, unit_dir)
+                    modalities = {INPUTS[name][1] for name in row.inputs}
+                    made_by = {m: ref for m, ref in features.sources.items() if m in modalities} | factors
+                    cached = train_fusion(row.inputs, split, content, fusion, seed, ks, map_k, unit_dir, made_by)
                 cached |= {"key": key, "config": config}
-                _write_json(unit_dir / RESULT_FILE, cached)
+                write_json(unit_dir / RESULT_FILE, cached)
             units[key] = cached | {"dir": str(unit_dir)}
         result = units[key]
         test = result["test_centre" if row.pooling == "centre" else "test"]
@@ -195,21 +205,22 @@ def _run(paths: DataPaths, out: Path, rows: tuple[Row, ...], fusion: FusionSetti
                 **{k: v for k, v in units[keys[row]].items() if k != "config"}} for row in rows]
     table = _table(rows, summary, baseline_metrics(split, ks, map_k, subset="cold_test", seed=seed), ks, map_k)
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / ROWS_FILE, summary)
-    table.to_csv(out / "table.csv")
+    write_json(out / ROWS_FILE, summary)
+    atomic_write(out / "table.csv", table.to_csv())
     bar_chart(table, out / "table.png", ks[0])
     # Last and atomically: a build tool may take table.md as the sign that the ablation is done.
-    _write_text(out / "table.md", markdown(table) + "\n")
+    atomic_write(out / "table.md", markdown(table) + "\n")
     return table
 
 
 def train_fusion(inputs: tuple[str, ...], split: ColdStartSplit,
                  content: tuple[dict[str, np.ndarray], dict[str, np.ndarray]], settings: FusionSettings, seed: int,
-                 ks: tuple[int, ...], map_k: int, unit_dir: Path) -> dict:
+                 ks: tuple[int, ...], map_k: int, unit_dir: Path, made_by: dict | None = None) -> dict:
     """Fit a `LateFusionRegressor` on the named inputs, early-stopped on cold_val, and test it on cold_test.
 
     ``content`` is ``(sources, presence)`` row-aligned with ``split.item_ids`` (`fusion.data.catalog_sources`).
-    The best model goes to ``unit_dir/model``, Lightning's CSV log to ``unit_dir/logs``. Returns epochs,
+    The best model goes to ``unit_dir/model`` (recording ``made_by``, the packages and files its inputs and
+    targets came from), Lightning's CSV log to ``unit_dir/logs``. Returns epochs,
     timing, and the ``val`` (best epoch) and ``test`` metrics of `recsys.evaluate_cold_start`.
     """
     pl.seed_everything(seed, verbose=False)
@@ -226,13 +237,13 @@ def train_fusion(inputs: tuple[str, ...], split: ColdStartSplit,
     module = FactorRegressionModule(model, split, lr=settings.lr, ks=ks, map_k=map_k)
     data = FactorDataModule(datasets, settings.batch_size, eval_batch_size=1024)
     trainer, result = _fit(module, data, settings.max_epochs, settings.patience, unit_dir,
-                           len(datasets["train"]), settings.batch_size)
+                           len(datasets["train"]), settings.batch_size, made_by)
     result["test"] = _test(trainer, module, data)
     return {"kind": "fusion", **result}
 
 
 def _train_audio(paths: DataPaths, split: ColdStartSplit, settings: AudioSettings, seed: int, ks, map_k,
-                 unit_dir: Path) -> dict:
+                 unit_dir: Path, made_by: dict) -> dict:
     pl.seed_everything(seed, verbose=False)
     # The tagger's datamodule decodes the catalog once into an Arrow cache beside the manifest; the tagger
     # at the same sample rate shares it.
@@ -258,7 +269,7 @@ def _train_audio(paths: DataPaths, split: ColdStartSplit, settings: AudioSetting
     module = FactorRegressionModule(model, split, lr=settings.lr, ks=ks, map_k=map_k)
     data = FactorDataModule(datasets, settings.batch_size, eval_batch_size=16, collate_fn=collate_waves)
     trainer, result = _fit(module, data, settings.max_epochs, settings.patience, unit_dir,
-                           len(datasets["train"]), settings.batch_size)
+                           len(datasets["train"]), settings.batch_size, made_by)
     result["test"] = _test(trainer, module, data)
     module.pooling, module.test_prefix = "centre", "test/centre"
     result["test_centre"] = _test(trainer, module, data)
@@ -266,7 +277,7 @@ def _train_audio(paths: DataPaths, split: ColdStartSplit, settings: AudioSetting
 
 
 def _fit(module: FactorRegressionModule, data: FactorDataModule, max_epochs: int, patience: int, unit_dir: Path,
-         n_train: int, batch_size: int) -> tuple[pl.Trainer, dict]:
+         n_train: int, batch_size: int, made_by: dict | None) -> tuple[pl.Trainer, dict]:
     if unit_dir.exists():
         shutil.rmtree(unit_dir)  # a run that died half-way: start that row again
     batches = max(1, -(-n_train // batch_size))
@@ -284,7 +295,7 @@ def _fit(module: FactorRegressionModule, data: FactorDataModule, max_epochs: int
     epochs = trainer.current_epoch
     if module.best_epoch >= 0:  # zero epochs (a baseline of the untrained model) keeps the initial weights
         module.restore_best()
-    module.model.save_pretrained(unit_dir / "model")
+    module.model.save_pretrained(unit_dir / "model", inputs=made_by)
     return trainer, {"epochs": epochs, "best_epoch": module.best_epoch + 1, "fit_seconds": seconds,
                      "seconds_per_epoch": seconds / max(epochs, 1), "val": module.best_metrics}
 
@@ -359,21 +370,3 @@ def _read_result(unit_dir: Path, key: str) -> dict | None:
     result = json.loads(path.read_text())
     return result if result.get("key") == key else None
 
-
-def _write_json(path: Path, value) -> None:
-    _write_text(path, json.dumps(value, indent=2, default=float) + "\n")
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.partial")
-    staging.write_text(text)
-    staging.replace(path)
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from coldtag.storage import carried_inputs, read_package, save_package
 from tagging.frontend import Frontend
 from tagging.models import ShortChunkResNet, chunk_starts
 
@@ -34,7 +35,38 @@ def cosine_distance(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return 1.0 - F.cosine_similarity(predicted.float(), target.float(), dim=-1, eps=1e-8)
 
 
-class LateFusionRegressor(nn.Module):
+class _Packaged(nn.Module):
+    """What both models share: ``save_pretrained`` / ``from_pretrained`` with a `coldtag.storage` record."""
+
+    config: dict
+    package: dict | None = None  # the package record it was loaded from or last saved as
+    package_path: Path | None = None
+
+    def save_pretrained(self, directory: str | Path, inputs: dict | None = None, overwrite: bool = False) -> dict:
+        """Weights as safetensors, the constructor's arguments as JSON beside them, and ``package.json``:
+        what made the model and, in ``inputs``, which packages produced its input features
+        (`coldtag.storage.reference`)."""
+        def write(folder: Path) -> None:
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, folder / WEIGHTS_FILE)
+            (folder / CONFIG_FILE).write_text(json.dumps(self.config, indent=2))
+        if inputs is None and self.package is not None:  # re-saving a loaded model keeps what fed it
+            inputs = carried_inputs(self.package, self.package_path)
+        self.package = save_package(directory, write, type(self).__name__, inputs=inputs, origin=self.package,
+                                    overwrite=overwrite)
+        self.package_path = Path(directory).resolve()
+        return self.package
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, map_location: str = "cpu"):
+        directory = Path(directory)
+        record = read_package(directory, cls.__name__)
+        model = cls(**json.loads((directory / CONFIG_FILE).read_text()))
+        model.load_state_dict(load_file(directory / WEIGHTS_FILE, device=map_location))
+        model.package, model.package_path = record, directory.resolve()
+        return model.to(map_location).eval()
+
+
+class LateFusionRegressor(_Packaged):
     """``{input: (batch, dim_input)}`` (+ presence masks) -> ``(batch, n_factors)`` unit vectors.
 
     Args:
@@ -91,15 +123,8 @@ class LateFusionRegressor(nn.Module):
                 parts.append(out.new_zeros(batch, hidden).index_copy(0, rows, out))
         return F.normalize(self.output(torch.cat(parts, dim=1)), dim=1)  # (batch, n_factors)
 
-    def save_pretrained(self, directory: str | Path) -> None:
-        _save(self, directory)
 
-    @classmethod
-    def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> LateFusionRegressor:
-        return _load(cls, directory, map_location)
-
-
-class AudioFactorRegressor(nn.Module):
+class AudioFactorRegressor(_Packaged):
     """Waveform patches ``(batch, patch_samples)`` at ``sample_rate`` -> ``(batch, n_factors)`` unit vectors.
 
     Trained on random patches of ``patch_seconds``; `predict_tracks` scores whole tracks either by their
@@ -167,27 +192,3 @@ class AudioFactorRegressor(nn.Module):
         for begin in range(0, len(patches), chunk_batch):
             total.index_add_(0, owner[begin:begin + chunk_batch], self(torch.stack(patches[begin:begin + chunk_batch])))
         return F.normalize(total, dim=1)
-
-    def save_pretrained(self, directory: str | Path) -> None:
-        _save(self, directory)
-
-    @classmethod
-    def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> AudioFactorRegressor:
-        return _load(cls, directory, map_location)
-
-
-def _save(model: nn.Module, directory: str | Path) -> None:
-    """Weights as safetensors, the constructor's arguments as JSON beside them."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, directory / WEIGHTS_FILE)
-    (directory / CONFIG_FILE).write_text(json.dumps(model.config, indent=2))
-
-
-def _load(cls, directory: str | Path, map_location: str):
-    directory = Path(directory)
-    if not (directory / CONFIG_FILE).is_file() or not (directory / WEIGHTS_FILE).is_file():
-        raise FileNotFoundError(f"{directory}: not a saved {cls.__name__} (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
-    model = cls(**json.loads((directory / CONFIG_FILE).read_text()))
-    model.load_state_dict(load_file(directory / WEIGHTS_FILE, device=map_location))
-    return model.to(map_location).eval()

@@ -15,13 +15,12 @@ A file that cannot be read becomes an entry of ``record["errors"]``; the other m
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from coldtag.storage import ProvenanceError, read_package, save_package
 from fusion.data import CONTENT_INPUTS, INPUTS, assemble
 from fusion.model import LateFusionRegressor
 from recsys import Recommender, topk
@@ -48,12 +47,17 @@ class ColdStartPipeline:
         cover_arch, cover_weights, cover_size: the cover encoder; without ``cover_weights`` the packaged
             ImageNet weights of ``efficientnet_lite0`` (so that a reloaded pipeline encodes alike).
         n_users, n_tracks: how many users and similar tracks a record lists.
+        factors_sha256: hash of the cold-start split file whose factors the recommender holds; checked
+            against the one the fusion model was trained on, when both are known.
+
+    Models loaded from packages must agree on what made them: the fusion model and the multimodal
+    tagger must have been trained on features of this very audio tagger, else `ProvenanceError`.
     """
 
     def __init__(self, tagger: AudioTagger, fusion: LateFusionRegressor, recommender: Recommender,
                  multimodal: MultimodalTagger | None = None, lyrics_model: str | None = None,
                  cover_arch: str = "efficientnet_lite0", cover_weights: str | None = None, cover_size: int = 224,
-                 n_users: int = 10, n_tracks: int = 10):
+                 n_users: int = 10, n_tracks: int = 10, factors_sha256: str | None = None):
         unusable = [name for name in fusion.inputs if name not in CONTENT_INPUTS]
         if unusable:
             raise ValueError(f"fusion model takes {unusable}, which a new track cannot have; usable inputs: "
@@ -71,10 +75,12 @@ class ColdStartPipeline:
         if n_users < 1 or n_tracks < 1 or cover_size < 1:
             raise ValueError(f"n_users, n_tracks and cover_size must be >= 1, got {n_users}, {n_tracks}, "
                              f"{cover_size}")
+        _check_provenance(tagger, fusion, multimodal, factors_sha256)
         self.tagger, self.fusion, self.recommender = tagger.eval(), fusion.eval(), recommender
         self.multimodal = multimodal.eval() if multimodal is not None else None
         self.config = {"lyrics_model": lyrics_model, "cover_arch": cover_arch, "cover_weights": cover_weights,
-                       "cover_size": cover_size, "n_users": n_users, "n_tracks": n_tracks}
+                       "cover_size": cover_size, "n_users": n_users, "n_tracks": n_tracks,
+                       "factors_sha256": factors_sha256}
         self._lyrics: LyricsEncoder | None = None
         self._cover: CoverEncoder | None = None
 
@@ -163,31 +169,26 @@ class ColdStartPipeline:
                                    strict=True)],
         }
 
-    def save_pretrained(self, directory: str | Path) -> None:
-        """``tagger/``, ``fusion/``, ``multimodal/`` (if any), ``recommender.npz`` and ``pipeline.json``;
-        written beside the target and moved into place, so a failed save leaves no half pipeline."""
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-        try:
-            self.tagger.save_pretrained(staging / "tagger")
-            self.fusion.save_pretrained(staging / "fusion")
+    def save_pretrained(self, directory: str | Path, overwrite: bool = False) -> dict:
+        """``tagger/``, ``fusion/``, ``multimodal/`` (if any; each a package of its own), ``recommender.npz``,
+        ``pipeline.json`` and ``package.json``: one package that runs on raw files alone. Written beside the
+        target and swapped in (`coldtag.storage.save_package`): a failed save leaves no half pipeline, and
+        a folder holding other files is refused unless ``overwrite`` (they stay)."""
+        def write(folder: Path) -> None:
+            self.tagger.save_pretrained(folder / "tagger")
+            self.fusion.save_pretrained(folder / "fusion")
             if self.multimodal is not None:
-                self.multimodal.save_pretrained(staging / "multimodal")
-            self.recommender.save(staging / RECOMMENDER_FILE)
-            (staging / CONFIG_FILE).write_text(json.dumps(self.config, indent=2) + "\n")
-            if directory.exists():
-                shutil.rmtree(directory)
-            staging.rename(directory)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+                self.multimodal.save_pretrained(folder / "multimodal")
+            self.recommender.save(folder / RECOMMENDER_FILE)
+            (folder / CONFIG_FILE).write_text(json.dumps(self.config, indent=2) + "\n")
+        return save_package(directory, write, type(self).__name__, overwrite=overwrite)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> ColdStartPipeline:
+        """Load a saved pipeline after checking every file against its record and that its models were
+        made from one another (`coldtag.storage.ProvenanceError` otherwise)."""
         directory = Path(directory)
-        if not (directory / CONFIG_FILE).is_file():
-            raise FileNotFoundError(f"{directory}: not a saved ColdStartPipeline (no {CONFIG_FILE})")
+        read_package(directory, cls.__name__)
         config = json.loads((directory / CONFIG_FILE).read_text())
         multimodal = None
         if (directory / "multimodal").is_dir():
@@ -195,6 +196,25 @@ class ColdStartPipeline:
         return cls(AudioTagger.from_pretrained(directory / "tagger", map_location),
                    LateFusionRegressor.from_pretrained(directory / "fusion", map_location),
                    Recommender.load(directory / RECOMMENDER_FILE), multimodal=multimodal, **config)
+
+
+def _check_provenance(tagger: AudioTagger, fusion: LateFusionRegressor, multimodal: MultimodalTagger | None,
+                      factors_sha256: str | None) -> None:
+    """Where the packages record it: the fusion model's and the multimodal tagger's audio features came
+    from ``tagger``, and the fusion model learnt the factors the recommender holds."""
+    tagger_hash = tagger.package["sha256"] if tagger.package else None
+    for name, model in (("fusion model", fusion), ("multimodal tagger", multimodal)):
+        inputs = model.package["inputs"] if model is not None and model.package else {}
+        made_by = inputs.get("audio", {}).get("sha256")
+        if made_by and tagger_hash and made_by != tagger_hash:
+            raise ProvenanceError(
+                f"the {name} ({model.package_path}) was trained on features of the audio tagger "
+                f"sha256:{made_by[:12]}, not of the one given ({tagger.package_path}, sha256:{tagger_hash[:12]}); "
+                "its inputs would not mean what it learnt")
+    trained_on = (fusion.package or {}).get("inputs", {}).get("factors", {}).get("sha256")
+    if trained_on and factors_sha256 and trained_on != factors_sha256:
+        raise ProvenanceError(f"the fusion model ({fusion.package_path}) learnt the factors of cold-start split "
+                              f"sha256:{trained_on[:12]}, the recommender holds those of sha256:{factors_sha256[:12]}")
 
 
 def _audio_input_dims(tagger: AudioTagger, names: list[str]) -> dict[str, int]:

@@ -9,11 +9,12 @@ fusion stage (``coldstart.npz``, read by :meth:`ColdStartSplit.load`) and the ba
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import pandas as pd
+
+from coldtag.storage import atomic_write
 
 from .evaluation import (
     SPLITS,
@@ -120,9 +121,9 @@ def _coldstart(options: argparse.Namespace, model: WMF) -> int:
         )
     options.out.mkdir(parents=True, exist_ok=True)
     split.save(options.out / "coldstart.npz")
-    _write_atomic(options.out / "baselines.csv", table.to_csv())
+    atomic_write(options.out / "baselines.csv", table.to_csv())
     # Last: the Makefile's target for this stage, so its existence means everything else is written.
-    _write_atomic(options.out / "baselines.md", markdown + "\n")
+    atomic_write(options.out / "baselines.md", markdown + "\n")
     counts = {name: int((split_labels == name).sum()) for name in SPLITS}
     print(
         f"{len(split.user_ids)} users ({split.params['cold_users_dropped']} with only cold plays dropped), "
@@ -133,12 +134,6 @@ def _coldstart(options: argparse.Namespace, model: WMF) -> int:
     print(markdown)
     print(f"\nwrote {options.out / 'coldstart.npz'}, baselines.md, baselines.csv")
     return 0
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _markdown(table: pd.DataFrame) -> str:

@@ -12,7 +12,6 @@ This is the factorization whose item factors Oramas et al. (DLRS 2017) regress f
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -22,6 +21,8 @@ import numpy as np
 import scipy.sparse as sp
 from implicit.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
+
+from coldtag.storage import atomic_path
 
 __all__ = ["WMF", "load_npz", "save_npz"]
 
@@ -174,16 +175,8 @@ def save_npz(path: str | Path, **arrays) -> None:
         if array.dtype == object:
             array = array.astype(str)
         plain[name] = array
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write beside the target and rename, so a reader never sees half a file.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as out:
-            np.savez(out, **plain)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as staging, open(staging, "wb") as out:
+        np.savez(out, **plain)
 
 
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:

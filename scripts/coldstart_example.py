@@ -10,13 +10,13 @@ whether they really played it, and its most similar catalog tracks with their ge
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from coldtag.storage import write_json
 from fusion.pipeline import ColdStartPipeline
 
 
@@ -36,9 +36,7 @@ def main() -> None:
     record = pipeline(audio=args.catalog / track["audio_path"], lyrics=args.catalog / track["lyrics_path"],
                       cover=args.catalog / track["cover_path"])
     record["track_id"] = track["track_id"]
-    staging = args.out.with_name(f".{args.out.name}.partial")
-    staging.write_text(json.dumps(record, indent=2))
-    staging.replace(args.out)
+    write_json(args.out, record)
 
     plays = pd.read_parquet(args.catalog / "plays.parquet")
     listeners = set(plays.loc[plays["track_id"] == track["track_id"], "user_id"])

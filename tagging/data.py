@@ -18,6 +18,8 @@ import datasets
 import numpy as np
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 from tagging.audio import AudioDecodeError, audio_info, load_audio
@@ -85,6 +87,22 @@ def collate_tracks(items: list[dict]) -> dict:
     targets = {g: torch.stack([item["targets"][g] for item in items]) for g in items[0]["targets"]}
     return {"track_id": [item["track_id"] for item in items], "wave": waves, "length": lengths,
             "targets": targets}
+
+
+def every_track_once(dataset: Dataset, source: Path) -> UnrepeatedDistributedSampler | None:
+    """Under DDP, each process's share of an evaluation or prediction set, every item exactly once.
+
+    Lightning would otherwise give evaluation loaders a `DistributedSampler`, which pads the last batch
+    with repeated tracks so every process runs as many batches: those repeats would enter the metrics and
+    the F1 thresholds twice. Shares here differ by at most one item, which evaluation without gradients
+    allows; torchmetrics gathers shares of unequal size. None outside DDP (a plain sequential order).
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return None
+    if len(dataset) < dist.get_world_size():
+        raise ValueError(f"{source}: {len(dataset)} track(s) to evaluate on {dist.get_world_size()} processes; "
+                         "every process needs at least one (use fewer devices)")
+    return UnrepeatedDistributedSampler(dataset, shuffle=False)
 
 
 class CatalogDataModule(pl.LightningDataModule):
@@ -198,7 +216,8 @@ class CatalogDataModule(pl.LightningDataModule):
     def _loader(self, dataset: TrackDataset, shuffle: bool, batch_size: int) -> DataLoader:
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
                           collate_fn=collate_tracks, worker_init_fn=dataset.worker_init,
-                          persistent_workers=self.num_workers > 0, drop_last=False)
+                          persistent_workers=self.num_workers > 0, drop_last=False,
+                          sampler=None if shuffle else every_track_once(dataset, self.manifest_path))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self._dataset("train", train=True), True, self.batch_size)
@@ -243,6 +262,11 @@ class FeatureDataModule(pl.LightningDataModule):
     def input_dims(self) -> dict[str, int]:
         return {m: int(self.features.arrays[m].shape[1]) for m in self.modalities}
 
+    @property
+    def input_sources(self) -> dict:
+        """What produced each modality's embeddings (recorded by `tagging.features`)."""
+        return {m: ref for m, ref in self.features.sources.items() if m in self.modalities}
+
     def setup(self, stage: str | None = None) -> None:
         if self.items:
             return
@@ -266,7 +290,8 @@ class FeatureDataModule(pl.LightningDataModule):
         if not self.items.get(split):
             raise ValueError(f"{self.manifest_path}: split {split!r} has no tracks with features")
         data = [{k: v for k, v in item.items() if k != "split"} for item in self.items[split]]
-        return DataLoader(data, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers)
+        return DataLoader(data, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          sampler=None if shuffle else every_track_once(data, self.manifest_path))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)

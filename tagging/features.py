@@ -12,6 +12,7 @@ file cannot be read, is marked absent and the reason recorded; the other modalit
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from coldtag.storage import atomic_path, file_sha256, reference
 from tagging.audio import AudioDecodeError, load_audio
 from tagging.image import CoverEncoder, CoverError, load_cover
 from tagging.labels import read_manifest
@@ -39,6 +41,7 @@ class TrackFeatures:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     present: dict[str, np.ndarray] = field(default_factory=dict)
     errors: np.ndarray | None = None  # (tracks,) str: why a modality is missing, "" when none is
+    sources: dict = field(default_factory=dict)  # modality -> what produced it (`encoder_sources`)
 
     def __len__(self) -> int:
         return len(self.track_ids)
@@ -58,14 +61,15 @@ class TrackFeatures:
                    "errors": (self.errors if self.errors is not None else np.full(len(self), "")).astype(str)}
         payload.update({f"array:{k}": v for k, v in self.arrays.items()})
         payload.update({f"present:{k}": v for k, v in self.present.items()})
-        staging = path.with_name(f".{path.name}.partial.npz")
-        np.savez(staging, **payload)
-        staging.replace(path)
+        payload["sources"] = np.array(json.dumps(self.sources))
+        with atomic_path(path) as staging:
+            np.savez(staging, **payload)
 
     @classmethod
     def load(cls, path: str | Path) -> TrackFeatures:
         with np.load(path, allow_pickle=False) as data:
-            return cls(track_ids=data["track_ids"], errors=data["errors"],
+            sources = json.loads(str(data["sources"])) if "sources" in data.files else {}
+            return cls(track_ids=data["track_ids"], errors=data["errors"], sources=sources,
                        arrays={k.removeprefix("array:"): data[k] for k in data.files if k.startswith("array:")},
                        present={k.removeprefix("present:"): data[k] for k in data.files
                                 if k.startswith("present:")})
@@ -94,11 +98,33 @@ def extract_features(manifest: str | Path, tagger: AudioTagger | None, lyrics: L
         _embed(features, "cover", paths, lambda p: load_cover(p, cover_size), (CoverError,),
                lambda images: cover(torch.stack(images).to(device)), cover.dim, batch_size, errors)
     features.errors = np.array(["; ".join(e) for e in errors], dtype=str)
+    features.sources = encoder_sources(tagger, lyrics, cover, cover_size)
     failed = sum(1 for e in errors if e)
     if failed:
         log.warning("%s: %d track(s) miss a modality because a file could not be read; first: %s",
                     manifest, failed, next(e for e in errors if e)[0])
     return features
+
+
+def encoder_sources(tagger: AudioTagger | None, lyrics: LyricsEncoder | None, cover: CoverEncoder | None,
+                    cover_size: int) -> dict:
+    """What produced each modality's features, as packages record their inputs: the audio tagger by its
+    package (`coldtag.storage.reference`), the frozen encoders by their settings and weights' hash."""
+    sources = {}
+    if tagger is not None:
+        # A tagger that was never saved can be named by its class only: nothing downstream can check it.
+        sources["audio"] = reference(tagger.package_path) if tagger.package_path else {"kind": "AudioTagger"}
+    if lyrics is not None:
+        weights = sorted(Path(lyrics.model_path).glob("*.safetensors"))
+        sources["lyrics"] = {"kind": "LyricsEncoder", "model_path": lyrics.model_path,
+                             "max_length": lyrics.max_length,
+                             "weights_sha256": file_sha256(weights[0]) if len(weights) == 1 else None}
+    if cover is not None:
+        sources["cover"] = {"kind": "CoverEncoder", "arch": cover.arch, "size": cover_size, "weights": cover.weights,
+                            "weights_sha256": file_sha256(cover.weights) if cover.weights else None}
+    for ref in sources.values():
+        ref.pop("bundle", None)
+    return sources
 
 
 def _audio(features: TrackFeatures, paths: list[str], tagger: AudioTagger, batch_size: int,

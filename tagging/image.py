@@ -135,6 +135,7 @@ class CoverEncoder(nn.Module):
         if weights is not None:
             _load_backbone_weights(self.backbone, weights, arch, head_prefix)
         self.arch = arch
+        self.weights = None if weights is None else str(weights)  # where the starting weights came from
         self.backbone_dim = backbone_dim
         self.projection = nn.Linear(backbone_dim, embedding_dim) if embedding_dim else nn.Identity()
 

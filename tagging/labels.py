@@ -228,7 +228,7 @@ class MultilabelScores(Metric):
             roc.append(float(binary_auroc(p, t)))
             pr.append(float(binary_average_precision(p, t)))
         return {
-            "roc_auc": nanmean(roc), "pr_auc": nanmean(pr),
+            "roc_auc": nanmean(roc), "pr_auc": nanmean(pr), "tracks": len(probs),
             "per_tag": {"roc_auc": roc, "pr_auc": pr},
             "thresholds": f1_optimal_thresholds(probs, targets) if len(probs) else torch.full(
                 (len(self.labels),), 0.5),
@@ -264,7 +264,7 @@ class GradedScores(Metric):
                 continue
             mae.append(float((p - t).abs().mean() * self.span[i]))
             rho.append(float(spearman_corrcoef(p, t)) if t.std() > 0 and p.std() > 0 else math.nan)
-        return {"mae": mae, "spearman": rho, "spearman_mean": nanmean(rho)}
+        return {"mae": mae, "spearman": rho, "spearman_mean": nanmean(rho), "tracks": len(preds)}
 
 
 def nanmean(values: list[float]) -> float:

@@ -9,16 +9,16 @@ cached per-modality embeddings (`tagging.features`).
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
 from pathlib import Path
-from typing import Literal
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from coldtag.storage import atomic_write, write_json
 from tagging.labels import MULTILABEL, GradedScores, MultilabelScores
 from tagging.models import AudioTagger, TaggerBase
 from tagging.multimodal import MultimodalTagger
@@ -98,10 +98,13 @@ class LabelGroupsModule(pl.LightningModule):
             if self.types[name] == MULTILABEL:
                 self.model.set_thresholds(name, result["thresholds"].to(self.device))
 
+        if self.trainer.state.fn == "validate" and self.trainer.is_global_zero:
+            self._write_tables("val", results)
+
     def on_test_epoch_end(self) -> None:
         results = self._log_scores("test")
         if self.trainer.is_global_zero:
-            self._write_tables(results)
+            self._write_tables("test", results)
 
     def _log_scores(self, stage: str) -> dict:
         results = {}
@@ -122,32 +125,46 @@ class LabelGroupsModule(pl.LightningModule):
         if not math.isnan(value):
             self.log(key, value, sync_dist=False)
 
-    def _write_tables(self, results: dict) -> None:
+    def _write_tables(self, stage: str, results: dict) -> None:
+        """``{stage}_per_tag.csv`` and ``{stage}_scores.json``: scores per group and label, how many tracks
+        each group was scored on, and the F1-optimal thresholds those tracks give."""
         folder = Path(self.tables_dir or (self.logger.log_dir if self.logger and self.logger.log_dir else "."))
-        folder.mkdir(parents=True, exist_ok=True)
-        summary = {}
-        with open(folder / "test_per_tag.csv", "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["group", "label", "roc_auc", "pr_auc", "mae", "spearman"])
-            for name, result in results.items():
-                labels = self.metrics["test"][name].labels
-                if self.types[name] == MULTILABEL:
-                    rows = zip(labels, result["per_tag"]["roc_auc"], result["per_tag"]["pr_auc"], strict=True)
-                    writer.writerows([name, label, roc, pr, "", ""] for label, roc, pr in rows)
-                    summary[name] = {"roc_auc": result["roc_auc"], "pr_auc": result["pr_auc"],
-                                     "per_label": {label: {"roc_auc": roc, "pr_auc": pr} for label, roc, pr in
-                                                   zip(labels, *result["per_tag"].values(), strict=True)}}
-                else:
-                    rows = zip(labels, result["mae"], result["spearman"], strict=True)
-                    writer.writerows([name, label, "", "", mae, rho] for label, mae, rho in rows)
-                    summary[name] = {"spearman": result["spearman_mean"],
-                                     "per_label": {label: {"spearman": rho, "mae": mae} for label, mae, rho in
-                                                   zip(labels, result["mae"], result["spearman"], strict=True)}}
-        (folder / "test_scores.json").write_text(json.dumps(summary, indent=2))
+        rows, summary = [], {}
+        for name, result in results.items():
+            labels = self.metrics[stage][name].labels
+            if self.types[name] == MULTILABEL:
+                per_tag = zip(labels, result["per_tag"]["roc_auc"], result["per_tag"]["pr_auc"],
+                              result["thresholds"].tolist(), strict=True)
+                per_label = {label: {"roc_auc": roc, "pr_auc": pr, "threshold": t} for label, roc, pr, t in per_tag}
+                rows += [[name, label, v["roc_auc"], v["pr_auc"], "", ""] for label, v in per_label.items()]
+                summary[name] = {"roc_auc": result["roc_auc"], "pr_auc": result["pr_auc"]}
+            else:
+                per_label = {label: {"spearman": rho, "mae": mae}
+                             for label, mae, rho in zip(labels, result["mae"], result["spearman"], strict=True)}
+                rows += [[name, label, "", "", v["mae"], v["spearman"]] for label, v in per_label.items()]
+                summary[name] = {"spearman": result["spearman_mean"]}
+            summary[name] |= {"tracks": result["tracks"], "per_label": per_label}
+        table = io.StringIO()
+        writer = csv.writer(table, lineterminator="\n")
+        writer.writerow(["group", "label", "roc_auc", "pr_auc", "mae", "spearman"])
+        writer.writerows(rows)
+        atomic_write(folder / f"{stage}_per_tag.csv", table.getvalue())
+        write_json(folder / f"{stage}_scores.json", summary)
+
+    def export(self, directory: str | Path) -> None:
+        """Package the model (`save_pretrained`), recording the packages that made its inputs."""
+        self.model.save_pretrained(directory, inputs=self.export_inputs())
+
+    def export_inputs(self) -> dict | None:
+        return None
 
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr,
-                                      weight_decay=self.hparams.weight_decay)
+        # Weight decay shrinks weight matrices and kernels only: on norms' scales and on biases it only
+        # pulls them to zero, which is not regularisation (nanoGPT's configure_optimizers does the same).
+        params = [p for p in self.parameters() if p.requires_grad]
+        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": self.hparams.weight_decay},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr)
         steps = self.trainer.estimated_stepping_batches
         if not steps or math.isinf(steps):
             return optimizer
@@ -157,11 +174,13 @@ class LabelGroupsModule(pl.LightningModule):
 
 
 class TaggerModule(LabelGroupsModule):
-    """Trains an `AudioTagger` on waveforms; the model arguments are those of `AudioTagger`.
+    """Trains an `AudioTagger`, given ready-made (its arguments are declared once, by the model).
 
     Args:
-        vocab: the label vocabulary, linked from the datamodule by ``train.py``.
-        lr, weight_decay: AdamW settings; the learning rate warms up, then anneals (one-cycle schedule).
+        model: the network; in a config, ``class_path: tagging.models.AudioTagger`` with its ``init_args``
+            (the vocabulary is linked from the datamodule by ``train.py``).
+        lr, weight_decay: AdamW settings (decay on weight matrices only); the learning rate warms up, then
+            anneals (one-cycle schedule).
         group_weights: loss weight per label group (default 1 each).
         export_dir: where ``train.py`` writes the packaged model (`save_pretrained`) after ``fit``.
         tables_dir: where per-tag test scores are written (default: the logger's folder).
@@ -169,19 +188,7 @@ class TaggerModule(LabelGroupsModule):
 
     def __init__(
         self,
-        vocab: dict | None = None,
-        backbone: Literal["short_chunk_resnet", "tiny"] = "short_chunk_resnet",
-        width: int = 128,
-        embedding_dim: int = 512,
-        dropout: float = 0.5,
-        sample_rate: int = 16000,
-        n_fft: int = 512,
-        hop_length: int = 256,
-        n_mels: int = 128,
-        frontend_backend: Literal["auto", "torchaudio", "nnaudio"] = "auto",
-        chunk_seconds: float = 3.69,
-        eval_chunks: int | None = 16,
-        rhythm: bool = False,
+        model: AudioTagger,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         group_weights: dict[str, float] | None = None,
@@ -189,14 +196,8 @@ class TaggerModule(LabelGroupsModule):
         tables_dir: str | None = None,
     ):
         super().__init__()
-        if vocab is None:
-            raise ValueError("vocab is required (train.py links it from the datamodule)")
-        self.save_hyperparameters()
-        self.model = AudioTagger(
-            vocab, backbone=backbone, width=width, embedding_dim=embedding_dim, dropout=dropout,
-            sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
-            frontend_backend=frontend_backend, chunk_seconds=chunk_seconds, eval_chunks=eval_chunks,
-            rhythm=rhythm)
+        self.save_hyperparameters(ignore=["model"])
+        self.model = model
         self._init_training(group_weights, export_dir, tables_dir)
 
     def forward(self, wave: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -218,22 +219,22 @@ class TaggerModule(LabelGroupsModule):
 
 
 class MultimodalTaggerModule(LabelGroupsModule):
-    """Trains a `MultimodalTagger` on cached embeddings; its arguments are those of `MultimodalTagger`.
+    """Trains a `MultimodalTagger` on cached embeddings, given ready-made.
 
     Args:
-        vocab, input_dims: linked from the datamodule by ``train.py``.
+        model: the network (``class_path: tagging.multimodal.MultimodalTagger``); its vocabulary and input
+            sizes are linked from the datamodule by ``train.py``.
         eval_modalities: restrict validation/test to these modalities (default: all the model has).
+        input_sources: the packages and encoders that produced the cached embeddings (linked from the
+            datamodule); recorded in the exported package, the audio tagger bundled in it.
         Others: as `TaggerModule`.
     """
 
     def __init__(
         self,
-        vocab: dict | None = None,
-        input_dims: dict[str, int] | None = None,
-        hidden: int = 256,
-        dropout: float = 0.3,
-        modality_dropout: float = 0.3,
+        model: MultimodalTagger,
         eval_modalities: list[str] | None = None,
+        input_sources: dict | None = None,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         group_weights: dict[str, float] | None = None,
@@ -241,16 +242,19 @@ class MultimodalTaggerModule(LabelGroupsModule):
         tables_dir: str | None = None,
     ):
         super().__init__()
-        if vocab is None or input_dims is None:
-            raise ValueError("vocab and input_dims are required (train.py links them from the datamodule)")
-        unknown = set(eval_modalities or []) - set(input_dims)
+        unknown = set(eval_modalities or []) - set(model.modalities)
         if unknown:
-            raise ValueError(f"eval_modalities names {sorted(unknown)}, not among {sorted(input_dims)}")
-        self.save_hyperparameters()
-        self.model = MultimodalTagger(vocab, input_dims, hidden=hidden, dropout=dropout,
-                                      modality_dropout=modality_dropout)
+            raise ValueError(f"eval_modalities names {sorted(unknown)}, not among {model.modalities}")
+        self.save_hyperparameters(ignore=["model"])
+        self.model = model
         self.eval_modalities = eval_modalities
+        self.input_sources = input_sources
         self._init_training(group_weights, export_dir, tables_dir)
+
+    def export_inputs(self) -> dict | None:
+        # The audio tagger is bundled: with it inside, the package runs on a raw audio file alone.
+        sources = self.input_sources or {}
+        return {m: {**ref, "bundle": "sha256" in ref} for m, ref in sources.items() if m in self.model.modalities}
 
     def _outputs(self, batch: dict, stage: str):
         inputs, present = batch["inputs"], batch["present"]

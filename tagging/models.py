@@ -13,12 +13,14 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from coldtag.storage import carried_inputs, read_package, save_package
 from tagging.frontend import Frontend
 from tagging.labels import MULTILABEL, LabelSpace
 
@@ -46,10 +48,6 @@ class _ResBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
         return F.relu(out + self.shortcut(x))
-
-
-# Share of training clips whose CNN vector a `RhythmBranch` hides; chosen on the demo's validation split.
-TIMBRE_DROPOUT = 0.3
 
 
 class RhythmFeatures(nn.Module):
@@ -155,12 +153,12 @@ class ShortChunkResNet(nn.Module):
     """
 
     def __init__(self, width: int = 128, embedding_dim: int = 512, n_blocks: int = 7, rhythm: bool = False,
-                 frame_rate: float = 0.0):
+                 frame_rate: float = 0.0, timbre_dropout: float = 0.0):
         super().__init__()
         channels = [1, width, width] + [2 * width] * (n_blocks - 3) + [4 * width]
         self.input_norm = nn.BatchNorm2d(1)
         self.blocks = nn.Sequential(*[_ResBlock(c_in, c_out) for c_in, c_out in itertools.pairwise(channels)])
-        self.rhythm = RhythmBranch(frame_rate, 4 * width) if rhythm else None
+        self.rhythm = RhythmBranch(frame_rate, 4 * width, timbre_dropout) if rhythm else None
         rhythm_dim = 4 * width if rhythm else 0
         self.project = nn.Sequential(nn.Linear(channels[-1] + rhythm_dim, embedding_dim),
                                      nn.BatchNorm1d(embedding_dim), nn.ReLU())
@@ -183,7 +181,7 @@ class RhythmBranch(nn.Module):
     artists); clips that only have their rhythm make the heads read it.
     """
 
-    def __init__(self, frame_rate: float, dim: int, timbre_dropout: float = TIMBRE_DROPOUT):
+    def __init__(self, frame_rate: float, dim: int, timbre_dropout: float = 0.0):
         super().__init__()
         if not 0.0 <= timbre_dropout < 1.0:
             raise ValueError(f"timbre_dropout must be in [0, 1), got {timbre_dropout}")
@@ -201,13 +199,14 @@ class RhythmBranch(nn.Module):
 class TinyCNN(nn.Module):
     """Two convolutions and a pooled projection: for tests and smoke runs, not for results."""
 
-    def __init__(self, width: int = 8, embedding_dim: int = 32, rhythm: bool = False, frame_rate: float = 0.0):
+    def __init__(self, width: int = 8, embedding_dim: int = 32, rhythm: bool = False, frame_rate: float = 0.0,
+                 timbre_dropout: float = 0.0):
         super().__init__()
         self.input_norm = nn.BatchNorm2d(1)
         self.conv = nn.Sequential(
             nn.Conv2d(1, width, 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU())
-        self.rhythm = RhythmBranch(frame_rate, 4 * width) if rhythm else None
+        self.rhythm = RhythmBranch(frame_rate, 4 * width, timbre_dropout) if rhythm else None
         rhythm_dim = 4 * width if rhythm else 0
         self.project = nn.Sequential(nn.Linear(4 * width + rhythm_dim, embedding_dim), nn.ReLU())
 
@@ -257,6 +256,8 @@ class TaggerBase(nn.Module):
     """
 
     config: dict
+    package: dict | None = None  # the package record (`coldtag.storage`) it was loaded from or last saved as
+    package_path: Path | None = None
 
     def _init_heads(self, vocab: dict, embedding_dim: int, dropout: float) -> None:
         self.labels = LabelSpace.from_dict(vocab)
@@ -300,29 +301,36 @@ class TaggerBase(nn.Module):
                 record[name] = dict(zip(group.labels, units.tolist(), strict=True))
         return record
 
-    def save_pretrained(self, directory: str | Path) -> None:
-        """Weights as safetensors; config, vocabulary and decision thresholds as JSON beside them."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        threshold_keys = {f"thresholds_{g.name}" for g in self.labels.multilabel()}
-        weights = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
-                   if k not in threshold_keys}
-        save_file(weights, directory / WEIGHTS_FILE)
-        config = {k: v for k, v in self.config.items() if k != "vocab"}
-        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2))
-        (directory / VOCAB_FILE).write_text(json.dumps(self.config["vocab"], indent=2))
-        thresholds = {g.name: dict(zip(g.labels, self.thresholds(g.name).tolist(), strict=True))
-                      for g in self.labels.multilabel()}
-        (directory / THRESHOLDS_FILE).write_text(json.dumps(thresholds, indent=2))
+    def save_pretrained(self, directory: str | Path, inputs: dict | None = None, overwrite: bool = False) -> dict:
+        """Weights as safetensors; config, vocabulary and decision thresholds as JSON beside them, and
+        ``package.json`` recording what made them (`coldtag.storage`). ``inputs`` names the packages that
+        produced the model's inputs (`coldtag.storage.reference`). A directory holding other files is
+        refused unless ``overwrite`` (they stay). Returns the package record."""
+        def write(folder: Path) -> None:
+            threshold_keys = {f"thresholds_{g.name}" for g in self.labels.multilabel()}
+            weights = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
+                       if k not in threshold_keys}
+            save_file(weights, folder / WEIGHTS_FILE)
+            config = {k: v for k, v in self.config.items() if k != "vocab"}
+            (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+            (folder / VOCAB_FILE).write_text(json.dumps(self.config["vocab"], indent=2))
+            thresholds = {g.name: dict(zip(g.labels, self.thresholds(g.name).tolist(), strict=True))
+                          for g in self.labels.multilabel()}
+            (folder / THRESHOLDS_FILE).write_text(json.dumps(thresholds, indent=2))
+        if inputs is None and self.package is not None:  # re-saving a loaded model keeps what fed it
+            inputs = carried_inputs(self.package, self.package_path)
+        self.package = save_package(directory, write, type(self).__name__, inputs=inputs, origin=self.package,
+                                    overwrite=overwrite)
+        self.package_path = Path(directory).resolve()
+        return self.package
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu", **overrides):
-        """Load a `save_pretrained` directory. ``overrides`` change run-time settings (for `AudioTagger`:
-        ``frontend_backend``, ``eval_chunks``); the weights do not depend on them."""
+        """Load a `save_pretrained` directory, after checking its files against ``package.json``
+        (`coldtag.storage.ProvenanceError` if they differ or it is missing). ``overrides`` change run-time
+        settings (for `AudioTagger`: ``frontend_backend``, ``eval_chunks``); the weights do not depend on them."""
         directory = Path(directory)
-        for name in (WEIGHTS_FILE, CONFIG_FILE, VOCAB_FILE):
-            if not (directory / name).is_file():
-                raise FileNotFoundError(f"{directory}: not a saved {cls.__name__} (no {name})")
+        record = read_package(directory, cls.__name__)
         config = json.loads((directory / CONFIG_FILE).read_text())
         config["vocab"] = json.loads((directory / VOCAB_FILE).read_text())
         config.update(overrides)
@@ -333,13 +341,12 @@ class TaggerBase(nn.Module):
         if missing or unexpected:
             raise ValueError(f"{directory / WEIGHTS_FILE}: weights do not fit the config "
                              f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
-        thresholds_path = directory / THRESHOLDS_FILE
-        if thresholds_path.is_file():
-            saved = json.loads(thresholds_path.read_text())
-            for group in model.labels.multilabel():
-                per_label = saved.get(group.name, {})
-                model.set_thresholds(group.name, torch.tensor([float(per_label.get(label, 0.5))
-                                                               for label in group.labels]))
+        saved = json.loads((directory / THRESHOLDS_FILE).read_text())
+        for group in model.labels.multilabel():
+            per_label = saved.get(group.name, {})
+            model.set_thresholds(group.name, torch.tensor([float(per_label.get(label, 0.5))
+                                                           for label in group.labels]))
+        model.package, model.package_path = record, directory.resolve()
         return model.to(map_location).eval()
 
 
@@ -349,13 +356,14 @@ class AudioTagger(TaggerBase):
     ``forward_features`` gives the embedding that fusion and retrieval use, ``forward_head`` the logits
     (never probabilities: sigmoid belongs at the edge). Regression groups predict values scaled to
     [0, 1] by the vocabulary's ranges (`LabelSpace.decode_regression` gives units back).
-    ``rhythm=True`` adds the backbone's `RhythmBranch` (meter, swing and tempo cues).
+    ``rhythm=True`` adds the backbone's `RhythmBranch` (meter, swing and tempo cues); ``timbre_dropout`` is
+    the share of training clips whose CNN vector that branch hides (0.3 was chosen on the demo's validation split).
     """
 
     def __init__(
         self,
         vocab: dict,
-        backbone: str = "short_chunk_resnet",
+        backbone: Literal["short_chunk_resnet", "tiny"] = "short_chunk_resnet",
         width: int = 128,
         embedding_dim: int = 512,
         dropout: float = 0.5,
@@ -363,10 +371,11 @@ class AudioTagger(TaggerBase):
         n_fft: int = 512,
         hop_length: int = 256,
         n_mels: int = 128,
-        frontend_backend: str = "auto",
+        frontend_backend: Literal["auto", "torchaudio", "nnaudio"] = "auto",
         chunk_seconds: float = 3.69,
         eval_chunks: int | None = 16,
         rhythm: bool = False,
+        timbre_dropout: float = 0.3,
     ):
         super().__init__()
         if backbone not in BACKBONES:
@@ -379,7 +388,7 @@ class AudioTagger(TaggerBase):
             "vocab": vocab, "backbone": backbone, "width": width, "embedding_dim": embedding_dim,
             "dropout": dropout, "sample_rate": sample_rate, "n_fft": n_fft, "hop_length": hop_length,
             "n_mels": n_mels, "frontend_backend": frontend_backend, "chunk_seconds": chunk_seconds,
-            "eval_chunks": eval_chunks, "rhythm": rhythm,
+            "eval_chunks": eval_chunks, "rhythm": rhythm, "timbre_dropout": timbre_dropout,
         }
         self.sample_rate = sample_rate
         self.chunk_samples = round(chunk_seconds * sample_rate)
@@ -387,7 +396,7 @@ class AudioTagger(TaggerBase):
         self.frontend = Frontend(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
                                  backend=frontend_backend)
         self.backbone = BACKBONES[backbone](width=width, embedding_dim=embedding_dim, rhythm=rhythm,
-                                            frame_rate=sample_rate / hop_length)
+                                            frame_rate=sample_rate / hop_length, timbre_dropout=timbre_dropout)
         self._init_heads(vocab, embedding_dim, dropout)
 
     def forward_features(self, wave: torch.Tensor) -> torch.Tensor:

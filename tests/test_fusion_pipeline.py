@@ -105,7 +105,7 @@ def test_round_trip_through_save_and_load_gives_identical_records(pipeline, file
     loaded = ColdStartPipeline.from_pretrained(tmp_path / "pipeline")
     assert loaded(**files) == pipeline(**files)
     assert sorted(p.name for p in (tmp_path / "pipeline").iterdir()) == [
-        "fusion", "multimodal", "pipeline.json", "recommender.npz", "tagger"]
+        "fusion", "multimodal", "package.json", "pipeline.json", "recommender.npz", "tagger"]
 
 
 def test_a_bad_file_is_an_error_entry_and_the_rest_goes_on(pipeline, files, tmp_path):

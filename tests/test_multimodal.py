@@ -103,12 +103,14 @@ def synthetic_features(tiny_catalog, path):
 
 def test_train_py_fits_the_multimodal_tagger_from_cached_features(tiny_catalog, tmp_path):
     synthetic_features(tiny_catalog, tmp_path / "features.npz")
-    cli_main(["fit", "--model=tagging.lightning.MultimodalTaggerModule", "--model.hidden=8",
+    cli_main(["fit", "--model=tagging.lightning.MultimodalTaggerModule",
+              "--model.model=tagging.multimodal.MultimodalTagger", "--model.model.hidden=8",
               f"--model.export_dir={tmp_path / 'model'}", "--data=tagging.data.FeatureDataModule",
               f"--data.manifest={tiny_catalog / 'manifest.parquet'}", f"--data.features={tmp_path / 'features.npz'}",
               "--trainer.fast_dev_run=true", "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}"])
     model = MultimodalTagger.from_pretrained(tmp_path / "model")
     assert model.config["input_dims"] == DIMS
+    assert model.config["hidden"] == 8
     assert model.labels.to_dict() == pd.read_json(tiny_catalog / "vocab.json", typ="series").to_dict()
 
 

@@ -61,5 +61,5 @@ def test_a_corrupt_file_is_named_and_left_out_while_training_goes_on(tiny_catalo
 def test_bad_cli_arguments_are_rejected_with_their_name(tiny_catalog, capsys):
     with pytest.raises(SystemExit):
         run("fit", "--config", CONFIG, f"--data.init_args.manifest={tiny_catalog / 'manifest.parquet'}",
-            "--model.init_args.backbone=not_a_model", "--trainer.fast_dev_run=true")
+            "--model.init_args.model.init_args.backbone=not_a_model", "--trainer.fast_dev_run=true")
     assert "backbone" in capsys.readouterr().err
