@@ -11,6 +11,7 @@ from .evaluation import (
     evaluate_cold_start,
     make_cold_start_split,
     metrics_table,
+    paired_ranking_difference,
     ranking_metrics,
 )
 from .interactions import MUSIC4ALL, Interactions, LoadReport, load_interactions
@@ -33,6 +34,7 @@ __all__ = [
     "load_npz",
     "make_cold_start_split",
     "metrics_table",
+    "paired_ranking_difference",
     "ranking_metrics",
     "save_npz",
     "topk",

@@ -21,6 +21,8 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.stats import rankdata
 
+from coldtag.intervals import Difference, cluster_bootstrap, cluster_indices
+
 from .interactions import Interactions
 from .wmf import WMF, load_npz, save_npz
 
@@ -32,6 +34,7 @@ __all__ = [
     "evaluate_cold_start",
     "make_cold_start_split",
     "metrics_table",
+    "paired_ranking_difference",
     "ranking_metrics",
 ]
 
@@ -310,6 +313,54 @@ def baseline_metrics(
     )
     rows["oracle"] = evaluate_cold_start(split.item_factors[items], split, ks, map_k, subset, seed)
     return rows
+
+
+def paired_ranking_difference(
+    scores_a: np.ndarray,
+    scores_b: np.ndarray,
+    relevant: sp.spmatrix,
+    item_clusters: Sequence,
+    metric: str = "recall@50",
+    ks: Sequence[int] = (50,),
+    map_k: int = 500,
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> Difference:
+    """A per-user ranking ``metric`` of two scorings of the same candidates, and their difference with an
+    interval that resamples the candidate *items* by cluster (their artist; `coldtag.intervals`).
+
+    ``scores_a``, ``scores_b`` ``(n_users, n_items)``; ``relevant`` as in `ranking_metrics`;
+    ``item_clusters`` ``(n_items,)``. On each resample every user ranks the items drawn, an item drawn
+    twice standing as two candidates, and the metric is averaged over the users with at least one
+    relevant item among them: a user none of whose items was drawn has no ranking to judge, and counting
+    that user as zero (or keeping the full-sample denominator) would pull both rows down and shrink the
+    interval. Both scorings see the same resamples and the same random tie-breaking.
+    """
+    scores_a, scores_b = np.asarray(scores_a), np.asarray(scores_b)
+    relevant = sp.csr_matrix(relevant)
+    if not scores_a.shape == scores_b.shape == relevant.shape or len(item_clusters) != relevant.shape[1]:
+        raise ValueError(f"shapes differ: scores {scores_a.shape} and {scores_b.shape}, relevant {relevant.shape}, "
+                         f"{len(item_clusters)} item clusters")
+
+    def value(scores: np.ndarray, columns: np.ndarray) -> float:
+        try:
+            return ranking_metrics(lambda users: scores[users][:, columns], relevant[:, columns], ks, map_k,
+                                   seed)[metric]
+        except ValueError:  # no user has a relevant item among those drawn
+            return float("nan")
+
+    everything = np.arange(relevant.shape[1])
+    if metric not in ranking_metrics(lambda users: scores_a[users], relevant, ks, map_k, seed):
+        raise ValueError(f"metric {metric!r} is not computed for ks={list(ks)}, map_k={map_k}")
+    difference, low, high, values = cluster_bootstrap(
+        lambda columns: value(scores_a, columns) - value(scores_b, columns), item_clusters, resamples, level, seed
+    )
+    return Difference(
+        a=value(scores_a, everything), b=value(scores_b, everything), difference=difference, low=low, high=high,
+        p_not_positive=float(np.mean(values <= 0)) if len(values) else float("nan"),
+        clusters=len(cluster_indices(item_clusters)), resamples=len(values),
+    )
 
 
 def metrics_table(rows: dict[str, dict[str, float]]) -> pd.DataFrame:

@@ -1,12 +1,14 @@
-"""Is the tagger's lead over the mean-log-mel baseline real? A paired bootstrap over test tracks.
+"""Is the tagger's lead over the mean-log-mel baseline real? A paired bootstrap that resamples artists.
 
     .venv/bin/python scripts/tagger_vs_baseline_ci.py --model runs/demo/tagger/model \
         --manifest data/demo/manifest.parquet --labels odd_meter triple_meter swing tempo
 
 For each label: the tagger's and the baseline's test score (ROC-AUC for binary labels, Spearman for
-graded ones), and the 95 % interval and one-sided p-value of their difference when the test tracks are
-resampled with replacement (both models scored on the same resample). A test split of a hundred tracks
-with ten positives moves an AUC by several hundredths; this says which differences survive that.
+graded ones), and the 95 % interval and one-sided p-value of their difference when the test split's
+artists are resampled with replacement, each with all its tracks (both models scored on the same
+resample; `coldtag.intervals.paired_difference`). Tracks of one artist share timbre and rhythm, so
+resampling tracks would treat five odd-meter tracks of one artist as five independent cases. Without
+the ``--cluster-column`` in the manifest every track is its own cluster, and the script says so.
 
 ``--eval-manifest`` scores every track of another catalog instead of the test split, e.g. one built
 with another seed (``python -m toycatalog build --preset demo --seed 2``): new artists, ten times the
@@ -26,6 +28,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from coldtag.intervals import paired_difference
 from tagging.audio import load_audio
 from tagging.baseline import mean_logmel, predict
 from tagging.labels import MULTILABEL, read_manifest
@@ -40,6 +43,8 @@ def main() -> None:
     parser.add_argument("--eval-manifest", type=Path, default=None,
                         help="score every track of this catalog instead of --manifest's test split")
     parser.add_argument("--resamples", type=int, default=2000)
+    parser.add_argument("--cluster-column", default="artist_id",
+                        help="manifest column whose values are resampled as clusters (default: artist_id)")
     args = parser.parse_args()
     model = AudioTagger.from_pretrained(args.model).eval()
     groups = {label: group for group in model.labels.groups.values() for label in group.labels}
@@ -65,24 +70,30 @@ def main() -> None:
     train = train & usable
     test = np.flatnonzero(usable & test)
     scores = tagger_scores(model, frame["audio_path"].iloc[test].tolist())
-    rng = np.random.default_rng(0)
-    resamples = [rng.integers(0, len(test), len(test)) for _ in range(args.resamples)]
-    print("| label | tagger | baseline | difference, 95 % interval | P(difference <= 0) |\n|---|---:|---:|---|---:|")
+    if args.cluster_column in frame.columns:
+        clusters = frame[args.cluster_column].to_numpy(dtype=object)[test]
+    else:
+        print(f"no {args.cluster_column!r} column: every track is resampled on its own, and the intervals are "
+              "too narrow where tracks share an artist", file=sys.stderr)
+        clusters = np.arange(len(test))
+    print(f"| label | tagger | baseline | difference, 95 % interval | P(difference <= 0) | {args.cluster_column}s |\n"
+          "|---|---:|---:|---|---:|---:|")
     for label in args.labels:
         group = groups[label]
         y = targets[group.name][:, group.labels.index(label)]
         known = ~np.isnan(y[test])
         binary = group.type == MULTILABEL
-        metric = roc_auc_score if binary else (lambda t, p: spearmanr(t, p).statistic)
+        metric = binary_auc if binary else (lambda t, p: spearmanr(t, p).statistic)
         ours = scores[group.name][known, group.labels.index(label)]
         base = predict(features, y, train & ~np.isnan(y), test[known], multilabel=binary)
-        truth = y[test[known]]
-        differences = np.array([metric(truth[r], ours[r]) - metric(truth[r], base[r]) for r in resamples
-                                if not binary or 0 < truth[r].sum() < len(r)])
-        low, high = np.quantile(differences, [0.025, 0.975])
-        print(f"| {label} | {metric(truth, ours):.3f} | {metric(truth, base):.3f} | "
-              f"{metric(truth, ours) - metric(truth, base):+.3f} [{low:+.3f}, {high:+.3f}] | "
-              f"{np.mean(differences <= 0):.3f} |")
+        result = paired_difference(metric, y[test[known]], ours, base, clusters[known], resamples=args.resamples)
+        print(f"| {label} | {result.a:.3f} | {result.b:.3f} | {result} | {result.p_not_positive:.3f} | "
+              f"{result.clusters} |")
+
+
+def binary_auc(truth: np.ndarray, scores: np.ndarray) -> float:
+    """ROC-AUC, NaN on a resample with one class only (such resamples are left out)."""
+    return roc_auc_score(truth, scores) if 0 < truth.sum() < len(truth) else float("nan")
 
 
 def tagger_scores(model: AudioTagger, paths: list[str]) -> dict[str, np.ndarray]:

@@ -262,7 +262,8 @@ class GradedScores(Metric):
                 mae.append(math.nan)
                 rho.append(math.nan)
                 continue
-            mae.append(float((p - t).abs().mean() * self.span[i]))
+            # In float64, so the mean does not depend on the order in which processes gathered the rows.
+            mae.append(float((p - t).abs().double().mean() * self.span[i]))
             rho.append(float(spearman_corrcoef(p, t)) if t.std() > 0 and p.std() > 0 else math.nan)
         return {"mae": mae, "spearman": rho, "spearman_mean": nanmean(rho), "tracks": len(preds)}
 

@@ -23,6 +23,10 @@ from tagging.labels import MULTILABEL, GradedScores, MultilabelScores
 from tagging.models import AudioTagger, TaggerBase
 from tagging.multimodal import MultimodalTagger
 
+# Not hyperparameters: where a run writes. LightningCLI puts a checkpoint's hyperparameters over the
+# command line's (``test --ckpt_path``), which would send a test's tables to the training run's folder.
+RUN_SETTINGS = ["model", "export_dir", "tables_dir"]
+
 
 def masked_losses(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
                   types: dict[str, str]) -> dict[str, torch.Tensor]:
@@ -44,6 +48,15 @@ def masked_losses(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Ten
         else:
             losses[name] = F.mse_loss(out, target)
     return losses
+
+
+def decay_groups(module: nn.Module, weight_decay: float) -> list[dict]:
+    """Optimizer parameter groups: weight decay on weight matrices and kernels only. On norms' scales and
+    on biases it only pulls them towards zero, which is not regularisation (as nanoGPT's
+    ``configure_optimizers``)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
 
 
 class LabelGroupsModule(pl.LightningModule):
@@ -159,12 +172,7 @@ class LabelGroupsModule(pl.LightningModule):
         return None
 
     def configure_optimizers(self):
-        # Weight decay shrinks weight matrices and kernels only: on norms' scales and on biases it only
-        # pulls them to zero, which is not regularisation (nanoGPT's configure_optimizers does the same).
-        params = [p for p in self.parameters() if p.requires_grad]
-        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": self.hparams.weight_decay},
-                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-        optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr)
+        optimizer = torch.optim.AdamW(decay_groups(self, self.hparams.weight_decay), lr=self.hparams.lr)
         steps = self.trainer.estimated_stepping_batches
         if not steps or math.isinf(steps):
             return optimizer
@@ -196,7 +204,7 @@ class TaggerModule(LabelGroupsModule):
         tables_dir: str | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["model"])
+        self.save_hyperparameters(ignore=RUN_SETTINGS)
         self.model = model
         self._init_training(group_weights, export_dir, tables_dir)
 
@@ -245,7 +253,7 @@ class MultimodalTaggerModule(LabelGroupsModule):
         unknown = set(eval_modalities or []) - set(model.modalities)
         if unknown:
             raise ValueError(f"eval_modalities names {sorted(unknown)}, not among {model.modalities}")
-        self.save_hyperparameters(ignore=["model"])
+        self.save_hyperparameters(ignore=RUN_SETTINGS)
         self.model = model
         self.eval_modalities = eval_modalities
         self.input_sources = input_sources

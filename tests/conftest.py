@@ -37,3 +37,19 @@ def tiny_catalog(tmp_path_factory):
     out = tmp_path_factory.mktemp("catalog") / "tiny"
     build_catalog(out, preset="tiny", seed=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_tagger(tiny_catalog, tmp_path_factory):
+    """A tiny audio tagger trained for two epochs on the tiny catalog through ``train.py``, once per test
+    session: ``.export`` is its package, ``.checkpoint`` its last checkpoint."""
+    from types import SimpleNamespace
+
+    from train import cli_main
+
+    root = tmp_path_factory.mktemp("tiny-tagger")
+    cli_main(["fit", "--config", "configs/tagger_test.yaml",
+              f"--data.init_args.manifest={tiny_catalog / 'manifest.parquet'}", "--trainer.max_epochs=2",
+              f"--model.init_args.export_dir={root / 'model'}", f"--trainer.default_root_dir={root}"])
+    (checkpoint,) = (root / "checkpoints").glob("*.ckpt")
+    return SimpleNamespace(export=root / "model", checkpoint=checkpoint)

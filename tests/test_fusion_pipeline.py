@@ -1,7 +1,9 @@
 """The cold-start pipeline: any subset of audio / lyrics / cover in, a JSON-ready record out."""
 
+import copy
 import itertools
 import json
+import shutil
 import subprocess
 import sys
 
@@ -9,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from coldtag.storage import ProvenanceError, reference
 from fusion.ablation import torch_threads
 from fusion.data import assemble
 from fusion.model import LateFusionRegressor
@@ -164,3 +167,34 @@ def test_a_saved_pipeline_runs_without_lightning(parts, files, tmp_path):
     ColdStartPipeline(tagger, fusion, recommender).save_pretrained(tmp_path / "pipeline")
     subprocess.run([sys.executable, "-c", NO_LIGHTNING, str(tmp_path / "pipeline"), files["audio"]], check=True,
                    timeout=300)
+
+
+def test_a_copied_pipeline_runs_alone_and_models_made_from_another_tagger_are_refused(parts, files, tmp_path):
+    tagger, fusion, recommender, multimodal = (copy.deepcopy(part) for part in parts)
+    tagger.save_pretrained(tmp_path / "tagger")
+    other = copy.deepcopy(tagger)
+    other.set_thresholds("genre", other.thresholds("genre") * 0 + 0.3)  # another package, another hash
+    other.save_pretrained(tmp_path / "other")
+    fusion.save_pretrained(tmp_path / "fusion", inputs={"audio": reference(tmp_path / "other")})
+    with pytest.raises(ProvenanceError, match=r"fusion model .* trained on features of the audio tagger"):
+        ColdStartPipeline(tagger, LateFusionRegressor.from_pretrained(tmp_path / "fusion"), recommender)
+    multimodal.save_pretrained(tmp_path / "multimodal", inputs={"audio": reference(tmp_path / "other")})
+    fusion.save_pretrained(tmp_path / "fusion", inputs={"audio": reference(tmp_path / "tagger"),
+                                                        "factors": {"kind": "ColdStartSplit", "sha256": "a" * 64}})
+    with pytest.raises(ProvenanceError, match=r"multimodal tagger .* trained on features of the audio tagger"):
+        ColdStartPipeline(tagger, fusion, recommender, multimodal=MultimodalTagger.from_pretrained(
+            tmp_path / "multimodal"))
+    with pytest.raises(ProvenanceError, match="learnt the factors of cold-start split sha256:aaaa"):
+        ColdStartPipeline(tagger, fusion, recommender, factors_sha256="b" * 64)
+
+    multimodal.save_pretrained(tmp_path / "multimodal", inputs={"audio": reference(tmp_path / "tagger")})
+    pipeline = ColdStartPipeline(tagger, fusion, recommender, multimodal=multimodal, n_users=5, n_tracks=4,
+                                 factors_sha256="a" * 64)
+    pipeline.save_pretrained(tmp_path / "pipeline")
+    shutil.copytree(tmp_path / "pipeline", tmp_path / "moved")
+    for folder in ("pipeline", "tagger", "other", "fusion", "multimodal"):
+        shutil.rmtree(tmp_path / folder)
+    assert ColdStartPipeline.from_pretrained(tmp_path / "moved")(**files) == pipeline(**files)
+    (tmp_path / "moved" / "recommender.npz").write_bytes(b"tampered")
+    with pytest.raises(ProvenanceError, match=r"recommender\.npz: differs"):
+        ColdStartPipeline.from_pretrained(tmp_path / "moved")

@@ -164,3 +164,23 @@ def test_bf16_autocast_on_cuda_keeps_the_spectrogram_finite():
     with torch.autocast("cuda", dtype=torch.bfloat16), torch.no_grad():
         out = model(torch.randn(2, 8000, device="cuda"))
     assert all(torch.isfinite(v).all() for v in out.values())
+
+
+def test_weight_decay_falls_on_weight_matrices_and_kernels_only():
+    from tagging.lightning import TaggerModule, decay_groups
+
+    module = TaggerModule(make_model(backbone="short_chunk_resnet", width=4, embedding_dim=8, rhythm=True))
+    decay, no_decay = decay_groups(module, 0.01)
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    named = dict(module.named_parameters())
+    decayed = {name for name, p in named.items() if any(p is q for q in decay["params"])}
+    assert len(decay["params"]) + len(no_decay["params"]) == len(named)
+    assert "model.heads.genre.weight" in decayed and "model.backbone.blocks.0.conv1.weight" in decayed
+    assert not any(name.endswith("bias") or ".bn" in name or "norm" in name for name in decayed)
+
+
+def test_timbre_dropout_is_a_model_argument_kept_in_its_package(tmp_path):
+    model = make_model(rhythm=True, timbre_dropout=0.6)
+    assert model.backbone.rhythm.timbre_dropout == 0.6
+    model.save_pretrained(tmp_path / "model")
+    assert AudioTagger.from_pretrained(tmp_path / "model").backbone.rhythm.timbre_dropout == 0.6
