@@ -218,6 +218,20 @@ def save_package(directory: str | Path, write: Callable[[Path], None], kind: str
     return record
 
 
+def save_model(model, directory: str | Path, write: Callable[[Path], None], inputs: dict | None = None,
+               overwrite: bool = False) -> dict:
+    """`save_package` for a model that keeps the record it was loaded with or last saved as in
+    ``model.package`` (and its folder in ``model.package_path``): saving it again without ``inputs``
+    records the same producers (and bundles again what was bundled), and unchanged content keeps the
+    record of its making. Updates both attributes; returns the record."""
+    if inputs is None and model.package is not None:
+        inputs = carried_inputs(model.package, model.package_path)
+    model.package = save_package(directory, write, type(model).__name__, inputs=inputs, origin=model.package,
+                                 overwrite=overwrite)
+    model.package_path = Path(directory).resolve()
+    return model.package
+
+
 def read_package(directory: str | Path, kind: str | tuple[str, ...] | None = None) -> dict:
     """The verified ``package.json`` of ``directory``: present, of the expected ``kind``, and every file it
     lists present with the recorded hash. Raises `ProvenanceError` naming what is wrong."""

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from coldtag.storage import carried_inputs, read_package, save_package
+from coldtag.storage import read_package, save_model
 from tagging.frontend import Frontend
 from tagging.models import ShortChunkResNet, chunk_starts
 
@@ -49,12 +49,7 @@ class _Packaged(nn.Module):
         def write(folder: Path) -> None:
             save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, folder / WEIGHTS_FILE)
             (folder / CONFIG_FILE).write_text(json.dumps(self.config, indent=2))
-        if inputs is None and self.package is not None:  # re-saving a loaded model keeps what fed it
-            inputs = carried_inputs(self.package, self.package_path)
-        self.package = save_package(directory, write, type(self).__name__, inputs=inputs, origin=self.package,
-                                    overwrite=overwrite)
-        self.package_path = Path(directory).resolve()
-        return self.package
+        return save_model(self, directory, write, inputs, overwrite)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str = "cpu"):

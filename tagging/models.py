@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from coldtag.storage import carried_inputs, read_package, save_package
+from coldtag.storage import read_package, save_model
 from tagging.frontend import Frontend
 from tagging.labels import MULTILABEL, LabelSpace
 
@@ -317,12 +317,7 @@ class TaggerBase(nn.Module):
             thresholds = {g.name: dict(zip(g.labels, self.thresholds(g.name).tolist(), strict=True))
                           for g in self.labels.multilabel()}
             (folder / THRESHOLDS_FILE).write_text(json.dumps(thresholds, indent=2))
-        if inputs is None and self.package is not None:  # re-saving a loaded model keeps what fed it
-            inputs = carried_inputs(self.package, self.package_path)
-        self.package = save_package(directory, write, type(self).__name__, inputs=inputs, origin=self.package,
-                                    overwrite=overwrite)
-        self.package_path = Path(directory).resolve()
-        return self.package
+        return save_model(self, directory, write, inputs, overwrite)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu", **overrides):
