@@ -76,8 +76,8 @@ def main() -> None:
         print(f"no {args.cluster_column!r} column: every track is resampled on its own, and the intervals are "
               "too narrow where tracks share an artist", file=sys.stderr)
         clusters = np.arange(len(test))
-    print(f"| label | tagger | baseline | difference, 95 % interval | P(difference <= 0) | {args.cluster_column}s |\n"
-          "|---|---:|---:|---|---:|---:|")
+    print("| label | tagger | baseline | difference, 95 % interval | P(difference <= 0) | "
+          f"clusters ({args.cluster_column}) |\n|---|---:|---:|---|---:|---:|")
     for label in args.labels:
         group = groups[label]
         y = targets[group.name][:, group.labels.index(label)]
