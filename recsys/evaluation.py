@@ -167,10 +167,14 @@ def artist_prior(plays: sp.spmatrix, item_artist: np.ndarray, warm: np.ndarray) 
     Items of an unknown (missing) artist get 0.
     """
     codes, _ = pd.factorize(np.asarray(item_artist))  # missing -> -1
-    warm = np.asarray(warm, dtype=bool) & (codes >= 0)
+    known = codes >= 0
+    warm = np.asarray(warm, dtype=bool) & known
     item_plays = np.asarray(plays.sum(axis=0)).ravel().astype(np.float64)
-    per_artist = np.bincount(codes[warm], weights=item_plays[warm], minlength=codes.max() + 1)
-    return np.where(codes >= 0, per_artist[codes], 0.0)
+    per_artist = np.bincount(codes[warm], weights=item_plays[warm], minlength=codes.max(initial=-1) + 1)
+    prior = np.zeros(len(codes))
+    # Indexed through the known items only: with no artist known, per_artist is empty.
+    prior[known] = per_artist[codes[known]]
+    return prior
 
 
 def ranking_metrics(

@@ -6,40 +6,47 @@ Two layouts are read by the same loader:
 - events, one row per play, e.g. Music4All's listening history (``user``, ``song``, ``timestamp``,
   tab separated in several releases): pass ``count_col=None`` and each row counts as one play.
 
-Every check is vectorized (pandas), so files of millions of rows load at parsing speed. A bad row is
-reported as ``path:line`` with the file's 1-based line number (the header is line 1), so it can be fixed
-in an editor; Parquet files have no lines and report the 1-based data row instead.
+Files are read by :func:`recsys.tables.read_table` (encodings, byte-order marks, archives, malformed
+files). Every check is vectorized (pandas), so files of millions of rows load at parsing speed. A bad
+row is reported as ``path:line`` with the file's 1-based physical line (the header is line 1), so it
+can be fixed in an editor; Parquet files have no lines and report the 1-based data row instead.
+
+Ids are kept as object arrays, not fixed-width NumPy text: one 10,000-character id would otherwise
+widen every id to 10,000 characters. ``save_npz`` turns them into fixed-width text only when saving.
 """
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import lzma
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import scipy.sparse as sp
+
+from .tables import read_table
 
 __all__ = ["MUSIC4ALL", "Interactions", "LoadReport", "load_interactions"]
 
 # Column layout of Music4All's listening_history.csv: one row per listening event.
 MUSIC4ALL = {"user_col": "user", "item_col": "song", "count_col": None, "timestamp_col": "timestamp"}
 
-_DELIMITERS = ("\t", ",", ";", "|")
-_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 _EXAMPLES = 5
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
 class LoadReport:
-    """What a loader did with a file: rows read, rows skipped (with the first few reasons), duplicates."""
+    """What a loader did with a file: rows read, rows skipped (with the first few reasons), duplicates.
+
+    ``duplicates_summed`` counts the rows added into an earlier row of the same (user, item) pair with
+    ``duplicates="sum"``; for event rows (one play per row, where repeats are the point) it counts the
+    rows that repeat an earlier one's timestamp too, i.e. plays possibly logged twice (0 without
+    timestamps).
+    """
 
     path: str
     rows: int
@@ -54,7 +61,7 @@ class Interactions:
 
     ``user_items`` is a CSR matrix ``(n_users, n_items)`` of play counts (float32); row ``u`` belongs to
     ``user_ids[u]`` and column ``i`` to ``item_ids[i]``. Ids keep the type they had: strings from text
-    files, the column's type from Parquet and data frames.
+    files (in object arrays), the column's type from Parquet and data frames.
     """
 
     user_ids: np.ndarray
@@ -104,16 +111,19 @@ class Interactions:
         on_bad_rows: str = "raise",
         item_ids: Sequence | np.ndarray | None = None,
         source: str = "<frame>",
-        first_line: int | None = None,
+        first_line: int | Callable[[int], int] | None = None,
     ) -> Interactions:
-        """Build from a data frame read from ``source``; its row ``k`` is line ``first_line + k`` there.
+        """Build from a data frame read from ``source``; its row ``k`` is line ``first_line + k`` there, or
+        line ``first_line(k)`` when ``first_line`` is a function (files whose quoted fields span lines).
 
         Without ``first_line`` (Parquet, frames built in memory) bad rows are named by their 1-based row.
 
-        ``duplicates``: ``"sum"`` adds the counts of repeated (user, item) rows; ``"error"`` makes every
-        repetition after the first a bad row (for event rows, a repetition is the same user, item and
-        timestamp: a play logged twice). ``on_bad_rows``: ``"raise"`` raises ``ValueError`` naming the
-        first bad line; ``"skip"`` drops bad rows, warns, and records them in ``report``.
+        ``duplicates``: ``"sum"`` (the default) adds the counts of repeated (user, item) rows and counts
+        the rows so merged in ``report.duplicates_summed``; ``"error"`` makes every repetition after the
+        first a bad row (for event rows, a repetition is the same user, item and timestamp: a play logged
+        twice). ``on_bad_rows``: ``"raise"`` raises ``ValueError`` naming the first bad line; ``"skip"``
+        drops bad rows, warns, and records them in ``report``. A count must be a finite number > 0 that
+        float32 holds (at most about 3.4e38). A frame without rows, or with only bad ones, raises.
         ``item_ids`` fixes the item columns and their order (e.g. a catalog's manifest, including items
         nobody played); a row naming another item is then a bad row.
         """
@@ -129,9 +139,17 @@ class Interactions:
         missing = [c for c in wanted if c not in frame.columns]
         if missing:
             raise ValueError(f"{source}: no column {missing[0]!r}; the columns are {list(frame.columns)}")
+        if frame.empty:
+            raise ValueError(f"{source}: no rows")
+
+        def line(k: int) -> int:
+            return first_line(k) if callable(first_line) else k + first_line
 
         def locate(k: int) -> str:
-            return f"row {k + 1}" if first_line is None else f"line {k + first_line}"
+            return f"row {k + 1}" if first_line is None else f"line {line(k)}"
+
+        def where(k: int) -> str:
+            return f": row {k + 1}" if first_line is None else f":{line(k)}"
 
         checks = _row_checks(frame, user_col, item_col, count_col, timestamp_col, duplicates, item_ids, locate)
         bad = np.zeros(len(frame), dtype=bool)
@@ -141,8 +159,10 @@ class Interactions:
         if n_bad and on_bad_rows == "raise":
             first = int(np.flatnonzero(bad)[0])
             more = f" ({n_bad - 1} more bad rows; on_bad_rows='skip' drops them)" if n_bad > 1 else ""
-            raise ValueError(_describe(source, first_line, first, checks) + more)
-        examples = tuple(_describe(source, first_line, k, checks) for k in np.flatnonzero(bad)[:_EXAMPLES])
+            raise ValueError(_describe(source, where, first, checks) + more)
+        examples = tuple(_describe(source, where, k, checks) for k in np.flatnonzero(bad)[:_EXAMPLES])
+        if n_bad == len(frame):
+            raise ValueError(f"{source}: all {n_bad} rows are bad, first: {examples[0]}")
         if n_bad:
             warnings.warn(
                 f"{source}: skipped {n_bad} bad rows of {len(frame)}, first: {'; '.join(examples)}",
@@ -164,8 +184,22 @@ class Interactions:
         user_items = sp.csr_matrix(
             (counts, (users, items)), shape=(len(user_uniques), len(item_uniques)), dtype=np.float32
         )
-        # The COO -> CSR conversion above has summed repeated (user, item) pairs.
-        summed = len(good) - user_items.nnz
+        overflow = np.flatnonzero(~np.isfinite(user_items.data))
+        if overflow.size:
+            user = np.searchsorted(user_items.indptr, overflow[0], side="right") - 1
+            item = user_items.indices[overflow[0]]
+            raise ValueError(
+                f"{source}: the counts of user {user_uniques[user]!r} on item {item_uniques[item]!r} add up to "
+                "more than float32 holds"
+            )
+        # For counts, the COO -> CSR conversion above has summed repeated (user, item) rows. For events,
+        # summing is the point, and only a repeated timestamp hints at a play logged twice.
+        if count_col is not None:
+            summed = len(good) - user_items.nnz
+        elif timestamp_col is not None:
+            summed = int(good.duplicated(subset=[user_col, item_col, timestamp_col]).sum())
+        else:
+            summed = 0
         user_items.sort_indices()
         report = LoadReport(source, len(frame), n_bad, examples, summed)
         return cls(_as_id_array(user_uniques), _as_id_array(item_uniques), user_items, report)
@@ -179,6 +213,7 @@ def load_interactions(
     *,
     timestamp_col: str | None = None,
     sep: str | None = None,
+    encoding: str = "utf-8",
     duplicates: str = "sum",
     on_bad_rows: str = "raise",
     item_ids: Sequence | np.ndarray | None = None,
@@ -186,34 +221,17 @@ def load_interactions(
     """Read plays from a CSV/TSV (optionally .gz/.bz2/.xz) or Parquet file into :class:`Interactions`.
 
     ``sep=None`` sniffs the delimiter from the header line (tab, comma, semicolon or pipe).
-    ``count_col=None`` reads one play per row (listening events, e.g. ``**MUSIC4ALL``). See
+    ``count_col=None`` reads one play per row (listening events, e.g. ``**MUSIC4ALL``). ``encoding`` is
+    that of a text file; a byte-order mark overrides it (see :mod:`recsys.tables`). Repeated (user, item)
+    rows are summed by default and counted in ``report.duplicates_summed``; see
     :meth:`Interactions.from_frame` for ``duplicates``, ``on_bad_rows`` and ``item_ids``.
-    Rows with the wrong number of fields are a malformed file rather than a bad row: they always raise.
+    A row with more fields than the header is a malformed file rather than a bad row: it always raises,
+    naming its line. A row with fewer fields lacks the columns it does not reach, a bad row.
+    A file without data rows raises.
     """
     path = Path(path)
     columns = [c for c in (user_col, item_col, count_col, timestamp_col) if c is not None]
-    if path.suffix == ".parquet":
-        names = pq.read_schema(path).names
-        missing = [c for c in columns if c not in names]
-        if missing:
-            raise ValueError(f"{path}: no column {missing[0]!r}; the columns are {names}")
-        frame = pd.read_parquet(path, columns=columns)
-        first_line = None
-    else:
-        sep = _sniff_delimiter(path) if sep is None else sep
-        header = _read_header(path, sep)
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise ValueError(f"{path}: no column {missing[0]!r}; the header has {header}")
-        try:
-            # Everything as text: ids keep leading zeros and bad counts are caught by the checks below.
-            # Blank lines are kept as rows so that row k stays line k + 2.
-            frame = pd.read_csv(
-                path, sep=sep, usecols=columns, dtype=str, keep_default_na=False, skip_blank_lines=False
-            )
-        except pd.errors.ParserError as error:
-            raise ValueError(f"{path}: malformed file: {error}") from error
-        first_line = 2
+    frame, line_of = read_table(path, columns, sep=sep, encoding=encoding)
     return Interactions.from_frame(
         frame,
         user_col,
@@ -224,7 +242,7 @@ def load_interactions(
         on_bad_rows=on_bad_rows,
         item_ids=item_ids,
         source=str(path),
-        first_line=first_line,
+        first_line=line_of,
     )
 
 
@@ -241,11 +259,16 @@ def _row_checks(frame, user_col, item_col, count_col, timestamp_col, duplicates,
         absent = _missing(raw)
         numbers = pd.to_numeric(raw, errors="coerce").to_numpy(np.float64, na_value=np.nan)
         with np.errstate(invalid="ignore"):
-            not_number = ~np.isfinite(numbers) & ~absent
+            not_number = ~np.isfinite(numbers) & ~absent  # text, nan and inf alike
             not_positive = np.isfinite(numbers) & (numbers <= 0)
+            # Larger counts would become inf in the float32 matrix.
+            too_large = np.isfinite(numbers) & (numbers > _FLOAT32_MAX)
         checks.append((absent, lambda k: f"missing {count_col!r}"))
-        checks.append((not_number, lambda k: f"{count_col} must be a number, got {raw.iat[k]!r}"))
+        checks.append((not_number, lambda k: f"{count_col} must be a finite number, got {raw.iat[k]!r}"))
         checks.append((not_positive, lambda k: f"{count_col} must be > 0, got {raw.iat[k]!r}"))
+        checks.append(
+            (too_large, lambda k: f"{count_col} {raw.iat[k]!r} is too large (float32 holds up to {_FLOAT32_MAX:.3g})")
+        )
     if duplicates == "error":
         # A play logged twice has the same timestamp; without timestamps every event row is a play.
         key = [user_col, item_col] if count_col is not None else [user_col, item_col, timestamp_col]
@@ -264,10 +287,9 @@ def _row_checks(frame, user_col, item_col, count_col, timestamp_col, duplicates,
     return checks
 
 
-def _describe(source, first_line, k, checks) -> str:
+def _describe(source, where, k, checks) -> str:
     reason = next(reason(k) for mask, reason in checks if mask[k])
-    where = f": row {k + 1}" if first_line is None else f":{k + first_line}"
-    return f"{source}{where}: {reason}"
+    return f"{source}{where(k)}: {reason}"
 
 
 def _missing(column: pd.Series) -> np.ndarray:
@@ -277,28 +299,10 @@ def _missing(column: pd.Series) -> np.ndarray:
     return absent
 
 
-def _open_text(path: Path):
-    return _OPENERS.get(path.suffix, open)(path, "rt", encoding="utf-8", newline="")
-
-
-def _sniff_delimiter(path: Path) -> str:
-    """The most frequent candidate delimiter in the header line (a header is only names and delimiters)."""
-    with _open_text(path) as handle:
-        header = handle.readline()
-    counts = {d: header.count(d) for d in _DELIMITERS}
-    best = max(counts, key=counts.get)
-    return best if counts[best] else ","
-
-
-def _read_header(path: Path, sep: str) -> list[str]:
-    with _open_text(path) as handle:
-        return [name.strip().strip('"') for name in handle.readline().rstrip("\r\n").split(sep)]
-
-
 def _as_id_array(values) -> np.ndarray:
-    """Ids as a plain NumPy array; text becomes fixed-width unicode so it saves without pickle."""
+    """Ids as a plain NumPy array; text stays an object array (see the module docstring)."""
     array = np.asarray(values)
-    return array.astype(str) if array.dtype == object else array
+    return array.astype(object) if array.dtype.kind in "US" else array
 
 
 def index_of(index: pd.Index, ids, kind: str):

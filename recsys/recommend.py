@@ -261,7 +261,7 @@ class Recommender:
         factors = np.atleast_2d(np.asarray(factors, dtype=np.float32))
         if factors.shape != (len(item_ids), self.item_factors.shape[1]):
             raise ValueError(f"factors must be ({len(item_ids)}, {self.item_factors.shape[1]}), got {factors.shape}")
-        if len(self.item_ids) and item_ids.dtype.kind != self.item_ids.dtype.kind:
+        if len(self.item_ids) and _id_kind(item_ids) != _id_kind(self.item_ids):
             raise ValueError(f"new item ids are {item_ids.dtype}, the model's {self.item_ids.dtype}")
         clash = np.isin(item_ids, self.item_ids)
         if clash.any():
@@ -325,6 +325,11 @@ def _restrict_columns(matrix: sp.csr_matrix, items: np.ndarray, n_items: int) ->
 def _unbatch(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     valid = ids[0] >= 0
     return ids[0][valid], scores[0][valid]
+
+
+def _id_kind(ids: np.ndarray) -> str:
+    # Text ids are object arrays in memory (recsys.interactions) and fixed-width once loaded from .npz.
+    return "text" if ids.dtype.kind in "OU" else ids.dtype.kind
 
 
 def _check_unique(ids: np.ndarray, kind: str) -> None:

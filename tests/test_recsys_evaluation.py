@@ -170,3 +170,9 @@ def test_artist_prior_counts_only_warm_plays_of_the_same_artist():
     warm = np.array([True, False, True, True, False])
     # a: warm item 0 has 2 plays; b: warm item 2 has 3; the artist-less item gets nothing.
     assert artist_prior(plays, artists, warm).tolist() == [2, 2, 3, 0, 3]
+
+
+def test_artist_prior_is_zero_when_no_artist_is_known():
+    plays = sp.csr_matrix(np.array([[1, 2, 3]], dtype=np.float32))
+    artists = np.array([None, None, np.nan], dtype=object)
+    assert artist_prior(plays, artists, np.array([True, False, True])).tolist() == [0, 0, 0]
