@@ -26,7 +26,9 @@ a bad file still raises `AudioDecodeError` with its reason.
 How close it is: at the file's own rate the samples are those of the whole-file decode (checked to float
 precision). Resampled, FFmpeg's resampler starts from the slice's first sample instead of the file's, so
 the crop starts up to half a sample of the output rate away from the exact crop (31 µs at 16 kHz): the
-same sound, a fraction of a sample early or late, which training crops at random offsets do not notice.
+same sound, a fraction of a sample early or late (after that shift the samples still differ by up to
+~2% RMS, from what the resampler does near Nyquist on the shifted grid), which training crops at random
+offsets do not notice.
 Evaluation and whole-track decoding keep using the exact `load_audio`.
 """
 
