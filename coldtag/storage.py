@@ -130,6 +130,22 @@ def replace_directory(staging: Path, target: Path, overwrite: bool = False) -> N
     shutil.rmtree(staging)
 
 
+def publish_directory(staging: Path, target: Path) -> bool:
+    """Rename the finished directory ``staging`` to ``target`` unless ``target`` exists: for content that
+    depends only on its name (a cache keyed by its settings), where a ``target`` that appeared meanwhile
+    was made by another process from the same inputs. Then ``staging`` is removed and False returned.
+    Renaming a directory is atomic: a reader sees the whole of one build or nothing."""
+    staging, target = Path(staging), Path(target)
+    try:
+        staging.rename(target)
+    except OSError:
+        if not target.is_dir():
+            raise
+        shutil.rmtree(staging)
+        return False
+    return True
+
+
 def _merge(source: Path, target: Path) -> None:
     target.mkdir(exist_ok=True)
     for entry in source.iterdir():

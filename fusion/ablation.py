@@ -245,8 +245,8 @@ def train_fusion(inputs: tuple[str, ...], split: ColdStartSplit,
 def _train_audio(paths: DataPaths, split: ColdStartSplit, settings: AudioSettings, seed: int, ks, map_k,
                  unit_dir: Path, made_by: dict) -> dict:
     pl.seed_everything(seed, verbose=False)
-    # The tagger's datamodule decodes the catalog once into an Arrow cache beside the manifest; the tagger
-    # at the same sample rate shares it.
+    # The tagger's datamodule decodes the catalog once into its int16 audio cache; the tagger at the same
+    # sample rate shares it.
     catalog = CatalogDataModule(str(paths.manifest), vocab=str(paths.vocab), sample_rate=settings.sample_rate,
                                 clip_seconds=settings.patch_seconds, cache_audio=True, seed=seed)
     catalog.setup()
@@ -260,7 +260,8 @@ def _train_audio(paths: DataPaths, split: ColdStartSplit, settings: AudioSetting
         positions = np.array([p for p in candidates if str(split.item_ids[items[p]]) in row_of], dtype=np.int64)
         rows = [row_of[str(split.item_ids[items[p]])] for p in positions]
         tracks = TrackDataset(table.select(rows, keep_in_memory=True), groups, settings.sample_rate,
-                              clip_samples=catalog.clip_samples if stage == "train" else None, seed=seed)
+                              clip_samples=catalog.clip_samples if stage == "train" else None, seed=seed,
+                              audio_cache=catalog.audio_cache)
         datasets[stage] = AudioFactorDataset(tracks, split.item_factors[items], positions,
                                              repeats=settings.patches_per_track if stage == "train" else 1)
     model = AudioFactorRegressor(split.item_factors.shape[1], sample_rate=settings.sample_rate,

@@ -1,15 +1,20 @@
 """Lightning datamodules over a catalog manifest.
 
-`CatalogDataModule` (built on Hugging Face `datasets`) yields raw mono waveforms, as the spectrogram is
-the model's job: random crops of ``clip_seconds`` for training, whole tracks (zero-padded, with their
-lengths) for validation, test and predict. Files that cannot be decoded are found once, at set-up,
-named in one warning and left out; training goes on. `FeatureDataModule` yields the cached per-modality
+`CatalogDataModule` (built on Hugging Face `datasets`) yields raw mono float32 waveforms, as the
+spectrogram is the model's job: random crops of ``clip_seconds`` for training, whole tracks (zero-padded,
+with their lengths) for validation, test and predict. Files that cannot be decoded are found once, at
+set-up, named in one warning and left out; training goes on.
+
+Audio comes either from the files, decoded per item (a training crop decodes only the bytes near it where
+the format allows, `tagging.crops`; whole tracks decode exactly), or with ``cache_audio`` from an int16
+cache at the model's rate (`tagging.audio_cache`), built once in ``prepare_data`` and memory-mapped by
+every process. Either way the table held by each DataLoader worker is metadata only (ids, paths, targets,
+lengths, cache positions), a few MB for a catalog of 50k tracks. `FeatureDataModule` yields the cached per-modality
 embeddings of `tagging.features` for the multimodal tagger.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -23,6 +28,8 @@ from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 from tagging.audio import AudioDecodeError, audio_info, load_audio
+from tagging.audio_cache import AudioCache, build_audio_cache
+from tagging.crops import load_crop
 from tagging.features import MODALITIES, TrackFeatures
 from tagging.labels import LabelSpace, read_manifest
 
@@ -35,16 +42,20 @@ class TrackDataset(Dataset):
     """Manifest rows as ``{"track_id", "wave", "length", "targets"}`` items.
 
     ``clip_samples`` set: a crop of that length at a random offset (training); unset: the whole track.
-    Audio comes from the decoded cache column ``audio`` when present, else is decoded on the fly.
+    With ``audio_cache`` (at ``sample_rate``), audio is read from it at the table's ``cache_shard``,
+    ``cache_offset`` and ``cache_length``; else it is decoded on the fly, crops by `load_crop`.
     """
 
     def __init__(self, table: datasets.Dataset, groups: list[str], sample_rate: int,
-                 clip_samples: int | None = None, seed: int = 0):
+                 clip_samples: int | None = None, seed: int = 0, audio_cache: AudioCache | None = None):
+        if audio_cache is not None and audio_cache.settings["sample_rate"] != sample_rate:
+            raise ValueError(f"{audio_cache.folder}: cache holds audio at {audio_cache.settings['sample_rate']} Hz, "
+                             f"the dataset reads {sample_rate} Hz")
         self.table = table.with_format("numpy")
         self.groups = groups
         self.sample_rate = sample_rate
         self.clip_samples = clip_samples
-        self.cached = "audio" in table.column_names
+        self.cache = audio_cache
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -58,20 +69,23 @@ class TrackDataset(Dataset):
                             for g in self.groups}}
 
     def _whole(self, row: dict) -> np.ndarray:
-        if self.cached:
-            return np.asarray(row["audio"], dtype=np.float32)
+        if self.cache:
+            return self._cached(row, 0, int(row["cache_length"]))
         return load_audio(row["audio_path"], self.sample_rate).numpy()
 
     def _crop(self, row: dict) -> np.ndarray:
-        total = (len(row["audio"]) if self.cached
+        total = (int(row["cache_length"]) if self.cache
                  else int(float(row["duration"]) * self.sample_rate))
         start = int(self.rng.integers(0, max(total - self.clip_samples, 0) + 1))
-        if self.cached:
-            wave = np.asarray(row["audio"][start:start + self.clip_samples], dtype=np.float32)
+        if self.cache:
+            wave = self._cached(row, start, min(start + self.clip_samples, total))
         else:
-            wave = load_audio(row["audio_path"], self.sample_rate, offset=start / self.sample_rate,
-                              duration=self.clip_samples / self.sample_rate).numpy()
+            wave = load_crop(row["audio_path"], self.sample_rate, offset=start / self.sample_rate,
+                             duration=self.clip_samples / self.sample_rate).numpy()
         return np.pad(wave, (0, self.clip_samples - len(wave)))
+
+    def _cached(self, row: dict, start: int, stop: int) -> np.ndarray:
+        return self.cache.read(int(row["cache_shard"]), int(row["cache_offset"]), start, stop)
 
     def worker_init(self, worker_id: int) -> None:
         # Each worker needs its own crop sequence, else every worker returns the same crops.
@@ -113,8 +127,10 @@ class CatalogDataModule(pl.LightningDataModule):
         vocab: label vocabulary JSON; default ``vocab.json`` beside the manifest.
         sample_rate: rate the model expects (linked from the model's config by ``train.py``).
         clip_seconds: training crop length (linked from the model's ``chunk_seconds``).
-        cache_audio: decode every track once into an Arrow cache (keyed by the sample rate and the files'
-            paths, sizes and times); worth it when the decoded catalog fits on disk.
+        cache_audio: decode every track once, in ``prepare_data``, into an int16 cache at
+            ``sample_rate`` (`tagging.audio_cache`: keyed by the decoding settings, library versions and
+            the files' paths, sizes and times; 2 bytes per sample, ~0.42 TB for MTG-Jamendo at 16 kHz);
+            worth it when the decoded catalog fits on disk. Training crops then read from memory maps.
         cache_dir: where that cache goes; default ``coldtag-audio`` in the Hugging Face datasets cache
             (``HF_DATASETS_CACHE``), never the catalog's own folder, which may be read-only or shared.
         predict_split: which tracks ``predict`` runs on: a split name or ``"all"``.
@@ -138,11 +154,24 @@ class CatalogDataModule(pl.LightningDataModule):
         self.num_workers, self.cache_audio, self.cache_dir = num_workers, cache_audio, cache_dir
         self.predict_split, self.seed = predict_split, seed
         self.tables: dict[str, datasets.Dataset] = {}
+        self.audio_cache: AudioCache | None = None
         self.skipped: list[str] = []
 
     @property
     def vocab(self) -> dict:
         return self.labels.to_dict()
+
+    @property
+    def audio_cache_dir(self) -> Path:
+        root = self.cache_dir or os.environ.get("HF_DATASETS_CACHE", datasets.config.HF_DATASETS_CACHE)
+        return Path(root) / "coldtag-audio"
+
+    def prepare_data(self) -> None:
+        """Decode the catalog into the audio cache, unless it is there (Lightning calls this on one process
+        per node, before ``setup``)."""
+        if self.cache_audio:
+            paths = read_manifest(self.manifest_path)["audio_path"].tolist()
+            build_audio_cache(paths, self.sample_rate, self.audio_cache_dir, workers=self.num_workers)
 
     def setup(self, stage: str | None = None) -> None:
         if self.tables:
@@ -176,26 +205,16 @@ class CatalogDataModule(pl.LightningDataModule):
                                            remove_columns=[c for c in ("duration",) if c in table.column_names]))
 
     def _decode_all(self, table: datasets.Dataset) -> datasets.Dataset:
-        key = hashlib.sha256(f"{self.manifest_path.resolve()}:{self.sample_rate}".encode())
-        for path in table["audio_path"]:
-            stat = os.stat(path) if os.path.exists(path) else None
-            key.update(f"{path}:{stat.st_size if stat else -1}:{stat.st_mtime_ns if stat else -1}".encode())
-        cache_dir = Path(self.cache_dir or os.environ.get("HF_DATASETS_CACHE", datasets.config.HF_DATASETS_CACHE)
-                         ) / "coldtag-audio"
-        cache_dir.mkdir(parents=True, exist_ok=True)
-
-        def decode(path: str) -> dict:
-            try:
-                return {"audio": load_audio(path, self.sample_rate).numpy(), "error": ""}
-            except AudioDecodeError as error:
-                return {"audio": np.zeros(0, dtype=np.float32), "error": str(error)}
-        features = table.features.copy()
-        features["audio"] = datasets.List(datasets.Value("float32"))
-        features["error"] = datasets.Value("string")
-        decoded = table.map(decode, input_columns="audio_path", features=features,
-                            cache_file_name=str(cache_dir / f"audio-{key.hexdigest()[:16]}.arrow"),
-                            desc=f"decoding audio at {self.sample_rate} Hz")
-        return self._drop_errors(decoded)
+        """The cache's positions of every track (building the cache if ``prepare_data`` did not run, as
+        when a script calls ``setup`` itself)."""
+        folder = build_audio_cache(table["audio_path"], self.sample_rate, self.audio_cache_dir,
+                                   workers=self.num_workers)
+        self.audio_cache = AudioCache(folder)
+        tracks = self.audio_cache.tracks
+        for name, key in (("cache_shard", "shard"), ("cache_offset", "offset"), ("cache_length", "length"),
+                          ("error", "error")):
+            table = table.add_column(name, [track[key] for track in tracks])
+        return self._drop_errors(table)
 
     def _drop_errors(self, table: datasets.Dataset) -> datasets.Dataset:
         errors = [e for e in table["error"] if e]
@@ -211,7 +230,8 @@ class CatalogDataModule(pl.LightningDataModule):
         if len(self.tables[split]) == 0:
             raise ValueError(f"{self.manifest_path}: split {split!r} has no usable tracks")
         return TrackDataset(self.tables[split], list(self.labels.groups), self.sample_rate,
-                            clip_samples=self.clip_samples if train else None, seed=self.seed)
+                            clip_samples=self.clip_samples if train else None, seed=self.seed,
+                            audio_cache=self.audio_cache)
 
     def _loader(self, dataset: TrackDataset, shuffle: bool, batch_size: int) -> DataLoader:
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
