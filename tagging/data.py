@@ -25,7 +25,7 @@ import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from tagging.audio import AudioDecodeError, audio_info, load_audio
 from tagging.audio_cache import AudioCache, build_audio_cache
@@ -56,14 +56,19 @@ class TrackDataset(Dataset):
         self.sample_rate = sample_rate
         self.clip_samples = clip_samples
         self.cache = audio_cache
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return len(self.table)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, item: int | tuple[int, int]) -> dict:
+        """``item`` is a row index, or ``(epoch, index)`` from `TrainingOrder`: the crop is then drawn from
+        (seed, epoch, index) alone, the same on any process, in any worker, after any resume."""
+        epoch, index = item if isinstance(item, tuple) else (None, item)
         row = self.table[int(index)]
-        wave = self._crop(row) if self.clip_samples else self._whole(row)
+        rng = self.rng if epoch is None else np.random.default_rng([self.seed, epoch, int(index)])
+        wave = self._crop(row, rng) if self.clip_samples else self._whole(row)
         return {"track_id": str(row["track_id"]), "wave": torch.from_numpy(np.ascontiguousarray(wave)),
                 "targets": {g: torch.from_numpy(np.asarray(row[f"target_{g}"], dtype=np.float32))
                             for g in self.groups}}
@@ -73,10 +78,10 @@ class TrackDataset(Dataset):
             return self._cached(row, 0, int(row["cache_length"]))
         return load_audio(row["audio_path"], self.sample_rate).numpy()
 
-    def _crop(self, row: dict) -> np.ndarray:
+    def _crop(self, row: dict, rng: np.random.Generator) -> np.ndarray:
         total = (int(row["cache_length"]) if self.cache
                  else int(float(row["duration"]) * self.sample_rate))
-        start = int(self.rng.integers(0, max(total - self.clip_samples, 0) + 1))
+        start = int(rng.integers(0, max(total - self.clip_samples, 0) + 1))
         if self.cache:
             wave = self._cached(row, start, min(start + self.clip_samples, total))
         else:
@@ -88,8 +93,29 @@ class TrackDataset(Dataset):
         return self.cache.read(int(row["cache_shard"]), int(row["cache_offset"]), start, stop)
 
     def worker_init(self, worker_id: int) -> None:
-        # Each worker needs its own crop sequence, else every worker returns the same crops.
+        # Plain row indices draw crops from a running generator: each worker needs its own, else every
+        # worker returns the same crops. (epoch, index) items do not use it.
         self.rng = np.random.default_rng([torch.initial_seed() % 2**32, worker_id])
+
+
+class TrainingOrder(DistributedSampler):
+    """The training items of an epoch, ``(epoch, index)``, shuffled by (seed, epoch) and split among DDP
+    processes as Lightning's own sampler would.
+
+    Nothing here depends on what ran before: the order comes from (seed, epoch), and the epoch travels with
+    each index so that `TrackDataset` draws the crop from (seed, epoch, index). A run resumed from a
+    checkpoint saved at the end of an epoch therefore sees the same data, in the same order, with the same
+    crops, as the run that was not interrupted; a run resumed in the middle of an epoch starts that epoch
+    again. Lightning calls ``set_epoch`` on it and, as it is a `DistributedSampler`, leaves it in place.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int):
+        distributed = dist.is_available() and dist.is_initialized()
+        super().__init__(dataset, num_replicas=dist.get_world_size() if distributed else 1,
+                         rank=dist.get_rank() if distributed else 0, shuffle=True, seed=seed)
+
+    def __iter__(self):
+        return ((self.epoch, index) for index in super().__iter__())
 
 
 def collate_tracks(items: list[dict]) -> dict:
@@ -134,12 +160,14 @@ class CatalogDataModule(pl.LightningDataModule):
         cache_dir: where that cache goes; default ``coldtag-audio`` in the Hugging Face datasets cache
             (``HF_DATASETS_CACHE``), never the catalog's own folder, which may be read-only or shared.
         predict_split: which tracks ``predict`` runs on: a split name or ``"all"``.
+        seed: of the training order and crops (`TrainingOrder`); default the run's ``seed_everything``,
+            so that another seed also draws other crops and orders.
     """
 
     def __init__(self, manifest: str, vocab: str | None = None, sample_rate: int = 16000,
                  clip_seconds: float = 3.69, batch_size: int = 32, eval_batch_size: int = 16,
                  num_workers: int = 0, cache_audio: bool = False, cache_dir: str | None = None,
-                 predict_split: str = "all", seed: int = 0):
+                 predict_split: str = "all", seed: int | None = None):
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
             raise ValueError(f"batch sizes must be >= 1, got {batch_size} and {eval_batch_size}")
@@ -152,7 +180,8 @@ class CatalogDataModule(pl.LightningDataModule):
         self.clip_samples = round(clip_seconds * sample_rate)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.cache_audio, self.cache_dir = num_workers, cache_audio, cache_dir
-        self.predict_split, self.seed = predict_split, seed
+        self.predict_split = predict_split
+        self.seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) if seed is None else seed
         self.tables: dict[str, datasets.Dataset] = {}
         self.audio_cache: AudioCache | None = None
         self.skipped: list[str] = []
@@ -233,11 +262,11 @@ class CatalogDataModule(pl.LightningDataModule):
                             clip_samples=self.clip_samples if train else None, seed=self.seed,
                             audio_cache=self.audio_cache)
 
-    def _loader(self, dataset: TrackDataset, shuffle: bool, batch_size: int) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
+    def _loader(self, dataset: TrackDataset, train: bool, batch_size: int) -> DataLoader:
+        sampler = TrainingOrder(dataset, self.seed) if train else every_track_once(dataset, self.manifest_path)
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
                           collate_fn=collate_tracks, worker_init_fn=dataset.worker_init,
-                          persistent_workers=self.num_workers > 0, drop_last=False,
-                          sampler=None if shuffle else every_track_once(dataset, self.manifest_path))
+                          persistent_workers=self.num_workers > 0, drop_last=False)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self._dataset("train", train=True), True, self.batch_size)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -94,6 +96,16 @@ class LabelGroupsModule(pl.LightningModule):
         for name, value in losses.items():
             self.log(f"{stage}/{name}/loss", value, batch_size=batch_size, sync_dist=stage != "train")
         return loss
+
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        # Dropout and timbre dropout draw from torch's generator, which Lightning and the DataLoader also
+        # draw from between steps, differently in a resumed run. Reseeded from (seed, epoch, batch, rank)
+        # before every step, a run resumed from the end of an epoch draws what the uninterrupted run drew
+        # (the data order and crops come from `TrainingOrder`). A run without seed_everything stays unseeded.
+        seed = os.environ.get("PL_GLOBAL_SEED")
+        if seed is not None:
+            key = [int(seed), self.current_epoch, batch_idx, self.global_rank]
+            torch.manual_seed(int(np.random.SeedSequence(key).generate_state(1)[0]))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")

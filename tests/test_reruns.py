@@ -1,0 +1,66 @@
+"""Seeded runs repeat exactly on one machine, and a run resumed at an epoch boundary ends where an
+uninterrupted one does."""
+
+import json
+
+import pytest
+import pytorch_lightning as pl
+from safetensors.torch import load_file
+
+from train import cli_main
+
+CONFIG = "configs/tagger_test.yaml"
+# Dropout and timbre dropout draw random numbers in every training step.
+NETWORK = ["--model.init_args.model.init_args.dropout=0.3", "--model.init_args.model.init_args.rhythm=true"]
+
+
+class StopAfterEpoch(pl.Callback):
+    """Ends a run after ``epochs`` epochs, as a crash or a time limit would, with the schedule of the
+    whole run (a smaller max_epochs would change the one-cycle schedule)."""
+
+    def __init__(self, epochs: int):
+        self.epochs = epochs
+
+    def on_train_epoch_end(self, trainer, module):
+        if trainer.current_epoch + 1 >= self.epochs:
+            trainer.should_stop = True
+
+
+def fit(tiny_catalog, folder, *extra):
+    cli_main(["fit", "--config", CONFIG, f"--data.init_args.manifest={tiny_catalog / 'manifest.parquet'}",
+              "--trainer.max_epochs=3", "--trainer.deterministic=true", f"--trainer.default_root_dir={folder}",
+              f"--model.init_args.export_dir={folder / 'model'}", *NETWORK, *extra])
+    return load_file(folder / "model" / "model.safetensors")
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    different = [name for name in a if not (a[name] == b[name]).all()]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+@pytest.mark.slow
+def test_a_seeded_run_repeats_exactly(tiny_catalog, tmp_path):
+    first = fit(tiny_catalog, tmp_path / "first")
+    second = fit(tiny_catalog, tmp_path / "second")
+    assert_same_weights(first, second)
+    for run in ("first", "second"):
+        (checkpoint,) = (tmp_path / run / "checkpoints").glob("*.ckpt")
+        cli_main(["test", "--config", CONFIG, f"--data.init_args.manifest={tiny_catalog / 'manifest.parquet'}",
+                  f"--ckpt_path={checkpoint}", f"--model.init_args.tables_dir={tmp_path / run}", *NETWORK,
+                  f"--trainer.default_root_dir={tmp_path / run}"])
+    scores = [json.loads((tmp_path / run / "test_scores.json").read_text()) for run in ("first", "second")]
+    assert scores[0] == scores[1]
+    other_seed = fit(tiny_catalog, tmp_path / "other", "--seed_everything=1")
+    assert any(not (other_seed[name] == first[name]).all() for name in first)  # the seed is what decides
+
+
+@pytest.mark.slow
+def test_resuming_from_the_end_of_an_epoch_continues_exactly(tiny_catalog, tmp_path):
+    whole = fit(tiny_catalog, tmp_path / "whole")
+    fit(tiny_catalog, tmp_path / "cut", "--trainer.callbacks+=tests.test_reruns.StopAfterEpoch",
+        "--trainer.callbacks.epochs=2")
+    (checkpoint,) = (tmp_path / "cut" / "checkpoints").glob("*.ckpt")
+    assert checkpoint.name.startswith("epoch=1-")
+    resumed = fit(tiny_catalog, tmp_path / "resumed", f"--ckpt_path={checkpoint}")
+    assert_same_weights(whole, resumed)
