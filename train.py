@@ -3,6 +3,7 @@
     python train.py fit --config configs/tagger_demo.yaml
     python train.py test --config configs/tagger_demo.yaml --ckpt_path runs/demo/tagger/checkpoints/best.ckpt
     python train.py fit --config configs/multimodal_demo.yaml
+    python train.py fit --config configs/finetune_demo.yaml  # the demo package on a catalog's own vocabulary
 
 A config names its model and datamodule classes (``class_path``); every argument of their ``__init__``
 is a config key (``python train.py fit --config ... --print_config``). After ``fit``, the best

@@ -194,21 +194,32 @@ class LabelGroupsModule(pl.LightningModule):
 
 
 class TaggerModule(LabelGroupsModule):
-    """Trains an `AudioTagger`, given ready-made (its arguments are declared once, by the model).
+    """Trains an `AudioTagger`, given ready-made (its arguments are declared once, by the model) or
+    started from a package (fine-tuning).
 
     Args:
         model: the network; in a config, ``class_path: tagging.models.AudioTagger`` with its ``init_args``
             (the vocabulary is linked from the datamodule by ``train.py``).
+        pretrained: a packaged `AudioTagger` (``save_pretrained`` directory) to fine-tune: the network becomes
+            ``AudioTagger.from_pretrained(pretrained, vocab=model's vocabulary)``, the package's weights below
+            the heads and new heads for groups it does not have as they are. ``model`` still describes the
+            network (``train.py`` sizes the data's sample rate and crops from it): it must be the package's,
+            and only its `AudioTagger.TRAINING_SETTINGS` (dropout, crop length, ...) may differ.
+        freeze_backbone: train the heads only (a linear probe): everything below them keeps the package's
+            weights and stays in eval mode, so batch-norm statistics do not move either.
         lr, weight_decay: AdamW settings (decay on weight matrices only); the learning rate warms up, then
             anneals (one-cycle schedule).
         group_weights: loss weight per label group (default 1 each).
-        export_dir: where ``train.py`` writes the packaged model (`save_pretrained`) after ``fit``.
+        export_dir: where ``train.py`` writes the packaged model (`save_pretrained`) after ``fit``; a fine-tuned
+            model's package names the package it started from as its ``"pretrained"`` input.
         tables_dir: where per-tag test scores are written (default: the logger's folder).
     """
 
     def __init__(
         self,
         model: AudioTagger,
+        pretrained: str | None = None,
+        freeze_backbone: bool = False,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         group_weights: dict[str, float] | None = None,
@@ -217,8 +228,27 @@ class TaggerModule(LabelGroupsModule):
     ):
         super().__init__()
         self.save_hyperparameters(ignore=RUN_SETTINGS)
-        self.model = model
+        self.model = _start_from(pretrained, model) if pretrained is not None else model
+        self.freeze_backbone = freeze_backbone
+        if freeze_backbone:
+            for part in self._frozen_parts():
+                part.requires_grad_(False)
+        # A loaded package comes in eval mode, and Lightning starts fitting in whatever mode it finds.
+        self.train()
         self._init_training(group_weights, export_dir, tables_dir)
+
+    def _frozen_parts(self) -> list[nn.Module]:
+        # Everything the heads read from; the dropout before the heads belongs to the heads' training.
+        return [part for name, part in self.model.named_children() if name not in ("heads", "dropout")]
+
+    def train(self, mode: bool = True) -> TaggerModule:
+        super().train(mode)
+        if self.freeze_backbone:
+            # Lightning puts the whole module in training mode each epoch; batch norm would then still move
+            # its running statistics (and dropout act) in parts whose weights are frozen.
+            for part in self._frozen_parts():
+                part.eval()
+        return self
 
     def forward(self, wave: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model(wave)
@@ -282,3 +312,18 @@ class MultimodalTaggerModule(LabelGroupsModule):
             inputs = {m: x for m, x in inputs.items() if m in self.eval_modalities}
         logits = self.model(inputs, present)
         return logits, self.model.scores(logits)
+
+
+
+def _start_from(pretrained: str, model: AudioTagger) -> AudioTagger:
+    """The package ``pretrained`` on ``model``'s vocabulary and training settings, once ``model`` is found to
+    describe the package's network (else a ``ValueError`` naming what differs)."""
+    settings = {key: model.config[key] for key in AudioTagger.TRAINING_SETTINGS}
+    network = AudioTagger.from_pretrained(pretrained, vocab=model.config["vocab"], **settings)
+    differ = {key: (value, network.config[key]) for key, value in model.config.items()
+              if key != "vocab" and network.config[key] != value}
+    if differ:
+        shown = ", ".join(f"{key}={mine!r} (the package has {theirs!r})" for key, (mine, theirs) in differ.items())
+        raise ValueError(f"model does not describe the network of pretrained={pretrained}: {shown}; give model the "
+                         "settings of the config that trained the package")
+    return network

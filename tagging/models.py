@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from coldtag.storage import read_package, save_model
+from coldtag.storage import carried_inputs, read_package, reference, save_model
 from tagging.frontend import Frontend
 from tagging.labels import MULTILABEL, LabelSpace
 
@@ -258,6 +258,9 @@ class TaggerBase(nn.Module):
     config: dict
     package: dict | None = None  # the package record (`coldtag.storage`) it was loaded from or last saved as
     package_path: Path | None = None
+    # Set by `from_pretrained` with a new vocabulary: the ``inputs`` its first package records, naming the
+    # package it was fine-tuned from (``"pretrained"``) beside that package's own inputs.
+    pretrained_inputs: dict | None = None
 
     def _init_heads(self, vocab: dict, embedding_dim: int, dropout: float) -> None:
         self.labels = LabelSpace.from_dict(vocab)
@@ -305,7 +308,13 @@ class TaggerBase(nn.Module):
         """Weights as safetensors; config, vocabulary and decision thresholds as JSON beside them, and
         ``package.json`` recording what made them (`coldtag.storage`). ``inputs`` names the packages that
         produced the model's inputs (`coldtag.storage.reference`). A directory holding other files is
-        refused unless ``overwrite`` (they stay). Returns the package record."""
+        refused unless ``overwrite`` (they stay). Returns the package record.
+
+        A model fine-tuned from a package (`from_pretrained` with ``vocab``) records it as its
+        ``"pretrained"`` input, by reference, not bundled: the new package runs without it."""
+        if inputs is None and self.package is None:
+            inputs = self.pretrained_inputs
+
         def write(folder: Path) -> None:
             threshold_keys = {f"thresholds_{g.name}" for g in self.labels.multilabel()}
             weights = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
@@ -320,28 +329,44 @@ class TaggerBase(nn.Module):
         return save_model(self, directory, write, inputs, overwrite)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu", **overrides):
+    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu",
+                        vocab: dict | None = None, **overrides):
         """Load a `save_pretrained` directory, after checking its files against ``package.json``
         (`coldtag.storage.ProvenanceError` if they differ or it is missing). ``overrides`` change run-time
-        settings (for `AudioTagger`: ``frontend_backend``, ``eval_chunks``); the weights do not depend on them."""
+        settings (for `AudioTagger`: ``frontend_backend``, ``eval_chunks``); the weights do not depend on them.
+
+        ``vocab``: start a fine-tune on this vocabulary instead. Everything below the heads keeps the
+        package's weights; a group whose name, type, labels (and ranges) are the package's keeps its head
+        and thresholds, any other group gets a new head (PyTorch's default initialisation, from the global
+        seed) and thresholds of 0.5. The model is a new one, not the package: its first `save_pretrained`
+        records the package as its ``"pretrained"`` input (beside the inputs the package itself names).
+        """
         directory = Path(directory)
         record = read_package(directory, cls.__name__)
         config = json.loads((directory / CONFIG_FILE).read_text())
-        config["vocab"] = json.loads((directory / VOCAB_FILE).read_text())
+        saved_vocab = json.loads((directory / VOCAB_FILE).read_text())
+        config["vocab"] = saved_vocab if vocab is None else vocab
         config.update(overrides)
         model = cls(**config)
+        old = LabelSpace.from_dict(saved_vocab).groups
+        kept = [name for name, group in model.labels.groups.items() if old.get(name) == group]
         state = load_file(directory / WEIGHTS_FILE, device=str(map_location))
+        state = {k: v for k, v in state.items() if not k.startswith("heads.") or k.split(".")[1] in kept}
         missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.startswith("thresholds_")]
+        new_heads = tuple(f"heads.{name}." for name in model.labels.groups if name not in kept)
+        missing = [k for k in missing if not k.startswith(("thresholds_", *new_heads))]
         if missing or unexpected:
             raise ValueError(f"{directory / WEIGHTS_FILE}: weights do not fit the config "
                              f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
         saved = json.loads((directory / THRESHOLDS_FILE).read_text())
         for group in model.labels.multilabel():
-            per_label = saved.get(group.name, {})
+            per_label = saved.get(group.name, {}) if group.name in kept else {}
             model.set_thresholds(group.name, torch.tensor([float(per_label.get(label, 0.5))
                                                            for label in group.labels]))
-        model.package, model.package_path = record, directory.resolve()
+        if vocab is None:
+            model.package, model.package_path = record, directory.resolve()
+        else:
+            model.pretrained_inputs = {**carried_inputs(record, directory), "pretrained": reference(directory)}
         return model.to(map_location).eval()
 
 
@@ -354,6 +379,9 @@ class AudioTagger(TaggerBase):
     ``rhythm=True`` adds the backbone's `RhythmBranch` (meter, swing and tempo cues); ``timbre_dropout`` is
     the share of training clips whose CNN vector that branch hides (0.3 was chosen on the demo's validation split).
     """
+
+    # What the weights do not depend on: a fine-tune (`from_pretrained` overrides) may set these anew.
+    TRAINING_SETTINGS = ("dropout", "timbre_dropout", "chunk_seconds", "eval_chunks", "frontend_backend")
 
     def __init__(
         self,
