@@ -314,7 +314,6 @@ class MultimodalTaggerModule(LabelGroupsModule):
         return logits, self.model.scores(logits)
 
 
-
 def _start_from(pretrained: str, model: AudioTagger) -> AudioTagger:
     """The package ``pretrained`` on ``model``'s vocabulary and training settings, once ``model`` is found to
     describe the package's network (else a ``ValueError`` naming what differs)."""
