@@ -207,6 +207,8 @@ class TaggerModule(LabelGroupsModule):
             and only its `AudioTagger.TRAINING_SETTINGS` (dropout, crop length, ...) may differ.
         freeze_backbone: train the heads only (a linear probe): everything below them keeps the package's
             weights and stays in eval mode, so batch-norm statistics do not move either.
+        compile_backbone: run the backbone through ``torch.compile`` (on GPUs; the front-end stays in eager float32).
+            The module and its weights' names are unchanged, so checkpoints and packages are the same.
         lr, weight_decay: AdamW settings (decay on weight matrices only); the learning rate warms up, then
             anneals (one-cycle schedule).
         group_weights: loss weight per label group (default 1 each).
@@ -220,6 +222,7 @@ class TaggerModule(LabelGroupsModule):
         model: AudioTagger,
         pretrained: str | None = None,
         freeze_backbone: bool = False,
+        compile_backbone: bool = False,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         group_weights: dict[str, float] | None = None,
@@ -229,7 +232,7 @@ class TaggerModule(LabelGroupsModule):
         super().__init__()
         self.save_hyperparameters(ignore=RUN_SETTINGS)
         self.model = _start_from(pretrained, model) if pretrained is not None else model
-        self.freeze_backbone = freeze_backbone
+        self.freeze_backbone, self.compile_backbone = freeze_backbone, compile_backbone
         if freeze_backbone:
             for part in self._frozen_parts():
                 part.requires_grad_(False)
@@ -249,6 +252,12 @@ class TaggerModule(LabelGroupsModule):
             for part in self._frozen_parts():
                 part.eval()
         return self
+
+    def configure_model(self) -> None:
+        # The bound forward is compiled, not the module: wrapping the module would rename every weight
+        # (``_orig_mod.``) in checkpoints and packages. Lightning calls this hook in every stage.
+        if self.compile_backbone and "forward" not in vars(self.model.backbone):
+            self.model.backbone.forward = torch.compile(self.model.backbone.forward)
 
     def forward(self, wave: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model(wave)
