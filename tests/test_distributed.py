@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tagging.labels import LabelSpace, read_manifest
 from train import cli_main
@@ -45,3 +46,54 @@ def test_one_checkpoint_on_one_and_two_processes_gives_the_same_metrics_and_thre
             for key, value in values.items():  # AUCs, thresholds, MAE and Spearman of each label
                 other = two[name]["per_label"][label][key]
                 assert (np.isnan(value) and np.isnan(other)) or value == pytest.approx(other, abs=1e-6), (name, label)
+
+
+def _sync_batchnorm_step(rank: int, world: int, folder: str) -> None:
+    """One SGD step of `_step_model` on this process's half of the batch, batch norm synchronised."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="29517")
+    dist.init_process_group("nccl", rank=rank, world_size=world)
+    torch.cuda.set_device(rank)
+    model, waves, targets = _step_model()
+    model = DistributedDataParallel(torch.nn.SyncBatchNorm.convert_sync_batchnorm(model).cuda(rank),
+                                    device_ids=[rank])
+    share = slice(rank * len(waves) // world, (rank + 1) * len(waves) // world)
+    _train_step(model, model.module, waves[share].cuda(rank), {g: t[share].cuda(rank) for g, t in targets.items()})
+    if rank == 0:
+        torch.save(model.module.state_dict(), Path(folder) / "two.pt")
+    dist.destroy_process_group()
+
+
+def _step_model():
+    from tagging.models import AudioTagger
+
+    vocab = {"groups": {"tag": {"type": "multilabel", "labels": ["a", "b", "c"]}}}
+    torch.manual_seed(0)
+    model = AudioTagger(vocab, width=4, embedding_dim=8, dropout=0.0, sample_rate=8000, n_fft=256, hop_length=128,
+                        n_mels=32, chunk_seconds=1.0)
+    waves = torch.randn(8, 8000)
+    return model, waves, {"tag": (torch.rand(8, 3) > 0.5).float()}
+
+
+def _train_step(model, network, waves, targets) -> None:
+    from tagging.lightning import masked_losses
+
+    optimizer = torch.optim.SGD(network.parameters(), lr=0.1)
+    network.train()
+    losses = masked_losses(model(waves), targets, {"tag": "multilabel"})
+    sum(losses.values()).backward()
+    optimizer.step()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs (PyTorch's SyncBatchNorm refuses CPU tensors)")
+def test_a_synchronised_batch_norm_step_on_two_gpus_is_the_step_on_the_whole_batch(tmp_path):
+    model, waves, targets = _step_model()
+    model = model.cuda()
+    _train_step(model, model, waves.cuda(), {g: t.cuda() for g, t in targets.items()})
+    torch.multiprocessing.spawn(_sync_batchnorm_step, args=(2, str(tmp_path)), nprocs=2)
+    two = torch.load(tmp_path / "two.pt", weights_only=True)
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(two[name].cpu(), value.cpu(), atol=1e-5, rtol=1e-5, msg=name)
