@@ -92,3 +92,20 @@ def test_a_compiled_backbone_gives_the_eager_outputs_under_the_same_weight_names
     for group in eager:
         torch.testing.assert_close(compiled[group], eager[group], atol=1e-5, rtol=1e-4)
     assert list(module.model.state_dict()) == names
+
+
+def test_each_epoch_draws_another_order_and_other_crops_and_the_same_ones_when_asked_again(tiny_catalog):
+    from tagging.data import CatalogDataModule, TrainingOrder
+
+    data = CatalogDataModule(str(tiny_catalog / "manifest.parquet"), sample_rate=8000, clip_seconds=1.0, seed=3)
+    data.setup()
+    dataset = data._dataset("train", train=True)
+    order = TrainingOrder(dataset, seed=3)
+    first = list(order)
+    assert {epoch for epoch, _ in first} == {0} and sorted(i for _, i in first) == list(range(len(dataset)))
+    order.set_epoch(1)
+    second = list(order)
+    assert [i for _, i in second] != [i for _, i in first] and {epoch for epoch, _ in second} == {1}
+    crop = dataset[(0, 5)]["wave"]
+    assert torch.equal(dataset[(0, 5)]["wave"], crop)  # (seed, epoch, track) decides the crop
+    assert not torch.equal(dataset[(1, 5)]["wave"], crop)
