@@ -1,7 +1,10 @@
-"""Command line: ``python -m fusion ablation | package | coldstart``.
+"""Command line: ``python -m fusion split | ablation | package | coldstart``.
 
-    python -m fusion ablation --catalog data/demo --features runs/demo/features.npz \
-        --recsys runs/demo/recsys --out runs/demo/fusion
+    python -m fusion split --manifest data/demo/manifest.parquet --recsys runs/demo/recsys \
+        --tagger-share 0.5 --artist-col artist_id --out runs/demo/manifest.parquet
+    python -m fusion ablation --manifest runs/demo/manifest.parquet --vocab data/demo/vocab.json \
+        --features runs/demo/features.npz --recsys runs/demo/recsys --genome attribute graded \
+        --out runs/demo/fusion
     python -m fusion package --tagger runs/demo/tagger/model --ablation runs/demo/fusion \
         --recsys runs/demo/recsys --out runs/demo/pipeline
     python -m fusion coldstart --pipeline runs/demo/pipeline --audio new.mp3 [--lyrics new.txt] [--cover new.jpg]
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -19,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fusion.data import CONTENT_INPUTS
+from coldtag.storage import atomic_path
+from fusion.data import is_content
 
 
 def main(args: list[str] | None = None) -> int:
@@ -27,11 +32,29 @@ def main(args: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
+    split = commands.add_parser("split", help="deal the warm tracks between the audio tagger and the fusion stage")
+    split.add_argument("--manifest", type=Path, required=True, help="the catalog manifest (Parquet, CSV or TSV)")
+    split.add_argument("--recsys", type=Path, required=True, help="output folder of python -m recsys coldstart")
+    split.add_argument("--tagger-share", type=float, default=0.5,
+                       help="share of the warm tracks the tagger learns from; 1: every one (in-sample features)")
+    split.add_argument("--artist-col", help="manifest column of artists, dealt whole (default: none)")
+    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--out", type=Path, required=True, help="the manifest to write (.parquet)")
+
     ablation = commands.add_parser("ablation", help="train every row of the ablation and write its table")
-    ablation.add_argument("--catalog", type=Path, required=True, help="folder with manifest.parquet, vocab.json")
+    source = ablation.add_mutually_exclusive_group(required=True)
+    source.add_argument("--catalog", type=Path, help="toy catalog folder: its manifest.parquet and vocab.json")
+    source.add_argument("--manifest", type=Path, help="manifest (Parquet, CSV or TSV), e.g. of python -m fusion split")
+    ablation.add_argument("--vocab", type=Path, help="vocabulary JSON (with --manifest)")
     ablation.add_argument("--features", type=Path, required=True, help="features .npz of python -m tagging.features")
     ablation.add_argument("--recsys", type=Path, required=True, help="output folder of python -m recsys coldstart")
     ablation.add_argument("--out", type=Path, required=True)
+    ablation.add_argument("--genome", nargs="+", metavar="GROUP",
+                          help="label groups that stand for the paper's attributes (default: every group)")
+    ablation.add_argument("--artist-col", default="auto",
+                          help="manifest column of artists for the intervals (default: artist_id if present; "
+                               "none: every item its own)")
+    ablation.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the intervals")
     ablation.add_argument("--seed", type=int, default=0)
     ablation.add_argument("--threads", type=int, default=1, help="torch threads (one is fastest on a busy machine)")
     ablation.add_argument("--skip-audio", action="store_true", help="leave out the end-to-end audio rows (slow)")
@@ -71,20 +94,52 @@ def main(args: list[str] | None = None) -> int:
     options = parser.parse_args(args)
     if options.command == "coldstart" and not (options.audio or options.lyrics or options.cover):
         parser.error("coldstart needs at least one of --audio, --lyrics, --cover")
-    return {"ablation": _ablation, "package": _package, "coldstart": _coldstart}[options.command](options)
+    if options.command == "ablation" and options.manifest is not None and options.vocab is None:
+        parser.error("--manifest needs --vocab")
+    command = {"split": _split, "ablation": _ablation, "package": _package, "coldstart": _coldstart}[options.command]
+    try:
+        return command(options)
+    except (FileNotFoundError, ValueError) as error:  # ProvenanceError is a ValueError
+        # A bad argument or file: one line naming it, not a traceback.
+        print(f"python -m fusion {options.command}: {error}", file=sys.stderr)
+        return 2
+
+
+def _split(options: argparse.Namespace) -> int:
+    from fusion.data import FUSION_SPLIT, split_warm_tracks
+    from recsys import ColdStartSplit
+    from tagging.labels import read_manifest
+
+    if options.out.suffix != ".parquet":
+        raise ValueError(f"--out {options.out}: the split manifest is written as Parquet (.parquet)")
+    coldstart = options.recsys / "coldstart.npz"
+    if not coldstart.is_file():
+        raise FileNotFoundError(f"{coldstart}: not found; run python -m recsys coldstart first")
+    manifest = read_manifest(options.manifest)
+    frame = split_warm_tracks(manifest, ColdStartSplit.load(coldstart), options.tagger_share, options.seed,
+                              options.artist_col)
+    # Paths relative to the new manifest's folder, as read_manifest resolves them.
+    folder = options.out.absolute().parent
+    for column in ("audio_path", "lyrics_path", "cover_path"):
+        if column in frame.columns:
+            frame[column] = [None if p is None else os.path.relpath(p, folder) for p in frame[column]]
+    with atomic_path(options.out) as tmp:
+        frame.to_parquet(tmp, index=False)
+    counts = {column: frame[column].value_counts().to_dict() for column in ("split", FUSION_SPLIT)}
+    print(f"{options.out}: tagger {counts['split']}, fusion {counts[FUSION_SPLIT]}")
+    return 0
 
 
 def _ablation(options: argparse.Namespace) -> int:
     from datasets import disable_progress_bars
 
-    from fusion.ablation import ROWS, AudioSettings, DataPaths, FusionSettings, markdown, run_ablation
+    from fusion.ablation import AudioSettings, DataPaths, FusionSettings, markdown, run_ablation
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     disable_progress_bars()  # the audio cache's filter bars, one per split
     # Lightning's banners (accelerators, tips) say nothing about the rows; its warnings still show.
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    rows = tuple(row for row in ROWS if row.inputs or not options.skip_audio)
     fusion = FusionSettings(batch_size=options.batch_size, hidden=options.hidden, max_epochs=options.max_epochs,
                             patience=options.patience)
     audio = AudioSettings(batch_size=options.audio_batch_size, width=options.audio_width,
@@ -92,11 +147,16 @@ def _ablation(options: argparse.Namespace) -> int:
                           patches_per_track=options.audio_patches_per_track, max_epochs=options.audio_max_epochs,
                           patience=options.audio_patience)
     started = time.perf_counter()
-    table = run_ablation(DataPaths(options.catalog, options.features, options.recsys), options.out, rows, fusion,
-                         audio, options.seed, threads=options.threads)
+    paths = (DataPaths.catalog(options.catalog, options.features, options.recsys) if options.catalog else
+             DataPaths(options.manifest, options.vocab, options.features, options.recsys))
+    artist_col = None if options.artist_col == "none" else options.artist_col
+    table = run_ablation(paths, options.out, options.genome, not options.skip_audio, fusion, audio, options.seed,
+                         threads=options.threads, artist_col=artist_col, resamples=options.resamples)
     print(markdown(table))
-    print(f"\nwall time {time.perf_counter() - started:.0f} s; wrote {options.out}/table.md, table.csv, table.png, "
-          f"rows.json")
+    print()
+    print((options.out / "differences.md").read_text())
+    print(f"wall time {time.perf_counter() - started:.0f} s; wrote {options.out}/table.md, table.csv, table.png, "
+          f"rows.json, differences.md, differences.csv")
     return 0
 
 
@@ -136,7 +196,7 @@ def best_content_row(ablation: Path) -> Path:
     if not rows_file.is_file():
         raise FileNotFoundError(f"{rows_file}: not found; run python -m fusion ablation first")
     rows = [row for row in json.loads(rows_file.read_text())
-            if row["inputs"] and set(row["inputs"]) <= set(CONTENT_INPUTS)]
+            if row["inputs"] and all(is_content(name) for name in row["inputs"])]
     if not rows:
         raise ValueError(f"{rows_file}: no fusion row runs on content alone")
     best = min(rows, key=lambda row: row["val"]["cosine_distance"])

@@ -16,6 +16,7 @@ import logging
 import shutil
 import time
 import warnings
+from collections.abc import Collection, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,19 +28,24 @@ import torch
 from pytorch_lightning.callbacks import EarlyStopping
 from pytorch_lightning.loggers import CSVLogger
 
-from coldtag.storage import atomic_write, file_sha256, write_json
+from coldtag.intervals import Difference, paired_difference
+from coldtag.storage import atomic_path, atomic_write, file_sha256, write_json
 from fusion.data import (
-    INPUTS,
+    ANNOTATED,
+    FUSION_SPLIT,
+    SCORES,
     AudioFactorDataset,
     FeatureFactorDataset,
     assemble,
     catalog_sources,
     collate_waves,
+    modality_of,
     trainable,
 )
-from fusion.lightning import FactorDataModule, FactorRegressionModule
+from fusion.lightning import FactorDataModule, FactorRegressionModule, mean_cosine_distance
 from fusion.model import AudioFactorRegressor, LateFusionRegressor
 from recsys import ColdStartSplit, baseline_metrics
+from recsys.evaluation import paired_ranking_difference
 from tagging.data import CatalogDataModule, TrackDataset
 from tagging.features import TrackFeatures
 from tagging.labels import LabelSpace, read_manifest
@@ -60,19 +66,37 @@ class Row:
     pooling: str = "track"
 
 
-_AMG = ("audio", "mlg", "genre")
-ROWS = (
-    Row("Audio (patches)", pooling="centre"),
-    Row("Audio (full track)"),
-    Row("Audio (tagger embedding)", ("audio",)),
-    Row("MGP (annotated attributes)", ("mgp",)),
-    Row("MLG (predicted attributes)", ("mlg",)),
-    Row("Audio + MLG", ("audio", "mlg")),
-    Row("Audio + MLG + genres", _AMG),
-    Row("Audio + MLG + genres + lyrics", (*_AMG, "lyrics")),
-    Row("Audio + MLG + genres + cover", (*_AMG, "cover")),
-    Row("All content (+ moods, lyrics, cover)", (*_AMG, "mood", "lyrics", "cover")),
-)
+def ablation_rows(groups: Sequence[str], genome: Sequence[str], sources: Collection[str],
+                  audio: bool = True) -> tuple[Row, ...]:
+    """The rows of the paper's table for a vocabulary.
+
+    ``genome``: the label groups that stand for the paper's attributes (its MGP row annotated, its MLG
+    row predicted); the first other group of ``groups`` stands for its genres, the rest join the last
+    row. ``sources``: the inputs there are (`fusion.data.catalog_sources`); a row whose inputs are not
+    all there is left out, so a catalog without annotations, lyrics or covers gets the rows it can have.
+    ``audio``: whether to include the end-to-end audio CNN rows.
+    """
+    unknown = [g for g in genome if g not in groups]
+    if not genome or unknown:
+        raise ValueError(f"genome groups must be some of the vocabulary's {list(groups)}; got {list(genome)}")
+    mlg = tuple(SCORES + g for g in genome)
+    others = [g for g in groups if g not in genome]
+    named = ", ".join(genome)
+    rows = [Row("Audio (patches)", pooling="centre"), Row("Audio (full track)")] if audio else []
+    rows += [Row("Audio (tagger embedding)", ("audio",)),
+             Row(f"MGP (annotated {named})", tuple(ANNOTATED + g for g in genome)),
+             Row(f"MLG (predicted {named})", mlg)]
+    base, name = ("audio", *mlg), "Audio + MLG"
+    rows.append(Row(name, base))
+    if others:
+        base, name = (*base, SCORES + others[0]), f"{name} + {others[0]}"
+        rows.append(Row(name, base))
+    extra = [m for m in ("lyrics", "cover") if m in sources]
+    rows += [Row(f"{name} + {m}", (*base, m)) for m in extra]
+    if others[1:] or len(extra) > 1:
+        rest = [*others[1:], *extra]
+        rows.append(Row(f"All content (+ {', '.join(rest)})", (*base, *(SCORES + g for g in others[1:]), *extra)))
+    return tuple(row for row in rows if all(i in sources for i in row.inputs))
 
 
 @dataclass(frozen=True)
@@ -107,19 +131,18 @@ class AudioSettings:
 
 @dataclass(frozen=True)
 class DataPaths:
-    """Where an ablation reads from: the catalog folder, the cached features and the cold-start split."""
+    """Where an ablation reads from: the manifest and its vocabulary, the cached features and the output
+    folder of ``python -m recsys coldstart``."""
 
-    catalog: Path
+    manifest: Path
+    vocab: Path
     features: Path
     recsys: Path
 
-    @property
-    def manifest(self) -> Path:
-        return self.catalog / "manifest.parquet"
-
-    @property
-    def vocab(self) -> Path:
-        return self.catalog / "vocab.json"
+    @classmethod
+    def catalog(cls, catalog: Path, features: Path, recsys: Path) -> DataPaths:
+        """A toy catalog folder's ``manifest.parquet`` and ``vocab.json``."""
+        return cls(Path(catalog) / "manifest.parquet", Path(catalog) / "vocab.json", Path(features), Path(recsys))
 
     @property
     def coldstart(self) -> Path:
@@ -131,17 +154,24 @@ class DataPaths:
                 raise FileNotFoundError(f"{path}: not found (see `python -m fusion ablation --help`)")
 
 
-def run_ablation(paths: DataPaths, out: str | Path, rows: tuple[Row, ...] = ROWS,
+def run_ablation(paths: DataPaths, out: str | Path, genome: Sequence[str] | None = None, audio_rows: bool = True,
                  fusion: FusionSettings = FusionSettings(), audio: AudioSettings = AudioSettings(), seed: int = 0,
-                 ks: tuple[int, ...] = (50,), map_k: int = 500, threads: int = 1) -> pd.DataFrame:
-    """Train (or reuse) every row, then write ``table.md``, ``table.csv``, ``table.png`` and ``rows.json``
-    into ``out``; returns the table (rows, then the baselines of `recsys.baseline_metrics`).
+                 ks: tuple[int, ...] = (50,), map_k: int = 500, threads: int = 1, artist_col: str | None = "auto",
+                 resamples: int = 1000) -> pd.DataFrame:
+    """Train (or reuse) every row of `ablation_rows`, then write ``table.md``, ``table.csv``,
+    ``table.png``, ``rows.json`` and the row differences (``differences.md``, ``differences.csv``) into
+    ``out``; returns the table (rows, then the baselines of `recsys.baseline_metrics`).
 
-    ``threads``: torch threads while training. The fusion models are small: on a machine whose cores are
-    busy with other work, one thread ran them 3-4 times faster than two (threads waiting on each other).
+    ``genome``: the attribute groups (default: every group of the vocabulary). The fusion stage trains
+    on the warm items the manifest's `fusion.data.FUSION_SPLIT` column marks ``train`` when it has one
+    (features the tagger never saw, `fusion.data.split_warm_tracks`), else on every warm item.
+    ``artist_col``: the manifest column whose artists the intervals resample (``"auto"``: ``artist_id``
+    when there is one; ``None`` or a missing artist: each item its own). ``threads``: torch threads while
+    training. The fusion models are small: on a machine whose cores are busy with other work, one thread
+    ran them 3-4 times faster than two (threads waiting on each other).
     """
     with torch_threads(threads):
-        return _run(paths, Path(out), rows, fusion, audio, seed, ks, map_k)
+        return _run(paths, Path(out), genome, audio_rows, fusion, audio, seed, ks, map_k, artist_col, resamples)
 
 
 @contextmanager
@@ -157,17 +187,23 @@ def torch_threads(n: int):
         torch.set_num_threads(previous)
 
 
-def _run(paths: DataPaths, out: Path, rows: tuple[Row, ...], fusion: FusionSettings, audio: AudioSettings,
-         seed: int, ks: tuple[int, ...], map_k: int) -> pd.DataFrame:
+def _run(paths: DataPaths, out: Path, genome: Sequence[str] | None, audio_rows: bool, fusion: FusionSettings,
+         audio: AudioSettings, seed: int, ks: tuple[int, ...], map_k: int, artist_col: str | None,
+         resamples: int) -> pd.DataFrame:
     paths.check()
     split = ColdStartSplit.load(paths.coldstart)
+    manifest, labels = read_manifest(paths.manifest), LabelSpace.from_json(paths.vocab)
+    features = TrackFeatures.load(paths.features)
+    content = catalog_sources(features, manifest, labels, split.item_ids)
+    rows = ablation_rows(list(labels.groups), genome or list(labels.groups), content[0], audio_rows)
+    train, training_items = _training_items(split, manifest)
+    artists = _item_artists(split, manifest, artist_col)
     digest = {path.name: file_sha256(path) for path in (paths.manifest, paths.vocab, paths.coldstart)}
     feature_digest = file_sha256(paths.features)
     # What the models are fed, recorded in their packages: the split's factors, and for fusion rows the
     # packages and encoders that made the cached features.
     factors = {"factors": {"kind": "ColdStartSplit", "source": str(paths.coldstart.resolve()),
                            "sha256": digest[paths.coldstart.name]}}
-    content = None  # sources and presence masks, loaded on the first fusion row that is not cached
     units: dict[str, dict] = {}
     keys: dict[Row, str] = {}
     for row in rows:
@@ -176,7 +212,8 @@ def _run(paths: DataPaths, out: Path, rows: tuple[Row, ...], fusion: FusionSetti
         config = {"inputs": list(row.inputs), "settings": settings, "seed": seed, "ks": list(ks), "map_k": map_k,
                   "data": digest if is_audio else {**digest, paths.features.name: feature_digest}}
         key = keys[row] = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
-        unit_dir = out / "units" / f"{'audio-cnn' if is_audio else '+'.join(row.inputs)}-{key}"
+        inputs = "+".join(name.replace("/", "-") for name in row.inputs) or "audio-cnn"
+        unit_dir = out / "units" / f"{inputs}-{key}"
         if key not in units:
             cached = _read_result(unit_dir, key)
             if cached is not None:
@@ -184,16 +221,13 @@ def _run(paths: DataPaths, out: Path, rows: tuple[Row, ...], fusion: FusionSetti
             else:
                 log.info("%s: training ...", row.name)
                 if is_audio:
-                    cached = _train_audio(paths, split, AudioSettings(**settings), seed, ks, map_k, unit_dir,
+                    cached = _train_audio(paths, split, train, AudioSettings(**settings), seed, ks, map_k, unit_dir,
                                           factors)
                 else:
-                    if content is None:
-                        features = TrackFeatures.load(paths.features)
-                        content = catalog_sources(features, read_manifest(paths.manifest),
-                                                  LabelSpace.from_json(paths.vocab), split.item_ids)
-                    modalities = {INPUTS[name][1] for name in row.inputs}
+                    modalities = {modality_of(name) for name in row.inputs}
                     made_by = {m: ref for m, ref in features.sources.items() if m in modalities} | factors
-                    cached = train_fusion(row.inputs, split, content, fusion, seed, ks, map_k, unit_dir, made_by)
+                    cached = train_fusion(row.inputs, split, content, train, fusion, seed, ks, map_k, unit_dir,
+                                          made_by)
                 cached |= {"key": key, "config": config}
                 write_json(unit_dir / RESULT_FILE, cached)
             units[key] = cached | {"dir": str(unit_dir)}
@@ -202,21 +236,55 @@ def _run(paths: DataPaths, out: Path, rows: tuple[Row, ...], fusion: FusionSetti
         log.info("%s: cosine distance %.4f, recall@%d %.4f (%d epochs)", row.name, test["cosine_distance"],
                  ks[0], test[f"recall@{ks[0]}"], result["epochs"])
     summary = [{"name": row.name, "inputs": list(row.inputs), "pooling": row.pooling,
+                "training_items": len(train), "training": training_items,
                 **{k: v for k, v in units[keys[row]].items() if k != "config"}} for row in rows]
     table = _table(rows, summary, baseline_metrics(split, ks, map_k, subset="cold_test", seed=seed), ks, map_k)
+    predictions = {row.name: np.load(Path(units[keys[row]]["dir"]) / _predictions_file(row)) for row in rows}
+    differences = row_differences(predictions, split, artists, ks, map_k, resamples, seed)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / ROWS_FILE, summary)
     atomic_write(out / "table.csv", table.to_csv())
+    atomic_write(out / "differences.csv", differences.to_csv(index=False))
+    atomic_write(out / "differences.md", differences_markdown(differences, artists, training_items, len(train)))
     bar_chart(table, out / "table.png", ks[0])
     # Last and atomically: a build tool may take table.md as the sign that the ablation is done.
     atomic_write(out / "table.md", markdown(table) + "\n")
     return table
 
 
+def _training_items(split: ColdStartSplit, manifest: pd.DataFrame) -> tuple[np.ndarray, str]:
+    """Positions (within the warm items) the fusion models learn from, and which they are: the warm items
+    the manifest's fusion column marks ``train``, or every warm item without one."""
+    warm = split.items("warm")
+    positions = trainable(split, "warm")
+    if FUSION_SPLIT not in manifest.columns:
+        return positions, "every warm item (no fusion_split column: features may be in-sample)"
+    marked = set(manifest.loc[manifest[FUSION_SPLIT] == "train", "track_id"].astype(str))
+    chosen = np.array([p for p in positions if str(split.item_ids[warm[p]]) in marked], dtype=np.int64)
+    if len(chosen) == 0:
+        raise ValueError(f"no warm item with plays is marked train in the manifest's {FUSION_SPLIT!r} column")
+    return chosen, f"warm items marked train in {FUSION_SPLIT}"
+
+
+def _item_artists(split: ColdStartSplit, manifest: pd.DataFrame, artist_col: str | None) -> np.ndarray:
+    """The artist of each cold-test item, None where unknown."""
+    if artist_col == "auto":
+        artist_col = "artist_id" if "artist_id" in manifest.columns else None
+    items = split.item_ids[split.items("cold_test")].astype(str)
+    if artist_col is None:
+        return np.full(len(items), None, dtype=object)
+    if artist_col not in manifest.columns:
+        raise ValueError(f"no artist column {artist_col!r} in the manifest (has {list(manifest.columns)})")
+    of = dict(zip(manifest["track_id"].astype(str), manifest[artist_col], strict=True))
+    return np.array([of.get(t) if pd.notna(of.get(t)) else None for t in items], dtype=object)
+
+
 def train_fusion(inputs: tuple[str, ...], split: ColdStartSplit,
-                 content: tuple[dict[str, np.ndarray], dict[str, np.ndarray]], settings: FusionSettings, seed: int,
-                 ks: tuple[int, ...], map_k: int, unit_dir: Path, made_by: dict | None = None) -> dict:
-    """Fit a `LateFusionRegressor` on the named inputs, early-stopped on cold_val, and test it on cold_test.
+                 content: tuple[dict[str, np.ndarray], dict[str, np.ndarray]], train: np.ndarray,
+                 settings: FusionSettings, seed: int, ks: tuple[int, ...], map_k: int, unit_dir: Path,
+                 made_by: dict | None = None) -> dict:
+    """Fit a `LateFusionRegressor` on the named inputs of the warm items at positions ``train``, early-stopped
+    on cold_val, and test it on cold_test (predictions in ``unit_dir/test_predictions.npy``).
 
     ``content`` is ``(sources, presence)`` row-aligned with ``split.item_ids`` (`fusion.data.catalog_sources`).
     The best model goes to ``unit_dir/model`` (recording ``made_by``, the packages and files its inputs and
@@ -228,7 +296,7 @@ def train_fusion(inputs: tuple[str, ...], split: ColdStartSplit,
     datasets = {}
     for stage, subset in (("train", "warm"), ("val", "cold_val"), ("test", "cold_test")):
         items = split.items(subset)
-        positions = trainable(split, subset) if stage == "train" else np.arange(len(items))
+        positions = train if stage == "train" else np.arange(len(items))
         datasets[stage] = FeatureFactorDataset({n: x[items] for n, x in features.items()},
                                                {n: m[items] for n, m in masks.items()},
                                                split.item_factors[items], positions)
@@ -238,12 +306,12 @@ def train_fusion(inputs: tuple[str, ...], split: ColdStartSplit,
     data = FactorDataModule(datasets, settings.batch_size, eval_batch_size=1024)
     trainer, result = _fit(module, data, settings.max_epochs, settings.patience, unit_dir,
                            len(datasets["train"]), settings.batch_size, made_by)
-    result["test"] = _test(trainer, module, data)
+    result["test"] = _test(trainer, module, data, unit_dir / _PREDICTIONS["track"])
     return {"kind": "fusion", **result}
 
 
-def _train_audio(paths: DataPaths, split: ColdStartSplit, settings: AudioSettings, seed: int, ks, map_k,
-                 unit_dir: Path, made_by: dict) -> dict:
+def _train_audio(paths: DataPaths, split: ColdStartSplit, train: np.ndarray, settings: AudioSettings, seed: int,
+                 ks, map_k, unit_dir: Path, made_by: dict) -> dict:
     pl.seed_everything(seed, verbose=False)
     # The tagger's datamodule decodes the catalog once into its int16 audio cache; the tagger at the same
     # sample rate shares it.
@@ -256,7 +324,7 @@ def _train_audio(paths: DataPaths, split: ColdStartSplit, settings: AudioSetting
     datasets = {}
     for stage, subset in (("train", "warm"), ("val", "cold_val"), ("test", "cold_test")):
         items = split.items(subset)
-        candidates = trainable(split, subset) if stage == "train" else np.arange(len(items))
+        candidates = train if stage == "train" else np.arange(len(items))
         positions = np.array([p for p in candidates if str(split.item_ids[items[p]]) in row_of], dtype=np.int64)
         rows = [row_of[str(split.item_ids[items[p]])] for p in positions]
         tracks = TrackDataset(table.select(rows, keep_in_memory=True), groups, settings.sample_rate,
@@ -271,9 +339,9 @@ def _train_audio(paths: DataPaths, split: ColdStartSplit, settings: AudioSetting
     data = FactorDataModule(datasets, settings.batch_size, eval_batch_size=16, collate_fn=collate_waves)
     trainer, result = _fit(module, data, settings.max_epochs, settings.patience, unit_dir,
                            len(datasets["train"]), settings.batch_size, made_by)
-    result["test"] = _test(trainer, module, data)
+    result["test"] = _test(trainer, module, data, unit_dir / _PREDICTIONS["track"])
     module.pooling, module.test_prefix = "centre", "test/centre"
-    result["test_centre"] = _test(trainer, module, data)
+    result["test_centre"] = _test(trainer, module, data, unit_dir / _PREDICTIONS["centre"])
     return {"kind": "audio", "skipped_audio": len(catalog.skipped), **result}
 
 
@@ -301,11 +369,21 @@ def _fit(module: FactorRegressionModule, data: FactorDataModule, max_epochs: int
                      "seconds_per_epoch": seconds / max(epochs, 1), "val": module.best_metrics}
 
 
-def _test(trainer: pl.Trainer, module: FactorRegressionModule, data: FactorDataModule) -> dict:
+def _test(trainer: pl.Trainer, module: FactorRegressionModule, data: FactorDataModule, predictions: Path) -> dict:
+    """The cold-test metrics; the predicted factors (cold-test items in split order) go to ``predictions``."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         trainer.test(module, datamodule=data, verbose=False)
+    with atomic_path(predictions) as tmp, open(tmp, "wb") as file:
+        np.save(file, module.predicted)
     return module.test_metrics
+
+
+_PREDICTIONS = {"track": "test_predictions.npy", "centre": "test_centre_predictions.npy"}
+
+
+def _predictions_file(row: Row) -> str:
+    return _PREDICTIONS[row.pooling if not row.inputs else "track"]
 
 
 def _table(rows: tuple[Row, ...], summary: list[dict], baselines: dict[str, dict], ks, map_k) -> pd.DataFrame:
@@ -320,6 +398,60 @@ def _table(rows: tuple[Row, ...], summary: list[dict], baselines: dict[str, dict
         records.append({"model": name, "cosine_distance": values["cosine_distance"],
                         **{m: values[m] for m in metrics}})
     return pd.DataFrame.from_records(records).set_index("model")
+
+
+def row_differences(predictions: dict[str, np.ndarray], split: ColdStartSplit, artists: np.ndarray,
+                    ks: tuple[int, ...] = (50,), map_k: int = 500, resamples: int = 1000,
+                    seed: int = 0) -> pd.DataFrame:
+    """Each row against the row before it (cosine distance and Recall@k) and against the ``popularity``
+    baseline where the split has a prior (Recall@k): differences on the cold-test items with 95 %
+    intervals that resample the items by artist (``artists``, None: the item alone).
+
+    ``predictions``: ``{row name: (n_cold_test, f)}`` in table order.
+    """
+    items = split.items("cold_test")
+    relevant = split.plays[:, items]
+    truth = split.item_factors[items]
+    played = np.diff(relevant.tocsc().indptr) > 0  # an unplayed item has no true direction
+    metric = f"recall@{ks[0]}"
+    users = split.user_factors.astype(np.float64)
+    records = []
+
+    def add(row: str, versus: str, name: str, d: Difference) -> None:
+        records.append({"row": row, "versus": versus, "metric": name, "row_value": d.a, "versus_value": d.b,
+                        "difference": d.difference, "low": d.low, "high": d.high, "clusters": d.clusters})
+
+    names = list(predictions)
+    for i, name in enumerate(names):
+        scores = users @ np.asarray(predictions[name], dtype=np.float64).T
+        if i > 0:
+            before = names[i - 1]
+            add(name, before, "cosine_distance", paired_difference(
+                lambda target, predicted: mean_cosine_distance(predicted, target), truth[played],
+                predictions[name][played], predictions[before][played], artists[played], resamples, seed=seed))
+            add(name, before, metric, paired_ranking_difference(
+                scores, users @ np.asarray(predictions[before], dtype=np.float64).T, relevant, artists, metric,
+                ks, map_k, resamples, seed=seed))
+        if split.prior is not None:
+            popularity = np.broadcast_to(split.prior[items].astype(np.float64), scores.shape)
+            add(name, "popularity", metric, paired_ranking_difference(
+                scores, popularity, relevant, artists, metric, ks, map_k, resamples, seed=seed))
+    return pd.DataFrame.from_records(records)
+
+
+def differences_markdown(differences: pd.DataFrame, artists: np.ndarray, training: str, n_train: int) -> str:
+    """The differences as a Markdown table, with what the intervals resample and what the rows learnt from."""
+    known = int(pd.notna(artists).sum())
+    lines = [f"Row differences on {len(artists)} cold-test items ({known} with a known artist; intervals "
+             "resample artists, an unknown artist counting as its own). Cosine distance: lower is better, so a "
+             "negative difference favours the row; Recall: higher is better. "
+             f"The models learnt from {n_train} {training}.", "",
+             "| row | versus | metric | row value | versus value | difference | 95 % interval |",
+             "|---|---|---|---:|---:|---:|---|"]
+    for r in differences.itertuples(index=False):
+        lines.append(f"| {r.row} | {r.versus} | {r.metric} | {r.row_value:.4f} | {r.versus_value:.4f} | "
+                     f"{r.difference:+.4f} | [{r.low:+.4f}, {r.high:+.4f}] |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(table: pd.DataFrame) -> str:

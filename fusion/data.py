@@ -1,16 +1,18 @@
 """What the fusion models read: content inputs per track, assembled from cached features, and the
 item cold-start split's factors as targets.
 
-A *source* is one cached array of `tagging.features` (``"audio"``, ``"scores/attribute"``, ...) or of the
-catalog's annotations (``"annotated/attribute"``, ``"annotated/graded"``); an *input* of the fusion
-model is one or more sources side by side, present when the modality they come from is:
+An *input* of a fusion model is one cached array, named as `tagging.features` and the manifest give it:
 
 - ``audio``: the frozen tagger's audio embedding;
-- ``mlg``: its predicted attributes and graded values, the "machine-listening genome" of Oramas et al.;
-- ``genre``, ``mood``: its predicted genre and mood probabilities;
-- ``mgp``: the hand-annotated attributes and graded values (the paper's Music Genome Project row): an
-  upper bound, since a new track has no annotation;
+- ``scores/<group>``: the tagger's predictions for one label group of the vocabulary. The predicted
+  attribute groups together are the "machine-listening genome" (MLG) of Oramas et al.;
+- ``annotated/<group>``: the manifest's hand annotations of a group, encoded as the tagger's targets
+  (the paper's Music Genome Project row for the attribute groups): an upper bound, since a new track
+  has no annotation;
 - ``lyrics``, ``cover``: the frozen lyrics and cover embeddings.
+
+Names come from the vocabulary, never from a fixed list, so any catalog's groups are inputs. An input
+is present for a track when the modality it comes from is (`modality_of`).
 """
 
 from __future__ import annotations
@@ -22,42 +24,42 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from coldtag.intervals import cluster_indices
 from recsys import ColdStartSplit
 from tagging.features import TrackFeatures
-from tagging.labels import LabelSpace
+from tagging.labels import REGRESSION, LabelSpace
 
 if TYPE_CHECKING:  # tagging.data imports Lightning, which the deployed pipeline does without
     from tagging.data import TrackDataset
 
-# input -> (sources concatenated in this order, the modality whose presence it follows)
-INPUTS: dict[str, tuple[tuple[str, ...], str]] = {
-    "audio": (("audio",), "audio"),
-    "mlg": (("scores/attribute", "scores/graded"), "audio"),
-    "genre": (("scores/genre",), "audio"),
-    "mood": (("scores/mood",), "audio"),
-    "mgp": (("annotated/attribute", "annotated/graded"), "annotated"),
-    "lyrics": (("lyrics",), "lyrics"),
-    "cover": (("cover",), "cover"),
-}
-# What a track nobody has annotated can still have: the inputs a deployed pipeline may use.
-CONTENT_INPUTS = tuple(name for name, (_, modality) in INPUTS.items() if modality != "annotated")
-ANNOTATED_GROUPS = ("attribute", "graded")
+SCORES, ANNOTATED = "scores/", "annotated/"
+# The manifest column naming each track's part in the fusion stage (`split_warm_tracks`): ``train``
+# (warm tracks the audio tagger never saw), ``val``, ``test`` (cold), or null (the tagger's own tracks).
+FUSION_SPLIT = "fusion_split"
+
+
+def modality_of(name: str) -> str:
+    """The modality whose presence an input follows: the tagger's scores need the audio; an annotation
+    is its own."""
+    return "audio" if name.startswith(SCORES) else name
+
+
+def is_content(name: str) -> bool:
+    """Whether a brand-new track, which nobody has annotated, can have this input."""
+    return not name.startswith(ANNOTATED)
 
 
 def assemble(sources: dict[str, np.ndarray], present: dict[str, np.ndarray],
              names: list[str] | tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Sources ``{source: (tracks, dim)}`` and presence ``{modality: (tracks,)}`` -> the named inputs
-    ``{input: (tracks, dim_input)}`` float32 and their masks ``{input: (tracks,)}`` bool."""
+    ``{input: (tracks, dim)}`` float32 and their masks ``{input: (tracks,)}`` bool."""
     inputs, masks = {}, {}
     for name in names:
-        if name not in INPUTS:
-            raise ValueError(f"unknown fusion input {name!r}; known: {sorted(INPUTS)}")
-        keys, modality = INPUTS[name]
-        missing = [k for k in keys if k not in sources] + ([] if modality in present else [f"{modality} mask"])
-        if missing:
-            raise ValueError(f"input {name!r} needs sources {list(keys)} and the {modality!r} presence mask; "
-                             f"missing {missing} (have {sorted(sources)} and masks {sorted(present)})")
-        inputs[name] = np.concatenate([np.asarray(sources[k], dtype=np.float32) for k in keys], axis=1)
+        modality = modality_of(name)
+        if name not in sources or modality not in present:
+            raise ValueError(f"fusion input {name!r} needs the source {name!r} and the {modality!r} presence "
+                             f"mask; have sources {sorted(sources)} and masks {sorted(present)}")
+        inputs[name] = np.asarray(sources[name], dtype=np.float32)
         masks[name] = np.asarray(present[modality], dtype=bool)
     return inputs, masks
 
@@ -66,25 +68,30 @@ def catalog_sources(features: TrackFeatures, manifest: pd.DataFrame, labels: Lab
                     track_ids) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Every source and presence mask for ``track_ids``, in that order.
 
-    ``manifest`` (as `tagging.labels.read_manifest` gives it) supplies the annotated attributes and
-    graded values, encoded by ``labels``; a missing annotation becomes 0 (absent attribute, bottom of the
-    range), and a track with no annotation at all is marked as lacking the ``annotated`` modality.
+    ``manifest`` (as `tagging.labels.read_manifest` gives it) supplies the annotations of every group of
+    ``labels`` that it has columns for, encoded as the tagger's targets; a missing value becomes 0
+    (absent label, bottom of the range), and a track with no value in a group lacks that group's
+    ``annotated/<group>`` modality.
     """
     track_ids = [str(t) for t in track_ids]
     rows = features.rows(track_ids)
     sources = {name: array[rows] for name, array in features.arrays.items()}
     present = {name: mask[rows].astype(bool) for name, mask in features.present.items()}
-    groups = [g for g in ANNOTATED_GROUPS if g in labels.groups]
+    groups = [g for g in labels.groups if _annotation_columns(labels, g) <= set(manifest.columns)]
     if groups:
         frame = manifest.set_index("track_id").loc[track_ids].reset_index()
         subset = LabelSpace({g: labels.groups[g] for g in groups})
-        encoded = subset.encode(frame, source="manifest")
-        annotated = np.zeros(len(track_ids), dtype=bool)
-        for group, values in encoded.items():
-            annotated |= ~np.isnan(values).all(axis=1)
-            sources[f"annotated/{group}"] = np.nan_to_num(values, nan=0.0)
-        present["annotated"] = annotated
+        for group, values in subset.encode(frame, source="manifest").items():
+            sources[ANNOTATED + group] = np.nan_to_num(values, nan=0.0)
+            present[ANNOTATED + group] = ~np.isnan(values).all(axis=1)
     return sources, present
+
+
+def _annotation_columns(labels: LabelSpace, group: str) -> set[str]:
+    """The manifest columns a group's annotations live in: the group's own for tags, one per label for
+    graded values."""
+    spec = labels.groups[group]
+    return set(spec.labels) if spec.type == REGRESSION else {group}
 
 
 def trainable(split: ColdStartSplit, subset: str) -> np.ndarray:
@@ -145,3 +152,52 @@ def collate_waves(items: list[dict]) -> dict:
         waves[row, :len(item["wave"])] = item["wave"]
     return {"wave": waves, "length": lengths, "target": torch.stack([item["target"] for item in items]),
             "index": torch.stack([item["index"] for item in items])}
+
+
+def split_warm_tracks(manifest: pd.DataFrame, split: ColdStartSplit, tagger_share: float, seed: int = 0,
+                      artist_col: str | None = None) -> pd.DataFrame:
+    """The manifest with the tracks' parts in the two stages: ``split`` for the audio tagger and
+    `FUSION_SPLIT` for the models that learn from its features.
+
+    As in Oramas et al., whose attributes came from separately trained models, the tagger learns from
+    ``tagger_share`` of the warm tracks and the fusion stage from the others, so the features it trains on
+    are as out-of-sample as those of the cold tracks it is judged on. The warm tracks are dealt by
+    artist (``artist_col``; a track without one is its own artist), in an order drawn with ``seed``, so
+    that the fusion side does not hear an artist the tagger memorised. One tagger serves both: features
+    of K cross-fitted taggers would not share one embedding space. Cold-validation and cold-test tracks
+    are ``val`` and ``test`` in both columns; a manifest track the split does not hold (nobody played it)
+    trains the tagger only. ``tagger_share=1`` gives the tagger every warm track and the fusion stage
+    the same tracks: the in-sample setting, for comparison.
+    """
+    if not 0.0 < tagger_share <= 1.0:
+        raise ValueError(f"tagger_share must be in (0, 1], got {tagger_share}")
+    frame = manifest.copy()
+    ids = frame["track_id"].astype(str)
+    part = pd.Series(dict(zip(split.item_ids.astype(str), split.item_split, strict=True)))
+    part = ids.map(part)
+    if artist_col is not None and artist_col not in frame.columns:
+        raise ValueError(f"no artist column {artist_col!r} in the manifest (has {list(frame.columns)})")
+    warm = np.flatnonzero((part == "warm").to_numpy())
+    if len(warm) == 0:
+        raise ValueError("the cold-start split has no warm track in the manifest: nothing to train on")
+    artists = frame[artist_col].to_numpy()[warm] if artist_col else [None] * len(warm)
+    clusters = cluster_indices(artists)
+    order = np.random.default_rng(seed).permutation(len(clusters))
+    target = round(tagger_share * len(warm))
+    tagger = np.zeros(len(warm), dtype=bool)
+    taken = 0
+    for c in order:
+        if taken >= target:
+            break
+        tagger[clusters[c]] = True
+        taken += len(clusters[c])
+    if tagger_share < 1 and tagger.all():
+        raise ValueError(f"tagger_share {tagger_share}: the warm tracks' {len(clusters)} artist(s) leave no "
+                         "fusion-side track; lower the share")
+    tagger_split = np.where(part == "cold_val", "val", np.where(part == "cold_test", "test", None)).astype(object)
+    fusion_split = tagger_split.copy()
+    tagger_split[part.isna().to_numpy()] = "train"
+    tagger_split[warm[tagger]] = "train"
+    fusion_split[warm[~tagger] if tagger_share < 1 else warm] = "train"
+    frame["split"], frame[FUSION_SPLIT] = tagger_split, fusion_split
+    return frame

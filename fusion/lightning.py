@@ -49,7 +49,7 @@ class FactorRegressionModule(pl.LightningModule):
         self.best_score, self.best_epoch = math.inf, -1
         self.best_metrics: dict[str, float] = {}
         self._best_state: dict[str, torch.Tensor] | None = None
-        self._predicted: np.ndarray | None = None
+        self.predicted: np.ndarray | None = None
 
     def _predict(self, batch: dict, stage: str) -> torch.Tensor:
         if "wave" not in batch:
@@ -62,7 +62,7 @@ class FactorRegressionModule(pl.LightningModule):
         predicted = self._predict(batch, stage)
         target = batch["target"]
         if stage != "train":
-            self._predicted[batch["index"].cpu().numpy()] = predicted.detach().float().cpu().numpy()
+            self.predicted[batch["index"].cpu().numpy()] = predicted.detach().float().cpu().numpy()
         has_direction = target.norm(dim=1) > 0
         if stage != "train" or not has_direction.any():
             return None
@@ -83,7 +83,7 @@ class FactorRegressionModule(pl.LightningModule):
         # Items a batch never reaches (audio that cannot be decoded) stay zero: no prediction, ranked last
         # by nobody and counted at distance 1.
         n_items = len(self.split.items(SUBSETS[stage]))
-        self._predicted = np.zeros((n_items, self.split.item_factors.shape[1]), dtype=np.float32)
+        self.predicted = np.zeros((n_items, self.split.item_factors.shape[1]), dtype=np.float32)
 
     def _log_metrics(self, prefix: str, metrics: dict[str, float]) -> None:
         for name, value in metrics.items():
@@ -96,10 +96,10 @@ class FactorRegressionModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         # The early-stopping signal every epoch; the ranking metrics (users × items scores) only when it
         # improves, i.e. for the weights that will be kept.
-        distance = mean_cosine_distance(self._predicted, self.split.item_factors[self.split.items("cold_val")])
+        distance = mean_cosine_distance(self.predicted, self.split.item_factors[self.split.items("cold_val")])
         self.log("val/cosine_distance", distance)
         if distance < self.best_score:
-            self.best_metrics = evaluate_cold_start(self._predicted, self.split, self.ks, self.map_k, "cold_val")
+            self.best_metrics = evaluate_cold_start(self.predicted, self.split, self.ks, self.map_k, "cold_val")
             self._log_metrics("val", self.best_metrics)
             self.best_score, self.best_epoch = distance, self.current_epoch
             self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -108,7 +108,7 @@ class FactorRegressionModule(pl.LightningModule):
         self._start("test")
 
     def on_test_epoch_end(self) -> None:
-        self.test_metrics = evaluate_cold_start(self._predicted, self.split, self.ks, self.map_k, "cold_test")
+        self.test_metrics = evaluate_cold_start(self.predicted, self.split, self.ks, self.map_k, "cold_test")
         self.log(f"{self.test_prefix}/cosine_distance", self.test_metrics["cosine_distance"])
         self._log_metrics(self.test_prefix, self.test_metrics)
 

@@ -2,7 +2,7 @@
 
 `ColdStartPipeline` bundles the packaged audio tagger (and a multimodal tagger if there is one), the
 settings of the frozen lyrics and cover encoders, a `LateFusionRegressor` over inputs a new track can
-have (`fusion.data.CONTENT_INPUTS`) and a `recsys.Recommender` (user factors and the catalog's item
+have (`fusion.data.is_content`) and a `recsys.Recommender` (user factors and the catalog's item
 factors). Everything is saved as safetensors, ``.npz`` (no pickle) and JSON, and loads and runs with
 torch alone, no Lightning::
 
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from coldtag.storage import ProvenanceError, read_package, save_package
-from fusion.data import CONTENT_INPUTS, INPUTS, assemble
+from fusion.data import SCORES, assemble, is_content, modality_of
 from fusion.model import LateFusionRegressor
 from recsys import Recommender, topk
 from tagging.audio import AudioDecodeError, load_audio
@@ -58,10 +58,10 @@ class ColdStartPipeline:
                  multimodal: MultimodalTagger | None = None, lyrics_model: str | None = None,
                  cover_arch: str = "efficientnet_lite0", cover_weights: str | None = None, cover_size: int = 224,
                  n_users: int = 10, n_tracks: int = 10, factors_sha256: str | None = None):
-        unusable = [name for name in fusion.inputs if name not in CONTENT_INPUTS]
+        unusable = [name for name in fusion.inputs if not is_content(name)]
         if unusable:
-            raise ValueError(f"fusion model takes {unusable}, which a new track cannot have; usable inputs: "
-                             f"{list(CONTENT_INPUTS)}")
+            raise ValueError(f"fusion model takes {unusable}, which a new track cannot have: nobody has annotated "
+                             "it yet")
         expected = _audio_input_dims(tagger, fusion.inputs)
         wrong = {name: (fusion.config["input_dims"][name], dim) for name, dim in expected.items()
                  if fusion.config["input_dims"][name] != dim}
@@ -122,7 +122,7 @@ class ColdStartPipeline:
                     outputs = self.tagger.track_outputs(load_audio(path, self.tagger.sample_rate).unsqueeze(0))
                     embeddings["audio"] = outputs.embedding[0]
                     audio_scores = {group: value[0] for group, value in outputs.scores.items()}
-                    sources.update({f"scores/{group}": value.numpy()[None] for group, value in audio_scores.items()})
+                    sources.update({SCORES + group: value.numpy()[None] for group, value in audio_scores.items()})
                 elif modality == "lyrics":
                     encoder = self.lyrics_encoder
                     embeddings["lyrics"] = encoder(**encoder.tokenize([read_lyrics(path)]))[0]
@@ -133,7 +133,7 @@ class ColdStartPipeline:
                 errors[modality] = str(error)
         sources.update({m: e.float().numpy()[None] for m, e in embeddings.items()})
         record = {"modalities": list(embeddings), "errors": errors, **self._tags(embeddings, audio_scores)}
-        usable = [name for name in self.fusion.inputs if INPUTS[name][1] in embeddings]
+        usable = [name for name in self.fusion.inputs if modality_of(name) in embeddings]
         if not usable:
             if embeddings:
                 errors["factors"] = (f"the fusion model needs one of {self.fusion.inputs}; got only "
@@ -219,15 +219,12 @@ def _check_provenance(tagger: AudioTagger, fusion: LateFusionRegressor, multimod
 
 def _audio_input_dims(tagger: AudioTagger, names: list[str]) -> dict[str, int]:
     """The size the tagger gives each audio-derived fusion input; an error naming a missing label group."""
-    sizes = {"audio": tagger.embedding_dim} | {f"scores/{g}": len(group) for g, group in tagger.labels.groups.items()}
+    sizes = {"audio": tagger.embedding_dim} | {SCORES + g: len(group) for g, group in tagger.labels.groups.items()}
     dims = {}
     for name in names:
-        keys, modality = INPUTS[name]
-        if modality != "audio":
+        if modality_of(name) != "audio":
             continue
-        missing = [k for k in keys if k not in sizes]
-        if missing:
-            raise ValueError(f"fusion input {name!r} needs {missing}, which the tagger does not predict "
-                             f"(its groups: {list(tagger.labels.groups)})")
-        dims[name] = sum(sizes[k] for k in keys)
+        if name not in sizes:
+            raise ValueError(f"fusion input {name!r} is not among what the tagger gives: {sorted(sizes)}")
+        dims[name] = sizes[name]
     return dims

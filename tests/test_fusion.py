@@ -1,19 +1,22 @@
 """Content -> factors regression: the models, their training, and the ablation and packaging commands."""
 
 import json
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
 
 from fusion.__main__ import main
-from fusion.ablation import ROWS, AudioSettings, DataPaths, FusionSettings, run_ablation, torch_threads, train_fusion
+from fusion.ablation import AudioSettings, DataPaths, FusionSettings, run_ablation, torch_threads, train_fusion
+from fusion.data import FUSION_SPLIT, split_warm_tracks, trainable
 from fusion.model import AudioFactorRegressor, LateFusionRegressor
 from recsys import ColdStartSplit
 from recsys.__main__ import main as recsys_main
 from tagging.features import extract_features
-from tagging.labels import LabelSpace
+from tagging.labels import LabelSpace, read_manifest
 from tagging.models import AudioTagger
 
 DIMS = {"audio": 6, "lyrics": 5, "cover": 4}
@@ -50,9 +53,10 @@ def linear_split(n_items=600, n_users=80, n_factors=8, seed=0):
 def test_fusion_learns_factors_that_are_a_linear_map_of_the_inputs(tmp_path, one_thread):
     split, catalog = linear_split()
     settings = FusionSettings(hidden=64, dropout=0.1, batch_size=64, lr=3e-3, max_epochs=30, patience=30)
-    untrained = train_fusion(("audio", "lyrics"), split, catalog, FusionSettings(max_epochs=0), 0, (10,), 50,
+    warm = trainable(split, "warm")
+    untrained = train_fusion(("audio", "lyrics"), split, catalog, warm, FusionSettings(max_epochs=0), 0, (10,), 50,
                              tmp_path / "untrained")
-    result = train_fusion(("audio", "lyrics"), split, catalog, settings, 0, (10,), 50, tmp_path / "trained")
+    result = train_fusion(("audio", "lyrics"), split, catalog, warm, settings, 0, (10,), 50, tmp_path / "trained")
     assert untrained["test"]["cosine_distance"] > 0.7
     assert result["test"]["cosine_distance"] < 0.05
     assert result["val"]["cosine_distance"] < 0.05  # the weights kept are those of the best validation epoch
@@ -134,21 +138,33 @@ def tiny_inputs(tiny_catalog, tmp_path_factory):
 
 def test_ablation_writes_its_table_reuses_rows_and_packages_the_best_pipeline(tiny_catalog, tiny_inputs, tmp_path,
                                                                               capsys):
-    paths = DataPaths(tiny_catalog, tiny_inputs / "features.npz", tiny_inputs / "recsys")
-    rows = tuple(r for r in ROWS if not r.inputs or r.inputs in (("mgp",), ("audio", "mlg", "genre")))
+    paths = DataPaths.catalog(tiny_catalog, tiny_inputs / "features.npz", tiny_inputs / "recsys")
     fusion = FusionSettings(hidden=16, max_epochs=3, patience=3)
     audio = AudioSettings(sample_rate=8000, n_mels=32, width=4, embedding_dim=8, patch_seconds=1.0, max_epochs=1)
-    table = run_ablation(paths, tmp_path / "fusion", rows, fusion, audio)
-    assert list(table.index[:4]) == [r.name for r in rows]
+    table = run_ablation(paths, tmp_path / "fusion", ("attribute", "graded"), fusion=fusion, audio=audio,
+                         resamples=20)
+    rows = [row["name"] for row in json.loads((tmp_path / "fusion" / "rows.json").read_text())]
+    assert rows == ["Audio (patches)", "Audio (full track)", "Audio (tagger embedding)",
+                    "MGP (annotated attribute, graded)", "MLG (predicted attribute, graded)", "Audio + MLG",
+                    "Audio + MLG + genre", "All content (+ mood)"]  # these features have no lyrics, no covers
+    assert list(table.index[:len(rows)]) == rows
     assert {"random", "popularity", "oracle"} <= set(table.index)
     assert table.loc["oracle", "cosine_distance"] == pytest.approx(0.0, abs=1e-6)
     assert table.loc["Audio (patches)", "epochs"] == table.loc["Audio (full track)", "epochs"] == 1
-    for name in ("table.md", "table.csv", "table.png", "rows.json"):
+    for name in ("table.md", "table.csv", "table.png", "rows.json", "differences.md", "differences.csv"):
         assert (tmp_path / "fusion" / name).is_file()
+    differences = pd.read_csv(tmp_path / "fusion" / "differences.csv")
+    # Each row against the one before it (two metrics) and against popularity (one).
+    assert len(differences) == 2 * (len(rows) - 1) + len(rows)
+    mlg = differences[(differences["row"] == "Audio + MLG") & (differences["metric"] == "cosine_distance")].iloc[0]
+    assert mlg["versus"] == "MLG (predicted attribute, graded)"
+    assert mlg["row_value"] == pytest.approx(table.loc["Audio + MLG", "cosine_distance"], abs=1e-5)
+    assert mlg["low"] <= mlg["difference"] <= mlg["high"]
     results = sorted((tmp_path / "fusion" / "units").glob("*/result.json"))
-    assert len(results) == 3  # the two audio rows share one model
+    assert len(results) == len(rows) - 1  # the two audio rows share one model
     stamps = [p.stat().st_mtime_ns for p in results]
-    again = run_ablation(paths, tmp_path / "fusion", rows, fusion, audio)
+    again = run_ablation(paths, tmp_path / "fusion", ("attribute", "graded"), fusion=fusion, audio=audio,
+                         resamples=20)
     assert again.equals(table)
     assert [p.stat().st_mtime_ns for p in results] == stamps  # reused, not retrained
 
@@ -156,10 +172,65 @@ def test_ablation_writes_its_table_reuses_rows_and_packages_the_best_pipeline(ti
     assert main(["package", "--tagger", str(tiny_inputs / "tagger"), "--ablation", str(tmp_path / "fusion"),
                  "--recsys", str(tiny_inputs / "recsys"), "--out", str(pipeline), "--n-users", "3"]) == 0
     chosen = json.loads((pipeline / "fusion" / "config.json").read_text())["input_dims"]
-    assert set(chosen) == {"audio", "mlg", "genre"}  # MGP is not available for a new track
+    assert chosen and not any(name.startswith("annotated/") for name in chosen)  # a new track has no annotation
     capsys.readouterr()
     audio_file = next((tiny_catalog / "audio").iterdir())
     assert main(["coldstart", "--pipeline", str(pipeline), "--audio", str(audio_file)]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["modalities"] == ["audio"] and record["errors"] == {}
     assert len(record["users"]) == 3 and record["tags_from"] == "audio"
+
+
+def small_split() -> tuple[pd.DataFrame, ColdStartSplit]:
+    """Ten warm tracks by five artists (two each), two cold-validation and two cold-test tracks, and one
+    manifest track nobody played."""
+    ids = [f"t{i}" for i in range(14)]
+    item_split = np.array(["warm"] * 10 + ["cold_val"] * 2 + ["cold_test"] * 2)
+    rng = np.random.default_rng(0)
+    split = ColdStartSplit(np.arange(3), np.array(ids), item_split, rng.normal(size=(3, 2)).astype(np.float32),
+                           rng.normal(size=(14, 2)).astype(np.float32), sp.csr_matrix(np.ones((3, 14))))
+    manifest = pd.DataFrame({"track_id": [*ids, "unplayed"], "audio_path": [f"/a/{i}.wav" for i in range(15)],
+                             "artist": [f"a{i // 2}" for i in range(14)] + ["a9"]})
+    return manifest, split
+
+
+def test_warm_tracks_are_dealt_whole_artists_to_the_tagger_or_the_fusion_stage():
+    manifest, split = small_split()
+    frame = split_warm_tracks(manifest, split, tagger_share=0.6, seed=0, artist_col="artist").set_index("track_id")
+    warm = frame.iloc[:10]
+    tagger, fusion = warm[warm["split"] == "train"], warm[warm[FUSION_SPLIT] == "train"]
+    assert len(tagger) == 6 and len(fusion) == 4  # three artists of two tracks, and the other two
+    assert set(tagger.index).isdisjoint(fusion.index)
+    assert set(tagger["artist"]).isdisjoint(fusion["artist"])
+    assert fusion["split"].isna().all() and tagger[FUSION_SPLIT].isna().all()
+    assert list(frame["split"].iloc[10:14]) == list(frame[FUSION_SPLIT].iloc[10:14]) == ["val"] * 2 + ["test"] * 2
+    assert frame.loc["unplayed", "split"] == "train" and pd.isna(frame.loc["unplayed", FUSION_SPLIT])
+    other = split_warm_tracks(manifest, split, 0.6, seed=1, artist_col="artist")
+    assert not other["split"].equals(frame.reset_index()["split"])  # another seed, another deal
+
+    in_sample = split_warm_tracks(manifest, split, tagger_share=1.0)
+    assert (in_sample["split"].iloc[:10] == "train").all() and (in_sample[FUSION_SPLIT].iloc[:10] == "train").all()
+    with pytest.raises(ValueError, match="tagger_share"):
+        split_warm_tracks(manifest, split, tagger_share=0.0)
+    with pytest.raises(ValueError, match="no fusion-side track"):
+        split_warm_tracks(manifest.assign(artist="one"), split, tagger_share=0.5, artist_col="artist")
+    with pytest.raises(ValueError, match="'singer'"):
+        split_warm_tracks(manifest, split, tagger_share=0.5, artist_col="singer")
+
+
+def test_split_command_writes_a_manifest_whose_paths_still_resolve(tmp_path, capsys):
+    manifest, split = small_split()
+    (tmp_path / "catalog").mkdir()
+    manifest.assign(audio_path=[f"audio/{t}.wav" for t in manifest["track_id"]]).to_csv(
+        tmp_path / "catalog" / "manifest.csv", index=False)
+    (tmp_path / "recsys").mkdir()
+    split.save(tmp_path / "recsys" / "coldstart.npz")
+    out = tmp_path / "runs" / "manifest.parquet"
+    assert main(["split", "--manifest", str(tmp_path / "catalog" / "manifest.csv"), "--recsys",
+                 str(tmp_path / "recsys"), "--tagger-share", "0.5", "--artist-col", "artist", "--out", str(out)]) == 0
+    written = read_manifest(out)
+    assert Path(written["audio_path"].iloc[0]).resolve() == (tmp_path / "catalog" / "audio" / "t0.wav").resolve()
+    assert set(written[FUSION_SPLIT].dropna()) == {"train", "val", "test"}
+    assert main(["split", "--manifest", str(tmp_path / "catalog" / "manifest.csv"), "--recsys", str(tmp_path),
+                 "--out", str(out)]) == 2
+    assert "coldstart.npz: not found" in capsys.readouterr().err

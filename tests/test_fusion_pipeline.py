@@ -41,7 +41,8 @@ def parts(tiny_catalog):
     tagger = AudioTagger(vocab, backbone="tiny", width=4, embedding_dim=8, sample_rate=8000, n_fft=256,
                          hop_length=128, n_mels=32, chunk_seconds=1.0, eval_chunks=2).eval()
     sizes = {name: len(group["labels"]) for name, group in vocab["groups"].items()}
-    fusion = LateFusionRegressor({"audio": 8, "mlg": sizes["attribute"] + sizes["graded"], "genre": sizes["genre"],
+    fusion = LateFusionRegressor({"audio": 8, "scores/attribute": sizes["attribute"],
+                                  "scores/graded": sizes["graded"], "scores/genre": sizes["genre"],
                                   "lyrics": 384, "cover": 1280}, N_FACTORS, hidden=16).eval()
     rng = np.random.default_rng(0)
     recommender = Recommender(rng.normal(size=(20, N_FACTORS)).astype(np.float32),
@@ -141,8 +142,8 @@ def test_factors_need_an_input_the_fusion_model_takes(parts, files):
 
 def test_the_pipeline_refuses_inputs_a_new_track_cannot_have(parts):
     tagger, _, recommender, _ = parts
-    with pytest.raises(ValueError, match="mgp"):
-        ColdStartPipeline(tagger, LateFusionRegressor({"mgp": 29}, N_FACTORS), recommender)
+    with pytest.raises(ValueError, match="annotated/attribute"):
+        ColdStartPipeline(tagger, LateFusionRegressor({"annotated/attribute": 29}, N_FACTORS), recommender)
     with pytest.raises(ValueError, match="input sizes"):
         ColdStartPipeline(tagger, LateFusionRegressor({"audio": 9}, N_FACTORS), recommender)
 
