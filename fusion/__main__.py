@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from coldtag.storage import atomic_path
+from coldtag.storage import atomic_path, atomic_write
 from fusion.data import is_content
 
 
@@ -39,13 +39,15 @@ def main(args: list[str] | None = None) -> int:
                        help="share of the warm tracks the tagger learns from; 1: every one (in-sample features)")
     split.add_argument("--artist-col", help="manifest column of artists, dealt whole (default: none)")
     split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--vocab", type=Path, help="vocabulary JSON (default: vocab.json beside --manifest); "
+                                                  "copied beside --out, where the other commands look for it")
     split.add_argument("--out", type=Path, required=True, help="the manifest to write (.parquet)")
 
     ablation = commands.add_parser("ablation", help="train every row of the ablation and write its table")
     source = ablation.add_mutually_exclusive_group(required=True)
     source.add_argument("--catalog", type=Path, help="toy catalog folder: its manifest.parquet and vocab.json")
     source.add_argument("--manifest", type=Path, help="manifest (Parquet, CSV or TSV), e.g. of python -m fusion split")
-    ablation.add_argument("--vocab", type=Path, help="vocabulary JSON (with --manifest)")
+    ablation.add_argument("--vocab", type=Path, help="vocabulary JSON (default: vocab.json beside --manifest)")
     ablation.add_argument("--features", type=Path, required=True, help="features .npz of python -m tagging.features")
     ablation.add_argument("--recsys", type=Path, required=True, help="output folder of python -m recsys coldstart")
     ablation.add_argument("--out", type=Path, required=True)
@@ -94,8 +96,6 @@ def main(args: list[str] | None = None) -> int:
     options = parser.parse_args(args)
     if options.command == "coldstart" and not (options.audio or options.lyrics or options.cover):
         parser.error("coldstart needs at least one of --audio, --lyrics, --cover")
-    if options.command == "ablation" and options.manifest is not None and options.vocab is None:
-        parser.error("--manifest needs --vocab")
     command = {"split": _split, "ablation": _ablation, "package": _package, "coldstart": _coldstart}[options.command]
     try:
         return command(options)
@@ -115,6 +115,12 @@ def _split(options: argparse.Namespace) -> int:
     coldstart = options.recsys / "coldstart.npz"
     if not coldstart.is_file():
         raise FileNotFoundError(f"{coldstart}: not found; run python -m recsys coldstart first")
+    vocab = options.vocab or options.manifest.parent / "vocab.json"
+    if not vocab.is_file():
+        raise FileNotFoundError(f"{vocab}: vocabulary not found (--vocab)")
+    beside = options.out.parent / "vocab.json"
+    if beside.is_file() and beside.read_bytes() != vocab.read_bytes():
+        raise ValueError(f"{beside} exists and differs from {vocab}; write the split manifest to another folder")
     manifest = read_manifest(options.manifest)
     frame = split_warm_tracks(manifest, ColdStartSplit.load(coldstart), options.tagger_share, options.seed,
                               options.artist_col)
@@ -125,6 +131,8 @@ def _split(options: argparse.Namespace) -> int:
             frame[column] = [None if p is None else os.path.relpath(p, folder) for p in frame[column]]
     with atomic_path(options.out) as tmp:
         frame.to_parquet(tmp, index=False)
+    if not beside.is_file():
+        atomic_write(beside, vocab.read_text())
     counts = {column: frame[column].value_counts().to_dict() for column in ("split", FUSION_SPLIT)}
     print(f"{options.out}: tagger {counts['split']}, fusion {counts[FUSION_SPLIT]}")
     return 0
@@ -148,7 +156,8 @@ def _ablation(options: argparse.Namespace) -> int:
                           patience=options.audio_patience)
     started = time.perf_counter()
     paths = (DataPaths.catalog(options.catalog, options.features, options.recsys) if options.catalog else
-             DataPaths(options.manifest, options.vocab, options.features, options.recsys))
+             DataPaths(options.manifest, options.vocab or options.manifest.parent / "vocab.json", options.features,
+                       options.recsys))
     artist_col = None if options.artist_col == "none" else options.artist_col
     table = run_ablation(paths, options.out, options.genome, not options.skip_audio, fusion, audio, options.seed,
                          threads=options.threads, artist_col=artist_col, resamples=options.resamples)

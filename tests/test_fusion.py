@@ -223,6 +223,7 @@ def test_split_command_writes_a_manifest_whose_paths_still_resolve(tmp_path, cap
     (tmp_path / "catalog").mkdir()
     manifest.assign(audio_path=[f"audio/{t}.wav" for t in manifest["track_id"]]).to_csv(
         tmp_path / "catalog" / "manifest.csv", index=False)
+    (tmp_path / "catalog" / "vocab.json").write_text('{"groups": {"genre": {"labels": ["rock"]}}}')
     (tmp_path / "recsys").mkdir()
     split.save(tmp_path / "recsys" / "coldstart.npz")
     out = tmp_path / "runs" / "manifest.parquet"
@@ -231,6 +232,7 @@ def test_split_command_writes_a_manifest_whose_paths_still_resolve(tmp_path, cap
     written = read_manifest(out)
     assert Path(written["audio_path"].iloc[0]).resolve() == (tmp_path / "catalog" / "audio" / "t0.wav").resolve()
     assert set(written[FUSION_SPLIT].dropna()) == {"train", "val", "test"}
+    assert (out.parent / "vocab.json").read_text() == (tmp_path / "catalog" / "vocab.json").read_text()
     assert main(["split", "--manifest", str(tmp_path / "catalog" / "manifest.csv"), "--recsys", str(tmp_path),
                  "--out", str(out)]) == 2
     assert "coldstart.npz: not found" in capsys.readouterr().err
