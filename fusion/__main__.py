@@ -1,4 +1,4 @@
-"""Command line: ``python -m fusion split | ablation | package | coldstart``.
+"""Command line: ``python -m fusion split | ablation | chain | package | coldstart``.
 
     python -m fusion split --manifest data/demo/manifest.parquet --recsys runs/demo/recsys \
         --tagger-share 0.5 --artist-col artist_id --out runs/demo/manifest.parquet
@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from coldtag.storage import atomic_path, atomic_write
+from fusion import chain as whole_chain
 from fusion.data import is_content
 
 
@@ -87,6 +88,10 @@ def main(args: list[str] | None = None) -> int:
     package.add_argument("--n-users", type=int, default=10)
     package.add_argument("--n-tracks", type=int, default=10)
 
+    chain = commands.add_parser("chain", help="the whole chain on a catalog: manifest and plays in, ablation out",
+                                description=whole_chain.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    whole_chain.add_arguments(chain)
+
     cold = commands.add_parser("coldstart", help="tags, factors, users and similar tracks of a new track (JSON)")
     cold.add_argument("--pipeline", type=Path, required=True)
     cold.add_argument("--audio", type=Path)
@@ -96,7 +101,8 @@ def main(args: list[str] | None = None) -> int:
     options = parser.parse_args(args)
     if options.command == "coldstart" and not (options.audio or options.lyrics or options.cover):
         parser.error("coldstart needs at least one of --audio, --lyrics, --cover")
-    command = {"split": _split, "ablation": _ablation, "package": _package, "coldstart": _coldstart}[options.command]
+    command = {"split": _split, "ablation": _ablation, "chain": whole_chain.run_chain, "package": _package,
+               "coldstart": _coldstart}[options.command]
     try:
         return command(options)
     except (FileNotFoundError, ValueError) as error:  # ProvenanceError is a ValueError

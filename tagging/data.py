@@ -213,7 +213,8 @@ class CatalogDataModule(pl.LightningDataModule):
             raise ValueError(f"{self.manifest_path}: unknown split value(s) {sorted(unknown)}; use {SPLITS}")
         targets = self.labels.encode(frame, source=str(self.manifest_path))
         columns = {"track_id": frame["track_id"].tolist(), "audio_path": frame["audio_path"].tolist(),
-                   "split": frame["split"].tolist()}
+                   # A track of no split (null: e.g. one the fusion stage keeps from the tagger) is left out.
+                   "split": [s if isinstance(s, str) else None for s in frame["split"]]}
         columns.update({f"target_{g}": list(t) for g, t in targets.items()})
         if "duration" in frame.columns:
             columns["duration"] = frame["duration"].astype(float).tolist()
