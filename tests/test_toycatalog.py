@@ -15,7 +15,18 @@ import toycatalog.build
 from toycatalog import PRESETS, build_catalog, load_manifest
 from toycatalog.__main__ import main
 from toycatalog.artwork import draw_cover
-from toycatalog.catalog import ATTRIBUTES, GENRES, MOODS
+from toycatalog.catalog import (
+    ATTRIBUTES,
+    GENRES,
+    HIDDEN_TRAITS,
+    MOODS,
+    draw_spec,
+    energy_of,
+    hidden_traits,
+    loudness_for,
+    make_artists,
+    true_attributes,
+)
 from toycatalog.synth import TrackSpec, render
 
 SR = 16000
@@ -275,3 +286,41 @@ def test_lyrics_and_covers_lean_on_mood_and_genre(catalog, manifest):
         return float(np.mean([np.asarray(c) for c in covers]))
 
     assert luminance("metal", "dark") < 0.5 * luminance("pop", "happy")
+
+
+def test_hidden_traits_of_a_known_spec():
+    spec = TrackSpec(
+        duration=3.0, sample_rate=SR, channels=1, bpm=90.0, meter="4/4", swing=0.17, syncopation=False,
+        key_root=9, mode="minor", instruments=frozenset(["drums", "bass", "piano"]), electronic_drums=True,
+        synth_bass=False, four_on_the_floor=False, density=0.4, voice=None, reverb_seconds=2.4, reverb_wet=0.3,
+        lo_fi=False, tone=0.5, loudness_db=0.0,
+    )
+    spec = replace(spec, loudness_db=loudness_for(energy_of(90.0, 0.4, spec.instruments)) + 2.0)
+    traits = dict(zip(HIDDEN_TRAITS, hidden_traits(spec), strict=True))
+    # A minor has C major's signature: the top of the circle of fifths; G major is one fifth round it.
+    assert traits == pytest.approx({"drum_machine_vs_synth_bass": 1.0, "swing_depth": 1.0, "room_size": 0.0,
+                                    "reverb_level": -1.0, "loudness_excess": 2.0, "key_fifths_cos": 1.0,
+                                    "key_fifths_sin": 0.0})
+    straight_g = dict(zip(HIDDEN_TRAITS, hidden_traits(replace(spec, swing=0.0, key_root=7, mode="major",
+                                                                  synth_bass=True)), strict=True))
+    assert straight_g["swing_depth"] == 0.0 and straight_g["drum_machine_vs_synth_bass"] == 0.0
+    assert (straight_g["key_fifths_cos"], straight_g["key_fifths_sin"]) == pytest.approx((3**0.5 / 2, 0.5))
+
+
+def test_hidden_traits_are_not_listed_traits_in_disguise():
+    """No hidden trait is linearly predictable from the noiseless listed ones; density would be."""
+    rng = np.random.default_rng(1)
+    listed, hidden, density = [], [], []
+    for artist, count in make_artists(1200, 6.0, np.random.default_rng(0)):
+        for _ in range(count):
+            spec = draw_spec(artist, 10.0, rng)
+            attrs = set(true_attributes(spec))
+            listed.append([a in attrs for a in ATTRIBUTES] + [g in artist.genres for g in GENRES]
+                          + [spec.bpm, energy_of(spec.bpm, spec.density, spec.instruments), spec.tone, 1.0])
+            hidden.append(hidden_traits(spec))
+            density.append(spec.density)
+    x, y = np.array(listed, float), np.c_[np.array(hidden), density]
+    residual = y - x @ np.linalg.lstsq(x, y, rcond=None)[0]
+    r2 = dict(zip([*HIDDEN_TRAITS, "density"], 1 - residual.var(0) / y.var(0), strict=True))
+    assert max(v for k, v in r2.items() if k != "density") < 0.2, r2
+    assert r2["density"] > 0.95
