@@ -19,7 +19,6 @@ import pandas as pd
 import torch
 from torchcodec.encoders import AudioEncoder
 
-from recsys.simulate import simulate_plays
 from toycatalog.artwork import draw_cover, write_lyrics
 from toycatalog.catalog import (
     ATTRIBUTES,
@@ -37,6 +36,7 @@ from toycatalog.catalog import (
     spectral_centroid,
     true_attributes,
 )
+from toycatalog.listeners import simulate_listeners
 from toycatalog.synth import TrackSpec, render
 
 
@@ -59,8 +59,6 @@ PRESETS = {
                     formats=(0.05, 0.15, 0.8)),
 }
 COVER_SHARE = 0.85
-# Zipf exponent of artist and track popularity: the top tenth of tracks draws about a third of listeners.
-POPULARITY = 1.3
 ITEM_SPLIT = {"train": "warm", "val": "cold_val", "test": "cold_test"}
 # Seed streams: one generator per (seed, stream, track) so no stream's draws shift another's.
 _TRAITS, _AUDIO, _ART, _LYRICS, _SPLITS, _PLAYS, _ARTISTS, _LABELS = range(8)
@@ -161,26 +159,6 @@ def _label(row: dict, centroid: float, seed: int, index: int, root: Path) -> _Ar
                    lyrics and root / lyrics)
 
 
-def item_features(manifest: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
-    """The noiseless trait vector of each track (genres, moods, true attributes, graded in [0, 1])."""
-    names = ([f"genre:{g}" for g in GENRES] + [f"mood:{m}" for m in MOODS]
-             + [f"attribute:{a}" for a in ATTRIBUTES] + [f"graded:{g}" for g in GRADED])
-    x = np.zeros((len(manifest), len(names)))
-    col = {n: j for j, n in enumerate(names)}
-    for i, row in enumerate(manifest.itertuples(index=False)):
-        for g in row.genre:
-            x[i, col[f"genre:{g}"]] = 1.0
-        for m in row.mood:
-            x[i, col[f"mood:{m}"]] = 1.0
-        for a in row.true_attribute:
-            x[i, col[f"attribute:{a}"]] = 1.0
-    lo, hi = GRADED_RANGES[0]
-    x[:, col["graded:tempo"]] = (manifest["bpm"].to_numpy() - lo) / (hi - lo)
-    for g in GRADED[1:]:
-        x[:, col[f"graded:{g}"]] = manifest[f"true_{g}"].to_numpy()
-    return x, names
-
-
 def _vocab() -> dict:
     return {"groups": {
         "genre": {"type": "multilabel", "labels": list(GENRES)},
@@ -251,27 +229,12 @@ def _build_into(root: Path, preset: Preset, seed: int, workers: int) -> dict:
     manifest.to_parquet(root / "manifest.parquet", index=False)
     (root / "vocab.json").write_text(json.dumps(_vocab(), indent=2) + "\n")
 
-    features, names = item_features(manifest)
-    plays, tastes = simulate_plays(
-        features, preset.n_users, seed=int(np.random.SeedSequence([seed, _PLAYS]).generate_state(1)[0]),
-        mean_items_per_user=preset.items_per_user, item_groups=artist_index, popularity_exponent=POPULARITY,
+    plays, users = simulate_listeners(
+        manifest, artist_index, preset.n_users, seed=int(np.random.SeedSequence([seed, _PLAYS]).generate_state(1)[0]),
+        items_per_user=preset.items_per_user,
     )
-    track_ids = manifest["track_id"].to_numpy()
-    user_ids = np.array([f"u{u:05d}" for u in range(preset.n_users)])
-    pd.DataFrame({
-        "user_id": user_ids[plays["user"].to_numpy()],
-        "track_id": track_ids[plays["item"].to_numpy()],
-        "plays": plays["plays"].to_numpy(),
-    }).to_parquet(root / "plays.parquet", index=False)
-    per_user = plays.groupby("user")["plays"].agg(["size", "sum"])
-    per_user = per_user.reindex(range(preset.n_users), fill_value=0)
-    pd.DataFrame({
-        "user_id": user_ids,
-        "n_tracks": per_user["size"].to_numpy(),
-        "total_plays": per_user["sum"].to_numpy(),
-        "liked": [[names[j] for j in np.flatnonzero(t > 0)] for t in tastes],
-        "disliked": [[names[j] for j in np.flatnonzero(t < 0)] for t in tastes],
-    }).to_parquet(root / "users.parquet", index=False)
+    plays.to_parquet(root / "plays.parquet", index=False)
+    users.to_parquet(root / "users.parquet", index=False)
     return _summarize(manifest, plays, preset.n_users)
 
 
