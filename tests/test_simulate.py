@@ -1,4 +1,5 @@
-"""The listening simulator: tastes show in the plays, popularity is long-tailed, the seed decides all."""
+"""The listening simulator: tastes show in the plays, popularity is long-tailed, the seed decides all, and a
+share of the taste can follow features the content does not list."""
 
 import numpy as np
 import pytest
@@ -17,6 +18,12 @@ def features() -> np.ndarray:
 @pytest.fixture(scope="module")
 def simulated(features):
     return simulate_plays(features, 800, seed=3, mean_items_per_user=25.0)
+
+
+@pytest.fixture(scope="module")
+def hidden() -> np.ndarray:
+    """5 unlisted traits of the same 2000 items, independent of the listed ones."""
+    return np.random.default_rng(8).normal(size=(2000, 5))
 
 
 def test_output_shapes_and_types(features, simulated):
@@ -93,3 +100,46 @@ def test_bad_arguments_are_named(features):
         simulate_plays(features, 10, seed=0, item_groups=np.arange(3))
     with pytest.raises(ValueError, match="varying features"):
         simulate_plays(np.ones((50, 4)), 10, seed=0)
+
+
+def test_without_hidden_share_the_plays_are_those_without_hidden_features(features, hidden, simulated):
+    plays, tastes = simulated
+    again, both = simulate_plays(features, 800, seed=3, mean_items_per_user=25.0, hidden_features=hidden)
+    assert again.equals(plays) and np.array_equal(both[:, :12], tastes)
+    assert both.shape == (800, 17)
+    assert ((both[:, 12:] > 0).sum(1) == 3).all() and ((both[:, 12:] < 0).sum(1) == 1).all()
+
+
+def _fit_lift(plays, z, tastes) -> tuple[float, float]:
+    """Mean over features of (mean z of the items played by users who like the feature) minus (the same
+    for the other users): how much more of a feature its fans play, in standard deviations."""
+    per_user = np.zeros((plays["user"].max() + 1, z.shape[1]))
+    np.add.at(per_user, plays["user"].to_numpy(), z[plays["item"].to_numpy()])
+    per_user /= np.bincount(plays["user"])[:, None]
+    likes = tastes > 0
+    return float(np.mean([per_user[likes[:, j], j].mean() - per_user[~likes[:, j], j].mean()
+                          for j in range(z.shape[1])]))
+
+
+def test_a_full_hidden_share_moves_taste_off_the_listed_features(features, hidden):
+    z_listed = (features - features.mean(0)) / features.std(0)
+    z_hidden = (hidden - hidden.mean(0)) / hidden.std(0)
+    lifts = {}
+    for share in (0.0, 1.0):
+        plays, tastes = simulate_plays(features, 800, seed=3, mean_items_per_user=25.0, hidden_features=hidden,
+                                       hidden_share=share)
+        lifts[share] = (_fit_lift(plays, z_listed, tastes[:, :12]), _fit_lift(plays, z_hidden, tastes[:, 12:]))
+    # Fans of a trait play items over one standard deviation higher on it, as long as that is what they like.
+    assert lifts[0.0][0] > 1.0 and abs(lifts[0.0][1]) < 0.1
+    assert lifts[1.0][1] > 1.0 and abs(lifts[1.0][0]) < 0.1
+
+
+def test_bad_hidden_arguments_are_named(features, hidden):
+    with pytest.raises(ValueError, match=r"hidden_share must be in \[0, 1\], got 1.5"):
+        simulate_plays(features, 10, seed=0, hidden_features=hidden, hidden_share=1.5)
+    with pytest.raises(ValueError, match=r"hidden_share 0\.3 > 0 needs hidden_features"):
+        simulate_plays(features, 10, seed=0, hidden_share=0.3)
+    with pytest.raises(ValueError, match=r"hidden_features must be \(n_items=2000, n_hidden\), got shape \(50, 5\)"):
+        simulate_plays(features, 10, seed=0, hidden_features=hidden[:50])
+    with pytest.raises(ValueError, match="only 3 varying hidden_features for 3 liked"):
+        simulate_plays(features, 10, seed=0, hidden_features=np.c_[hidden[:, :3], np.ones((2000, 2))])

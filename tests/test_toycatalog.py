@@ -15,7 +15,18 @@ import toycatalog.build
 from toycatalog import PRESETS, build_catalog, load_manifest
 from toycatalog.__main__ import main
 from toycatalog.artwork import draw_cover
-from toycatalog.catalog import ATTRIBUTES, GENRES, MOODS
+from toycatalog.catalog import (
+    ATTRIBUTES,
+    GENRES,
+    HIDDEN_TRAITS,
+    MOODS,
+    draw_spec,
+    energy_of,
+    hidden_traits,
+    loudness_for,
+    make_artists,
+    true_attributes,
+)
 from toycatalog.synth import TrackSpec, render
 
 SR = 16000
@@ -275,3 +286,107 @@ def test_lyrics_and_covers_lean_on_mood_and_genre(catalog, manifest):
         return float(np.mean([np.asarray(c) for c in covers]))
 
     assert luminance("metal", "dark") < 0.5 * luminance("pop", "happy")
+
+
+def test_hidden_traits_of_a_known_spec():
+    spec = TrackSpec(
+        duration=3.0, sample_rate=SR, channels=1, bpm=90.0, meter="4/4", swing=0.17, syncopation=False,
+        key_root=9, mode="minor", instruments=frozenset(["drums", "bass", "piano"]), electronic_drums=True,
+        synth_bass=False, four_on_the_floor=False, density=0.4, voice=None, reverb_seconds=2.4, reverb_wet=0.3,
+        lo_fi=False, tone=0.5, loudness_db=0.0,
+    )
+    spec = replace(spec, loudness_db=loudness_for(energy_of(90.0, 0.4, spec.instruments)) + 2.0)
+    traits = dict(zip(HIDDEN_TRAITS, hidden_traits(spec), strict=True))
+    # A minor has C major's signature: the top of the circle of fifths; G major is one fifth round it.
+    assert traits == pytest.approx({"drum_machine_vs_synth_bass": 1.0, "swing_depth": 1.0, "room_size": 0.0,
+                                    "reverb_level": -1.0, "loudness_excess": 2.0, "key_fifths_cos": 1.0,
+                                    "key_fifths_sin": 0.0})
+    straight_g = dict(zip(HIDDEN_TRAITS, hidden_traits(replace(spec, swing=0.0, key_root=7, mode="major",
+                                                                  synth_bass=True)), strict=True))
+    assert straight_g["swing_depth"] == 0.0 and straight_g["drum_machine_vs_synth_bass"] == 0.0
+    assert (straight_g["key_fifths_cos"], straight_g["key_fifths_sin"]) == pytest.approx((3**0.5 / 2, 0.5))
+
+
+def test_hidden_traits_are_not_listed_traits_in_disguise():
+    """No hidden trait is linearly predictable from the noiseless listed ones; density would be."""
+    rng = np.random.default_rng(1)
+    listed, hidden, density = [], [], []
+    for artist, count in make_artists(1200, 6.0, np.random.default_rng(0)):
+        for _ in range(count):
+            spec = draw_spec(artist, 10.0, rng)
+            attrs = set(true_attributes(spec))
+            listed.append([a in attrs for a in ATTRIBUTES] + [g in artist.genres for g in GENRES]
+                          + [spec.bpm, energy_of(spec.bpm, spec.density, spec.instruments), spec.tone, 1.0])
+            hidden.append(hidden_traits(spec))
+            density.append(spec.density)
+    x, y = np.array(listed, float), np.c_[np.array(hidden), density]
+    residual = y - x @ np.linalg.lstsq(x, y, rcond=None)[0]
+    r2 = dict(zip([*HIDDEN_TRAITS, "density"], 1 - residual.var(0) / y.var(0), strict=True))
+    assert max(v for k, v in r2.items() if k != "density") < 0.2, r2
+    assert r2["density"] > 0.95
+
+
+def _stderr_line(capsys, argv) -> str:
+    """Run the CLI expecting exit status 2; the last line of stderr."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_plays_command_at_share_0_gives_back_the_catalogs_plays(catalog, tmp_path, capsys):
+    out = tmp_path / "share0" / "plays.parquet"
+    assert main(["plays", "--catalog", str(catalog), "--hidden-taste", "0", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.startswith(f"60 users, {len(pd.read_parquet(out))} user-track pairs")
+    assert out.read_bytes() == (catalog / "plays.parquet").read_bytes()
+    users, built = pd.read_parquet(out.with_name("users.parquet")), pd.read_parquet(catalog / "users.parquet")
+    assert users[["user_id", "n_tracks", "total_plays"]].equals(built[["user_id", "n_tracks", "total_plays"]])
+    # The same users, whose hidden likes are now listed beside their listed ones: 3 liked, 1 disliked.
+    for column, n_hidden in (("liked", 3), ("disliked", 1)):
+        hidden = users[column].map(lambda names: [n for n in names if n.startswith("hidden:")])
+        listed = users[column].map(lambda names: [n for n in names if not n.startswith("hidden:")])
+        assert (hidden.map(len) == n_hidden).all()
+        assert listed.tolist() == built[column].map(list).tolist()
+
+
+def test_a_catalog_built_with_hidden_taste_differs_in_its_listeners_only(catalog, tmp_path, capsys):
+    built = tmp_path / "hidden"
+    assert main(["build", "--preset", "tiny", "--out", str(built), "--hidden-taste", "0.5"]) == 0
+    assert "| hidden taste | 0.50 of the listeners' taste" in capsys.readouterr().out
+    assert json.loads((built / "summary.json").read_text())["hidden_taste"] == 0.5
+    ours, theirs = _digests(built), _digests(catalog)
+    assert {k for k in ours if ours[k] != theirs[k]} == {"plays.parquet", "users.parquet"}
+    again = tmp_path / "again" / "plays.parquet"
+    assert main(["plays", "--catalog", str(built), "--hidden-taste", "0.5", "--out", str(again)]) == 0
+    assert again.read_bytes() == (built / "plays.parquet").read_bytes()
+    assert again.with_name("users.parquet").read_bytes() == (built / "users.parquet").read_bytes()
+
+
+def test_plays_command_names_what_is_wrong(catalog, tmp_path, capsys):
+    out = str(tmp_path / "out" / "plays.parquet")
+    line = _stderr_line(capsys, ["plays", "--catalog", str(catalog), "--hidden-taste", "1.5", "--out", out])
+    assert "argument --hidden-taste: must be between 0 and 1, both included; got 1.5" in line
+    line = _stderr_line(capsys, ["plays", "--catalog", str(catalog), "--hidden-taste", "0", "--out", "p.csv"])
+    assert "--out must be a .parquet file" in line
+    line = _stderr_line(capsys, ["plays", "--catalog", str(catalog), "--hidden-taste", "0",
+                                 "--out", str(catalog / "plays2.parquet")])
+    assert "inside the catalog" in line
+    missing = tmp_path / "nowhere"
+    line = _stderr_line(capsys, ["plays", "--catalog", str(missing), "--hidden-taste", "0", "--out", out])
+    assert line == f"python -m toycatalog plays: error: {missing}: no such catalog folder"
+
+    # A catalog whose summary names another seed than the one its tracks came from cannot be re-planned.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "manifest.parquet").write_bytes((catalog / "manifest.parquet").read_bytes())
+    (other / "summary.json").write_text(json.dumps({"preset": "tiny", "seed": 1}))
+    line = _stderr_line(capsys, ["plays", "--catalog", str(other), "--hidden-taste", "0", "--out", out])
+    assert line.startswith(f"python -m toycatalog plays: error: {other}: its tracks are not those preset 'tiny' seed 1")
+    (other / "summary.json").write_text(json.dumps({"seed": 0}))
+    line = _stderr_line(capsys, ["plays", "--catalog", str(other), "--hidden-taste", "0", "--out", out])
+    assert "summary.json: needs a known preset and a seed, got preset None" in line
+    assert not (tmp_path / "out").exists()
+
+    with pytest.raises(ValueError, match=r"hidden_taste must be in \[0, 1\], got 1.2"):
+        build_catalog(tmp_path / "never", "tiny", hidden_taste=1.2)
+    assert not (tmp_path / "never").exists()

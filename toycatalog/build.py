@@ -3,6 +3,9 @@
 Every random choice comes from a generator seeded by (seed, stream, track index), so the bytes written do
 not depend on how many workers render or in which order they finish. The directory appears atomically:
 everything is written into a sibling `DIR.tmp-XXXX` that is renamed into place at the end.
+
+`replay_listeners` simulates a built catalog's listeners again with another hidden taste; the same seed
+stream makes the catalog's own share give back its plays.
 """
 
 import json
@@ -19,7 +22,6 @@ import pandas as pd
 import torch
 from torchcodec.encoders import AudioEncoder
 
-from recsys.simulate import simulate_plays
 from toycatalog.artwork import draw_cover, write_lyrics
 from toycatalog.catalog import (
     ATTRIBUTES,
@@ -37,6 +39,7 @@ from toycatalog.catalog import (
     spectral_centroid,
     true_attributes,
 )
+from toycatalog.listeners import simulate_listeners
 from toycatalog.synth import TrackSpec, render
 
 
@@ -59,8 +62,6 @@ PRESETS = {
                     formats=(0.05, 0.15, 0.8)),
 }
 COVER_SHARE = 0.85
-# Zipf exponent of artist and track popularity: the top tenth of tracks draws about a third of listeners.
-POPULARITY = 1.3
 ITEM_SPLIT = {"train": "warm", "val": "cold_val", "test": "cold_test"}
 # Seed streams: one generator per (seed, stream, track) so no stream's draws shift another's.
 _TRAITS, _AUDIO, _ART, _LYRICS, _SPLITS, _PLAYS, _ARTISTS, _LABELS = range(8)
@@ -161,26 +162,6 @@ def _label(row: dict, centroid: float, seed: int, index: int, root: Path) -> _Ar
                    lyrics and root / lyrics)
 
 
-def item_features(manifest: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
-    """The noiseless trait vector of each track (genres, moods, true attributes, graded in [0, 1])."""
-    names = ([f"genre:{g}" for g in GENRES] + [f"mood:{m}" for m in MOODS]
-             + [f"attribute:{a}" for a in ATTRIBUTES] + [f"graded:{g}" for g in GRADED])
-    x = np.zeros((len(manifest), len(names)))
-    col = {n: j for j, n in enumerate(names)}
-    for i, row in enumerate(manifest.itertuples(index=False)):
-        for g in row.genre:
-            x[i, col[f"genre:{g}"]] = 1.0
-        for m in row.mood:
-            x[i, col[f"mood:{m}"]] = 1.0
-        for a in row.true_attribute:
-            x[i, col[f"attribute:{a}"]] = 1.0
-    lo, hi = GRADED_RANGES[0]
-    x[:, col["graded:tempo"]] = (manifest["bpm"].to_numpy() - lo) / (hi - lo)
-    for g in GRADED[1:]:
-        x[:, col[f"graded:{g}"]] = manifest[f"true_{g}"].to_numpy()
-    return x, names
-
-
 def _vocab() -> dict:
     return {"groups": {
         "genre": {"type": "multilabel", "labels": list(GENRES)},
@@ -191,16 +172,19 @@ def _vocab() -> dict:
 
 
 def build_catalog(out_dir, preset: str = "tiny", seed: int = 0, *, workers: int | None = None,
-                  overwrite: bool = False) -> dict:
+                  overwrite: bool = False, hidden_taste: float = 0.0) -> dict:
     """Build the toy catalog `preset` into `out_dir` and return its summary (also in summary.json).
 
     Refuses to touch an existing `out_dir` unless `overwrite`; on any error, nothing is left behind.
-    `workers` defaults to min(2, cpu_count); 1 renders in this process.
+    `workers` defaults to min(2, cpu_count); 1 renders in this process. `hidden_taste` in [0, 1]: how much
+    of the listeners' taste follows traits the audio carries and the vocabulary does not list
+    (`toycatalog.listeners`); at 0 every file but the summary is what it was before the option existed.
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    _check_share(hidden_taste)
     workers = min(2, os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -212,8 +196,8 @@ def build_catalog(out_dir, preset: str = "tiny", seed: int = 0, *, workers: int 
     tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
     try:
         tmp.chmod(0o755)
-        summary = _build_into(tmp, PRESETS[preset], seed, workers)
-        summary.update(preset=preset, seed=seed, workers=workers,
+        summary = _build_into(tmp, PRESETS[preset], seed, workers, hidden_taste)
+        summary.update(preset=preset, seed=seed, hidden_taste=hidden_taste, workers=workers,
                        build_seconds=round(time.perf_counter() - started, 1))
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         (tmp / "summary.md").write_text(summary_markdown(summary))
@@ -230,7 +214,12 @@ def build_catalog(out_dir, preset: str = "tiny", seed: int = 0, *, workers: int 
     return summary
 
 
-def _build_into(root: Path, preset: Preset, seed: int, workers: int) -> dict:
+def _check_share(hidden_taste: float) -> None:
+    if not 0.0 <= hidden_taste <= 1.0:
+        raise ValueError(f"hidden_taste must be in [0, 1], got {hidden_taste}")
+
+
+def _build_into(root: Path, preset: Preset, seed: int, workers: int, hidden_taste: float) -> dict:
     for sub in ("audio", "lyrics", "covers"):
         (root / sub).mkdir()
     rows, audio_jobs, artist_index = _plan(preset, seed, root)
@@ -251,28 +240,54 @@ def _build_into(root: Path, preset: Preset, seed: int, workers: int) -> dict:
     manifest.to_parquet(root / "manifest.parquet", index=False)
     (root / "vocab.json").write_text(json.dumps(_vocab(), indent=2) + "\n")
 
-    features, names = item_features(manifest)
-    plays, tastes = simulate_plays(
-        features, preset.n_users, seed=int(np.random.SeedSequence([seed, _PLAYS]).generate_state(1)[0]),
-        mean_items_per_user=preset.items_per_user, item_groups=artist_index, popularity_exponent=POPULARITY,
-    )
-    track_ids = manifest["track_id"].to_numpy()
-    user_ids = np.array([f"u{u:05d}" for u in range(preset.n_users)])
-    pd.DataFrame({
-        "user_id": user_ids[plays["user"].to_numpy()],
-        "track_id": track_ids[plays["item"].to_numpy()],
-        "plays": plays["plays"].to_numpy(),
-    }).to_parquet(root / "plays.parquet", index=False)
-    per_user = plays.groupby("user")["plays"].agg(["size", "sum"])
-    per_user = per_user.reindex(range(preset.n_users), fill_value=0)
-    pd.DataFrame({
-        "user_id": user_ids,
-        "n_tracks": per_user["size"].to_numpy(),
-        "total_plays": per_user["sum"].to_numpy(),
-        "liked": [[names[j] for j in np.flatnonzero(t > 0)] for t in tastes],
-        "disliked": [[names[j] for j in np.flatnonzero(t < 0)] for t in tastes],
-    }).to_parquet(root / "users.parquet", index=False)
+    # Without hidden taste the users are left as catalogs built before hidden traits had them.
+    specs = [job.spec for job in audio_jobs] if hidden_taste > 0 else None
+    plays, users = _listeners(manifest, artist_index, preset, seed, specs, hidden_taste)
+    plays.to_parquet(root / "plays.parquet", index=False)
+    users.to_parquet(root / "users.parquet", index=False)
     return _summarize(manifest, plays, preset.n_users)
+
+
+def _listeners(manifest: pd.DataFrame, artist_index: np.ndarray, preset: Preset, seed: int,
+               specs: list[TrackSpec] | None, hidden_taste: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    plays_seed = int(np.random.SeedSequence([seed, _PLAYS]).generate_state(1)[0])
+    return simulate_listeners(manifest, artist_index, preset.n_users, seed=plays_seed,
+                              items_per_user=preset.items_per_user, specs=specs, hidden_taste=hidden_taste)
+
+
+def replay_listeners(catalog, hidden_taste: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The plays and users (as plays.parquet and users.parquet hold them) of the built catalog `catalog`,
+    simulated again with `hidden_taste`: the same users and seed, so the share the catalog was built with
+    gives back its plays exactly. Users' hidden likes are listed whatever the share.
+
+    The hidden traits need every track's spec, more than the manifest keeps; the specs are planned again,
+    without rendering, from the preset and seed summary.json records, and must give the manifest's tracks.
+    """
+    _check_share(hidden_taste)
+    root = Path(catalog)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such catalog folder")
+    for name in ("summary.json", "manifest.parquet"):
+        if not (root / name).is_file():
+            raise FileNotFoundError(f"{root}: not a toy catalog (no {name})")
+    try:
+        summary = json.loads((root / "summary.json").read_text())
+    except ValueError as error:
+        raise ValueError(f"{root / 'summary.json'}: unreadable ({error})") from None
+    preset_name, seed = (summary.get("preset"), summary.get("seed")) if isinstance(summary, dict) else (None, None)
+    if preset_name not in PRESETS or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"{root / 'summary.json'}: needs a known preset and a seed, got preset {preset_name!r}, "
+                         f"seed {seed!r}")
+    preset = PRESETS[preset_name]
+    rows, jobs, artist_index = _plan(preset, seed, root)
+    manifest = load_manifest(root)
+    planned = {"track_id": [row["track_id"] for row in rows], "artist_id": [row["artist_id"] for row in rows],
+               "duration": [job.spec.duration for job in jobs], "bpm": [job.spec.bpm for job in jobs]}
+    if any(manifest[key].tolist() != values for key, values in planned.items()):
+        raise ValueError(f"{root}: its tracks are not those preset {preset_name!r} seed {seed} plans (track ids, "
+                         "artists, durations or tempi differ): built by another version of toycatalog, or edited "
+                         "since, so its hidden traits cannot be recovered")
+    return _listeners(manifest, artist_index, preset, seed, [job.spec for job in jobs], hidden_taste)
 
 
 def _summarize(manifest: pd.DataFrame, plays: pd.DataFrame, n_users: int) -> dict:
@@ -317,6 +332,8 @@ def summary_markdown(s: dict) -> str:
         "| splits | " + " / ".join(f"{k} {v}" for k, v in s["splits"].items()) + " (artist-disjoint) |",
         f"| lyrics / covers | {s['lyrics']} / {s['covers']} |",
         f"| users | {s['users']} |",
+        *([f"| hidden taste | {s['hidden_taste']:.2f} of the listeners' taste follows unlisted audio traits |"]
+          if s.get("hidden_taste", 0.0) > 0 else []),
         f"| plays | {s['plays_rows']} user-track pairs, {s['plays_total']} listens, "
         f"sparsity {100 * s['sparsity']:.2f} % |",
         f"| build | {s['build_seconds']} s with {s['workers']} worker(s) |",

@@ -89,6 +89,11 @@ CROSSOVER_SHARE = 0.12  # artists (and so tracks) with two genres
 # to the same number of samples.
 _MP3_FRAME = 1152
 FLIP_POSITIVE, FLIP_NEGATIVE = 0.05, 0.02  # annotators miss present traits more often than they invent them
+# Ranges a track's continuous traits are drawn from; `hidden_traits` places a track within its range.
+SWING_RANGE = (0.09, 0.17)  # off-beat delay of a swung track, in beats
+ROOM_SECONDS = {False: (0.2, 1.0), True: (1.8, 3.0)}  # RT60, by heavy_reverb
+ROOM_WET = {False: (0.04, 0.18), True: (0.3, 0.5)}  # reverb level, by heavy_reverb
+LOUDNESS_SD_DB = 1.5  # mastering level around what the track's energy calls for
 
 
 @dataclass
@@ -151,7 +156,7 @@ def draw_spec(artist: Artist, duration: float, rng: np.random.Generator) -> Trac
     energy = energy_of(bpm, density, instruments)
     sample_rate = int(rng.choice(SAMPLE_RATES))
     # Swing delays the off-beat between quarter-note beats; 7/8 already counts in eighths, so it has none.
-    swing = float(rng.uniform(0.09, 0.17)) if has["swing"] and meter != "7/8" else 0.0
+    swing = float(rng.uniform(*SWING_RANGE)) if has["swing"] and meter != "7/8" else 0.0
     return TrackSpec(
         duration=round(duration * sample_rate / _MP3_FRAME) * _MP3_FRAME / sample_rate,
         sample_rate=sample_rate,
@@ -168,11 +173,11 @@ def draw_spec(artist: Artist, duration: float, rng: np.random.Generator) -> Trac
         four_on_the_floor=has["four_on_the_floor"] and meter == "4/4" and "drums" in instruments,
         density=density,
         voice=voice,
-        reverb_seconds=float(rng.uniform(1.8, 3.0) if heavy else rng.uniform(0.2, 1.0)),
-        reverb_wet=float(rng.uniform(0.3, 0.5) if heavy else rng.uniform(0.04, 0.18)),
+        reverb_seconds=float(rng.uniform(*ROOM_SECONDS[heavy])),
+        reverb_wet=float(rng.uniform(*ROOM_WET[heavy])),
         lo_fi=has["lo_fi"],
         tone=float(np.clip(artist.tone + rng.normal(0, 0.1), 0.0, 1.0)),
-        loudness_db=float(np.clip(-22.0 + 10.0 * energy + rng.normal(0, 1.5), -26.0, -10.0)),
+        loudness_db=float(np.clip(loudness_for(energy) + rng.normal(0, LOUDNESS_SD_DB), -26.0, -10.0)),
     )
 
 
@@ -181,6 +186,11 @@ def energy_of(bpm: float, density: float, instruments) -> float:
     tempo = (bpm - 60.0) / 140.0
     return float(np.clip(0.15 + 0.3 * tempo + 0.25 * density + 0.2 * ("distorted_guitar" in instruments)
                          + 0.15 * ("drums" in instruments) - 0.15 * ("drums" not in instruments), 0.0, 1.0))
+
+
+def loudness_for(energy: float) -> float:
+    """The mastering level (dBFS RMS) a track of this energy gets before its own spread."""
+    return -22.0 + 10.0 * energy
 
 
 def true_attributes(spec: TrackSpec) -> list[str]:
@@ -209,6 +219,55 @@ def true_attributes(spec: TrackSpec) -> list[str]:
         "lo_fi": spec.lo_fi,
     }
     return [a for a in ATTRIBUTES if on[a]]
+
+
+HIDDEN_TRAITS = ("drum_machine_vs_synth_bass", "swing_depth", "room_size", "reverb_level", "loudness_excess",
+                 "key_fifths_cos", "key_fifths_sin")
+
+
+def hidden_traits(spec: TrackSpec) -> list[float]:
+    """What the audio carries and the vocabulary does not list, in HIDDEN_TRAITS order.
+
+    Each trait is audible in the 16 kHz mono downmix a tagger hears (so not the stereo width, the panning
+    or the sample rate) and as good as unpredictable from the listed traits: a linear fit from the genres,
+    true attributes, tempo, energy and tone explains under a fifth of any one's variance (tested). Where the
+    raw parameter mostly restates a listed label, the trait is its part the label leaves open:
+
+    - drum_machine_vs_synth_bass: +1 electronic drums without a synth bass, -1 the reverse, 0 both or
+      neither. The vocabulary merges pad, drum machine and synth bass into one `electronic`; the kit's
+      timbre and its quantized timing, and a saw bass against a sine one, tell which. The two flags alone
+      are half predictable from `electronic`, `drums`, `bass` and the genre; their contrast is not.
+    - swing_depth: -1 .. 1 over SWING_RANGE for swung tracks, 0 for straight ones: how far the off-beats
+      are late (onset timing), where the vocabulary says only whether they are.
+    - room_size, reverb_level: -1 .. 1 over the RT60 and wet ranges of the track's kind of room (ROOM_SECONDS,
+      ROOM_WET): the length and level of the reverb tail, beyond the listed `heavy_reverb`.
+    - loudness_excess: dB the master sits above the level its energy calls for (`loudness_for`); the
+      tagger's log-mel input is not level-normalized, and the listed energy carries only the rest.
+    - key_fifths_cos, key_fifths_sin: the key signature (a minor key's relative major) as a point on the
+      circle of fifths, so that neighbouring keys are near; chroma hears it, the vocabulary lists only the
+      mode.
+
+    Left out: the continuous density, since energy is a function of tempo, density and instrumentation
+    (a linear fit recovers density almost exactly from listed traits), and the tone, which the listed
+    brightness measures.
+    """
+    heavy = spec.reverb_seconds >= ROOM_SECONDS[True][0]
+    signature = (spec.key_root + (3 if spec.mode == "minor" else 0)) % 12
+    angle = 2 * math.pi * (7 * signature % 12) / 12  # a fifth up is one step round the circle
+    return [
+        float(spec.electronic_drums) - float(spec.synth_bass),
+        _position(spec.swing, *SWING_RANGE) if spec.swing > 0 else 0.0,
+        _position(spec.reverb_seconds, *ROOM_SECONDS[heavy]),
+        _position(spec.reverb_wet, *ROOM_WET[heavy]),
+        spec.loudness_db - loudness_for(energy_of(spec.bpm, spec.density, spec.instruments)),
+        math.cos(angle),
+        math.sin(angle),
+    ]
+
+
+def _position(value: float, lo: float, hi: float) -> float:
+    """-1 at lo, 1 at hi."""
+    return (2.0 * value - lo - hi) / (hi - lo)
 
 
 # Spectral centroids (Hz, 0-8 kHz band) that map to brightness 0 and 1; the catalog spans about this range.
