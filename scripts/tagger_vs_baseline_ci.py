@@ -6,9 +6,11 @@
 For each label: the tagger's and the baseline's test score (ROC-AUC for binary labels, Spearman for
 graded ones), and the 95 % interval and one-sided p-value of their difference when the test split's
 artists are resampled with replacement, each with all its tracks (both models scored on the same
-resample; `coldtag.intervals.paired_difference`). Tracks of one artist share timbre and rhythm, so
-resampling tracks would treat five odd-meter tracks of one artist as five independent cases. Without
-the ``--cluster-column`` in the manifest every track is its own cluster, and the script says so.
+resample; `coldtag.intervals.paired_difference`, as ``python -m tagging.evaluate modalities`` does for the
+multimodal tagger). Tracks of one artist share timbre and rhythm, so resampling tracks would treat five
+odd-meter tracks of one artist as five independent cases. ``--artist-col`` names the manifest column
+of artists (default ``artist_id``); a manifest without one makes every track its own cluster, and the
+script says so.
 
 ``--eval-manifest`` scores every track of another catalog instead of the test split, e.g. one built
 with another seed (``python -m toycatalog build --preset demo --seed 2``): new artists, ten times the
@@ -25,12 +27,12 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.stats import spearmanr
-from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from coldtag.intervals import paired_difference
 from tagging.audio import load_audio
 from tagging.baseline import mean_logmel, predict
+from tagging.evaluate import ARTIST_COLUMN, resampling_clusters, roc_auc
 from tagging.labels import MULTILABEL, read_manifest
 from tagging.models import AudioTagger
 
@@ -43,8 +45,9 @@ def main() -> None:
     parser.add_argument("--eval-manifest", type=Path, default=None,
                         help="score every track of this catalog instead of --manifest's test split")
     parser.add_argument("--resamples", type=int, default=2000)
-    parser.add_argument("--cluster-column", default="artist_id",
-                        help="manifest column whose values are resampled as clusters (default: artist_id)")
+    parser.add_argument("--artist-col", default=None,
+                        help="manifest column resampled as clusters (default: artist_id when the manifest has "
+                             "it, else every track on its own)")
     args = parser.parse_args()
     model = AudioTagger.from_pretrained(args.model).eval()
     groups = {label: group for group in model.labels.groups.values() for label in group.labels}
@@ -70,30 +73,23 @@ def main() -> None:
     train = train & usable
     test = np.flatnonzero(usable & test)
     scores = tagger_scores(model, frame["audio_path"].iloc[test].tolist())
-    if args.cluster_column in frame.columns:
-        clusters = frame[args.cluster_column].to_numpy(dtype=object)[test]
-    else:
-        print(f"no {args.cluster_column!r} column: every track is resampled on its own, and the intervals are "
-              "too narrow where tracks share an artist", file=sys.stderr)
-        clusters = np.arange(len(test))
+    clusters, column = resampling_clusters(frame.iloc[test], args.artist_col, args.eval_manifest or args.manifest)
+    if column is None:
+        print(f"no {ARTIST_COLUMN!r} column: every track is resampled on its own, and the intervals are too narrow "
+              "where tracks share an artist", file=sys.stderr)
     print("| label | tagger | baseline | difference, 95 % interval | P(difference <= 0) | "
-          f"clusters ({args.cluster_column}) |\n|---|---:|---:|---|---:|---:|")
+          f"clusters ({column or 'one per track'}) |\n|---|---:|---:|---|---:|---:|")
     for label in args.labels:
         group = groups[label]
         y = targets[group.name][:, group.labels.index(label)]
         known = ~np.isnan(y[test])
         binary = group.type == MULTILABEL
-        metric = binary_auc if binary else (lambda t, p: spearmanr(t, p).statistic)
+        metric = roc_auc if binary else (lambda t, p: spearmanr(t, p).statistic)
         ours = scores[group.name][known, group.labels.index(label)]
         base = predict(features, y, train & ~np.isnan(y), test[known], multilabel=binary)
         result = paired_difference(metric, y[test[known]], ours, base, clusters[known], resamples=args.resamples)
         print(f"| {label} | {result.a:.3f} | {result.b:.3f} | {result} | {result.p_not_positive:.3f} | "
               f"{result.clusters} |")
-
-
-def binary_auc(truth: np.ndarray, scores: np.ndarray) -> float:
-    """ROC-AUC, NaN on a resample with one class only (such resamples are left out)."""
-    return roc_auc_score(truth, scores) if 0 < truth.sum() < len(truth) else float("nan")
 
 
 def tagger_scores(model: AudioTagger, paths: list[str]) -> dict[str, np.ndarray]:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pandas as pd
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
@@ -36,6 +37,20 @@ from tagging.labels import LabelSpace, read_manifest
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+
+
+def split_of(frame: pd.DataFrame, column: str, source: str | Path) -> pd.Series:
+    """Each manifest row's split, from its ``column``: ``"train"``, ``"val"``, ``"test"``, or None where the
+    value is null (the row is in no split; a derived manifest may leave out tracks another model trained on).
+    """
+    if column not in frame.columns:
+        raise ValueError(f"{source}: manifest has no split column {column!r} (has {list(frame.columns)})")
+    values = frame[column]
+    unknown = set(values.dropna()) - set(SPLITS)
+    if unknown:
+        raise ValueError(f"{source}: column {column!r} has unknown split value(s) {sorted(unknown, key=str)}; "
+                         f"use {SPLITS} or null")
+    return values.astype(object).where(values.notna(), None)
 
 
 class TrackDataset(Dataset):
@@ -206,15 +221,10 @@ class CatalogDataModule(pl.LightningDataModule):
         if self.tables:
             return
         frame = read_manifest(self.manifest_path)
-        if "split" not in frame.columns:
-            raise ValueError(f"{self.manifest_path}: manifest has no 'split' column")
-        unknown = set(frame["split"].dropna()) - set(SPLITS)
-        if unknown:
-            raise ValueError(f"{self.manifest_path}: unknown split value(s) {sorted(unknown)}; use {SPLITS}")
+        splits = split_of(frame, "split", self.manifest_path)
         targets = self.labels.encode(frame, source=str(self.manifest_path))
         columns = {"track_id": frame["track_id"].tolist(), "audio_path": frame["audio_path"].tolist(),
-                   # A track of no split (null: e.g. one the fusion stage keeps from the tagger) is left out.
-                   "split": [s if isinstance(s, str) else None for s in frame["split"]]}
+                   "split": splits.tolist()}
         columns.update({f"target_{g}": list(t) for g, t in targets.items()})
         if "duration" in frame.columns:
             columns["duration"] = frame["duration"].astype(float).tolist()
@@ -286,15 +296,21 @@ class FeatureDataModule(pl.LightningDataModule):
     """Cached embeddings per modality (`tagging.features`) with the manifest's labels and splits.
 
     Args:
-        manifest: the catalog manifest (labels and the ``split`` column).
-        features: the ``.npz`` written by ``python -m tagging.features``.
+        manifest: the catalog manifest (labels and the split column).
+        features: the ``.npz`` written by ``python -m tagging.features``; it needs only the tracks of a split.
+        vocab: label vocabulary JSON; default ``vocab.json`` beside the manifest.
         modalities: which of the cached modalities the model uses.
+        split_column: the manifest column that puts each track in train / val / test; tracks with a null
+            value in it are left out. ``fusion_split`` in a manifest where the multimodal tagger trains on
+            tracks the audio tagger (split by ``split``) never saw.
     """
 
     def __init__(self, manifest: str, features: str, vocab: str | None = None,
-                 modalities: list[str] | None = None, batch_size: int = 64, num_workers: int = 0):
+                 modalities: list[str] | None = None, batch_size: int = 64, num_workers: int = 0,
+                 split_column: str = "split"):
         super().__init__()
         self.manifest_path = Path(manifest)
+        self.split_column = split_column
         self.labels = LabelSpace.from_json(Path(vocab) if vocab else self.manifest_path.parent / "vocab.json")
         self.features = TrackFeatures.load(features)
         self.modalities = list(modalities or [m for m in MODALITIES if m in self.features.present])
@@ -321,6 +337,8 @@ class FeatureDataModule(pl.LightningDataModule):
         if self.items:
             return
         frame = read_manifest(self.manifest_path)
+        splits = split_of(frame, self.split_column, self.manifest_path)
+        frame, splits = frame[splits.notna()].reset_index(drop=True), splits.dropna().tolist()
         targets = self.labels.encode(frame, source=str(self.manifest_path))
         rows = self.features.rows(frame["track_id"].tolist())
         items = []
@@ -329,7 +347,7 @@ class FeatureDataModule(pl.LightningDataModule):
             if not any(present.values()):
                 continue
             items.append({
-                "track_id": frame["track_id"].iloc[i], "split": frame["split"].iloc[i],
+                "track_id": frame["track_id"].iloc[i], "split": splits[i],
                 "inputs": {m: torch.from_numpy(self.features.arrays[m][row]) for m in self.modalities},
                 "present": present,
                 "targets": {g: torch.from_numpy(t[i]) for g, t in targets.items()}})

@@ -1,6 +1,7 @@
 """Tables of tagging results, as Markdown and CSV.
 
-    # which modality carries what: audio / lyrics / cover alone and fused, on the test split
+    # which modality carries what: audio / lyrics / cover alone and fused, on the test split (modalities.md),
+    # and each of them minus the audio tagger with artist-resampled 95 % intervals (modalities_vs_tagger.md)
     python -m tagging.evaluate modalities --model runs/demo/multimodal/model \
         --manifest data/demo/manifest.parquet --features runs/demo/features.npz --out runs/demo/multimodal
     # the audio tagger beside the mean-log-mel logistic-regression baseline
@@ -14,66 +15,201 @@ import argparse
 import csv
 import json
 import math
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
+from coldtag.intervals import paired_difference
+from tagging.data import SPLITS, split_of
 from tagging.features import TrackFeatures
-from tagging.labels import LabelSpace, MultilabelScores, read_manifest
+from tagging.labels import LabelSpace, nanmean, read_manifest
 from tagging.multimodal import MultimodalTagger
 
 # Traits that live in time rather than in the average spectrum; the baseline cannot see them.
 TEMPORAL = ("odd_meter", "triple_meter", "swing", "syncopation", "tempo")
+# The manifest column of artists (`tagging.datasets`), resampled as clusters when a command is not told another.
+ARTIST_COLUMN = "artist_id"
+# The row of the audio tagger's own scores, which the multimodal rows are compared with.
+REFERENCE = "audio tagger (reference)"
+
+
+@dataclass
+class ModalityScores:
+    """One split's tracks as each row of the modality table scores them.
+
+    ``targets[group]`` and ``scores[name][group]`` are ``(tracks, labels)``; ``scored[name]`` marks the tracks
+    row ``name`` scores (those with any of its modalities; audio for the `REFERENCE`), ``populations`` the
+    track sets every row is evaluated on, and ``frame`` the tracks' manifest rows.
+    """
+
+    labels: LabelSpace
+    frame: pd.DataFrame
+    targets: dict[str, np.ndarray]
+    populations: dict[str, np.ndarray]
+    scored: dict[str, np.ndarray]
+    scores: dict[str, dict[str, np.ndarray]]
+
+    def rows(self) -> list[dict]:
+        """Macro ROC-AUC / PR-AUC per multilabel group of every row on every population."""
+        results = []
+        for population, members in self.populations.items():
+            for name, scored in self.scored.items():
+                keep = members & scored
+                if not keep.any():
+                    continue
+                row = {"inputs": name, "tracks": population, "n": int(keep.sum())}
+                for group in self._groups(name):
+                    truth, scores = self.targets[group][keep], self.scores[name][group][keep]
+                    row[f"{group} roc_auc"] = roc_auc(truth, scores)
+                    row[f"{group} pr_auc"] = pr_auc(truth, scores)
+                results.append(row)
+        return results
+
+    def differences(self, clusters: np.ndarray, cluster_name: str = "clusters", resamples: int = 2000,
+                    seed: int = 0) -> list[dict]:
+        """Every row but the reference minus the `REFERENCE`, on the tracks both score, per multilabel group
+        and metric, with a 95 % interval from resampling ``clusters`` (one value per track, e.g. its artist;
+        `coldtag.intervals.paired_difference`). Empty without a reference."""
+        results = []
+        if REFERENCE not in self.scored:
+            return results
+        for population, members in self.populations.items():
+            for name, scored in self.scored.items():
+                keep = members & scored & self.scored[REFERENCE]
+                if name == REFERENCE or not keep.any():
+                    continue
+                for group in self._groups(name):
+                    if group not in self.scores[REFERENCE]:
+                        continue
+                    for metric in (roc_auc, pr_auc):
+                        result = paired_difference(metric, self.targets[group][keep], self.scores[name][group][keep],
+                                                   self.scores[REFERENCE][group][keep], clusters[keep],
+                                                   resamples=resamples, seed=seed)
+                        results.append({
+                            "inputs": name, "tracks": population, "group": group, "metric": metric.__name__,
+                            "n": int(keep.sum()), cluster_name: result.clusters, "multimodal": result.a,
+                            "tagger": result.b, "difference": result.difference, "95 % low": result.low,
+                            "95 % high": result.high, "P(difference <= 0)": result.p_not_positive})
+        return results
+
+    def _groups(self, name: str) -> list[str]:
+        return [group.name for group in self.labels.multilabel() if group.name in self.scores[name]]
 
 
 @torch.inference_mode()
-def modality_rows(model: MultimodalTagger, manifest: str | Path, features: TrackFeatures,
-                  split: str = "test") -> list[dict]:
-    """Macro ROC-AUC / PR-AUC per multilabel group for each modality alone and all fused, on the tracks
-    that have all modalities and on all tracks (each row using whatever those tracks have of its
-    modalities). The audio tagger's own predictions, when cached, are a reference row."""
+def modality_scores(model: MultimodalTagger, manifest: str | Path, features: TrackFeatures, split: str = "test",
+                    split_column: str = "split") -> ModalityScores:
+    """Scores of the tracks whose ``split_column`` is ``split``: by each modality of ``model`` alone and by
+    all fused (each track through whatever it has of them), and the audio tagger's own, when cached in
+    ``features``, as the `REFERENCE`. Populations: the tracks with all modalities, and all tracks."""
     frame = read_manifest(manifest)
-    frame = frame[frame["split"] == split].reset_index(drop=True)
+    frame = frame[split_of(frame, split_column, manifest) == split].reset_index(drop=True)
     targets = model.labels.encode(frame, source=str(manifest))
     rows = features.rows(frame["track_id"].tolist())
-    inputs = {m: torch.from_numpy(features.arrays[m][rows]) for m in model.modalities}
-    present = {m: torch.from_numpy(features.present[m][rows]) for m in model.modalities}
-    has_all = torch.stack(list(present.values()), dim=1).all(dim=1)
+    present = {m: features.present[m][rows] for m in model.modalities}
+    scored, scores = {}, {}
+    tagger = {g: features.arrays[f"scores/{g}"][rows] for g in targets if f"scores/{g}" in features.arrays}
+    if tagger and "audio" in features.present:
+        scored[REFERENCE], scores[REFERENCE] = features.present["audio"][rows], tagger
     model.eval()
-    subsets = [[m] for m in model.modalities] + [list(model.modalities)]
-    results = []
-    for population, population_mask in (("tracks with all modalities", has_all),
-                                        ("all tracks", torch.ones_like(has_all))):
-        if "scores/genre" in features.arrays and "audio" in present:
-            keep = population_mask & present["audio"]
-            scores = {g: torch.from_numpy(features.arrays[f"scores/{g}"][rows]) for g in targets
-                      if f"scores/{g}" in features.arrays}
-            results.append(_row("audio tagger (reference)", population, keep, scores, targets, model.labels))
-        for subset in subsets:
-            keep = population_mask & torch.stack([present[m] for m in subset], dim=1).any(dim=1)
-            if not keep.any():
-                continue
-            logits = model({m: inputs[m][keep] for m in subset}, {m: present[m][keep] for m in subset})
-            scores = {g: torch.zeros(len(keep), s.shape[1]).index_copy(0, keep.nonzero().squeeze(1), s)
-                      for g, s in model.scores(logits).items()}
-            name = "fused (" + " + ".join(subset) + ")" if len(subset) > 1 else f"{subset[0]} only"
-            results.append(_row(name, population, keep, scores, targets, model.labels))
-    return results
-
-
-def _row(name: str, population: str, keep: torch.Tensor, scores: dict, targets: dict,
-         labels: LabelSpace) -> dict:
-    row = {"inputs": name, "tracks": population, "n": int(keep.sum())}
-    for group in labels.multilabel():
-        if group.name not in scores:
+    subsets = [[m] for m in model.modalities] + ([list(model.modalities)] if len(model.modalities) > 1 else [])
+    for subset in subsets:
+        keep = np.stack([present[m] for m in subset], axis=1).any(axis=1)
+        if not keep.any():
             continue
-        metric = MultilabelScores(group.labels)
-        metric.update(scores[group.name][keep], torch.from_numpy(targets[group.name])[keep])
-        result = metric.compute()
-        row[f"{group.name} roc_auc"] = result["roc_auc"]
-        row[f"{group.name} pr_auc"] = result["pr_auc"]
-    return row
+        logits = model({m: torch.from_numpy(features.arrays[m][rows][keep]) for m in subset},
+                       {m: torch.from_numpy(present[m][keep]) for m in subset})
+        name = "fused (" + " + ".join(subset) + ")" if len(subset) > 1 else f"{subset[0]} only"
+        scored[name] = keep
+        scores[name] = {}
+        for group, values in model.scores(logits).items():
+            scores[name][group] = np.zeros((len(keep), values.shape[1]), dtype=np.float32)
+            scores[name][group][keep] = values.numpy()
+    has_all = np.stack(list(present.values()), axis=1).all(axis=1)
+    return ModalityScores(model.labels, frame, targets, {"tracks with all modalities": has_all,
+                                                         "all tracks": np.ones(len(frame), dtype=bool)},
+                          scored, scores)
+
+
+def resampling_clusters(frame: pd.DataFrame, column: str | None,
+                        source: str | Path) -> tuple[np.ndarray, str | None]:
+    """The bootstrap cluster of each track and the column it came from: the values of ``column`` (a null
+    makes the track a cluster of its own, `coldtag.intervals`); for ``column=None``, `ARTIST_COLUMN` where
+    the manifest has it, else one cluster per track and None for the column."""
+    if column is None:
+        if ARTIST_COLUMN not in frame.columns:
+            return np.arange(len(frame)), None
+        column = ARTIST_COLUMN
+    if column not in frame.columns:
+        raise ValueError(f"{source}: manifest has no column {column!r} to resample by (has {list(frame.columns)})")
+    return frame[column].to_numpy(dtype=object), column
+
+
+def roc_auc(truth: np.ndarray, scores: np.ndarray) -> float:
+    """Macro ROC-AUC of ``(tracks, labels)`` targets and scores (1-D: one label), ties counted half.
+
+    As `tagging.labels.MultilabelScores`: a track with a NaN target is left out of that label, a label with
+    one class out of the mean; NaN when no label has both classes (a bootstrap resample then skips it).
+    """
+    ranked = _ranked(truth, scores, descending=False)
+    if ranked is None:
+        return math.nan
+    positive, known, group_start, group_end, defined = ranked
+    cumulative = np.cumsum(known, axis=0)
+    below = np.take_along_axis(cumulative - known, group_start, axis=0)  # known tracks under the tie group
+    tied = np.take_along_axis(cumulative, group_end, axis=0) - below
+    rank_sum = (positive * (below + (tied + 1) / 2)).sum(axis=0)  # mid-ranks among the known tracks
+    n_positive = positive.sum(axis=0)
+    n_negative = known.sum(axis=0) - n_positive
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_label = (rank_sum - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative)
+    return nanmean(per_label[defined].tolist())
+
+
+def pr_auc(truth: np.ndarray, scores: np.ndarray) -> float:
+    """Macro PR-AUC (average precision: precision at each distinct score, weighted by the recall it adds, as
+    scikit-learn and torchmetrics compute it) with the label and NaN rules of `roc_auc`."""
+    ranked = _ranked(truth, scores, descending=True)
+    if ranked is None:
+        return math.nan
+    positive, known, _group_start, group_end, defined = ranked
+    precision = (np.take_along_axis(np.cumsum(positive, axis=0), group_end, axis=0)
+                 / np.take_along_axis(np.cumsum(known, axis=0), group_end, axis=0).clip(min=1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_label = (positive * precision).sum(axis=0) / positive.sum(axis=0)
+    return nanmean(per_label[defined].tolist())
+
+
+def _ranked(truth: np.ndarray, scores: np.ndarray, descending: bool) -> tuple | None:
+    """Each label's tracks sorted by score: positive and known flags, and per track the first and last
+    position of its run of tied scores; also which labels have both classes. None without tracks.
+
+    Vectorised over labels because the bootstrap calls the metrics thousands of times per table, and
+    scikit-learn's per-label functions take milliseconds each."""
+    truth = np.asarray(truth, dtype=np.float64).reshape(len(truth), -1)
+    scores = np.asarray(scores, dtype=np.float64).reshape(len(scores), -1)
+    n = len(truth)
+    if n == 0:
+        return None
+    order = np.argsort(-scores if descending else scores, axis=0, kind="stable")
+    sorted_scores = np.take_along_axis(scores, order, axis=0)
+    sorted_truth = np.take_along_axis(truth, order, axis=0)
+    known = (~np.isnan(sorted_truth)).astype(np.float64)
+    positive = (sorted_truth == 1).astype(np.float64)
+    position = np.broadcast_to(np.arange(n)[:, None], scores.shape)
+    starts = np.ones(scores.shape, dtype=bool)
+    starts[1:] = sorted_scores[1:] != sorted_scores[:-1]
+    ends = np.ones(scores.shape, dtype=bool)
+    ends[:-1] = starts[1:]
+    group_start = np.maximum.accumulate(np.where(starts, position, 0), axis=0)
+    group_end = np.minimum.accumulate(np.where(ends, position, n - 1)[::-1], axis=0)[::-1]
+    n_positive = positive.sum(axis=0)
+    defined = (n_positive > 0) & (n_positive < known.sum(axis=0))
+    return positive, known, group_start, group_end, defined
 
 
 def baseline_rows(tagger_scores: dict, baseline: dict) -> list[dict]:
@@ -92,8 +228,9 @@ def baseline_rows(tagger_scores: dict, baseline: dict) -> list[dict]:
     return rows
 
 
-def write_table(rows: list[dict], out: str | Path, name: str) -> str:
-    """Write ``rows`` as ``name.csv`` and ``name.md`` under ``out``; returns the Markdown."""
+def write_table(rows: list[dict], out: str | Path, name: str, note: str = "") -> str:
+    """Write ``rows`` as ``name.csv`` and ``name.md`` under ``out``, the Markdown with ``note`` below the
+    table; returns the Markdown."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     columns = list(dict.fromkeys(k for row in rows for k in row))
@@ -101,7 +238,7 @@ def write_table(rows: list[dict], out: str | Path, name: str) -> str:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    markdown = markdown_table(rows, columns)
+    markdown = markdown_table(rows, columns) + (f"\n\n{note}" if note else "")
     (out / f"{name}.md").write_text(markdown + "\n")
     return markdown
 
@@ -125,7 +262,14 @@ def main(argv: list[str] | None = None) -> None:
     modalities.add_argument("--model", required=True, help="a save_pretrained MultimodalTagger directory")
     modalities.add_argument("--manifest", required=True)
     modalities.add_argument("--features", required=True)
-    modalities.add_argument("--split", default="test")
+    modalities.add_argument("--split", default="test", choices=SPLITS)
+    modalities.add_argument("--split-column", default="split",
+                            help="manifest column of the splits (default: split; fusion_split for a multimodal "
+                                 "tagger trained on tracks the audio tagger never saw)")
+    modalities.add_argument("--artist-col", default=None,
+                            help=f"manifest column resampled as clusters for the intervals (default: "
+                                 f"{ARTIST_COLUMN} when the manifest has it, else every track on its own)")
+    modalities.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples of the intervals")
     modalities.add_argument("--out", required=True)
     base = commands.add_parser("baseline", help="the audio tagger beside the logistic-regression baseline")
     base.add_argument("--tagger", required=True, help="test_scores.json written by train.py test")
@@ -133,9 +277,23 @@ def main(argv: list[str] | None = None) -> None:
     base.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     if args.command == "modalities":
-        rows = modality_rows(MultimodalTagger.from_pretrained(args.model), args.manifest,
-                             TrackFeatures.load(args.features), args.split)
-        print(write_table(rows, args.out, "modalities"))
+        scores = modality_scores(MultimodalTagger.from_pretrained(args.model), args.manifest,
+                                 TrackFeatures.load(args.features), args.split, args.split_column)
+        clusters, column = resampling_clusters(scores.frame, args.artist_col, args.manifest)
+        print(write_table(scores.rows(), args.out, "modalities"))
+        clustered_by = column or "one per track"
+        differences = scores.differences(clusters, f"clusters ({clustered_by})", args.resamples)
+        if not differences:
+            print(f"{args.features}: no audio tagger scores, so no comparison with the tagger", file=sys.stderr)
+            return
+        note = (f"Multimodal minus audio tagger on the tracks both score ({args.split_column} = {args.split}); "
+                f"95 % percentile interval over {args.resamples} bootstrap resamples of clusters "
+                f"({clustered_by}), both scored on each resample; resamples where a metric is undefined (a "
+                f"label with one class) are left out (`coldtag.intervals.paired_difference`).")
+        if column is None:
+            note += (f" The manifest has no {ARTIST_COLUMN!r} column: tracks of one artist are resampled as if "
+                     "independent, so the intervals are too narrow where tracks share an artist.")
+        print(write_table(differences, args.out, "modalities_vs_tagger", note))
     else:
         rows = baseline_rows(json.loads(Path(args.tagger).read_text()), json.loads(Path(args.baseline).read_text()))
         print(write_table(rows, args.out, "tagger_vs_baseline"))

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
+from tagging.data import FeatureDataModule
 from tagging.features import TrackFeatures, extract_features
 from tagging.image import CoverEncoder
 from tagging.labels import MultilabelScores
@@ -99,6 +100,37 @@ def synthetic_features(tiny_catalog, path):
     features.present["audio"][:] = True
     features.save(path)
     return features
+
+
+def test_feature_data_splits_by_the_named_column_and_leaves_out_null_rows(tmp_path):
+    """Six tracks: the audio tagger's ``split`` sends t0-t2 to train; ``fusion_split`` leaves those out and
+    splits t3-t5. The features file covers only t3-t5, as features of left-out tracks are never needed."""
+    (tmp_path / "vocab.json").write_text('{"groups": {"genre": {"type": "multilabel", "labels": ["a", "b"]}}}')
+    manifest = pd.DataFrame({"track_id": [f"t{i}" for i in range(6)], "audio_path": ["x.wav"] * 6,
+                             "genre": [["a"], ["b"]] * 3,
+                             "split": ["train", "train", "train", "val", "test", "test"],
+                             "fusion_split": [None, None, None, "train", "val", "test"]})
+    manifest.to_parquet(tmp_path / "manifest.parquet")
+    TrackFeatures(track_ids=np.array(["t3", "t4", "t5"]), arrays={"audio": np.ones((3, 2), np.float32)},
+                  present={"audio": np.ones(3, bool)}).save(tmp_path / "features.npz")
+
+    def module(column):
+        return FeatureDataModule(str(tmp_path / "manifest.parquet"), str(tmp_path / "features.npz"),
+                                 split_column=column)
+    data = module("fusion_split")
+    data.setup()
+    assert {split: [item["track_id"] for item in items] for split, items in data.items.items()} == {
+        "train": ["t3"], "val": ["t4"], "test": ["t5"]}
+    assert next(iter(data.train_dataloader()))["targets"]["genre"].tolist() == [[0.0, 1.0]]
+    with pytest.raises(KeyError, match="no features for 3 track"):
+        module("split").setup()  # the tagger's own split needs t0-t2, which have no features here
+    with pytest.raises(ValueError, match=r"manifest.parquet: manifest has no split column 'fusion'"):
+        module("fusion").setup()
+    manifest.loc[3, "fusion_split"] = "validation"
+    manifest.to_parquet(tmp_path / "manifest.parquet")
+    with pytest.raises(ValueError, match=r"manifest.parquet: column 'fusion_split' has unknown split value\(s\) "
+                                         r"\['validation'\]"):
+        module("fusion_split").setup()
 
 
 def test_train_py_fits_the_multimodal_tagger_from_cached_features(tiny_catalog, tmp_path):
