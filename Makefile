@@ -30,7 +30,7 @@ test: setup
 demo: setup $(RUNS)/tagger/tagger_vs_baseline.md $(RUNS)/tagger/heldout_temporal.md $(RUNS)/multimodal/modalities.md \
       $(RUNS)/recsys/baselines.md $(RUNS)/fusion/table.md $(RUNS)/coldstart_example.json
 	@for table in $(RUNS)/tagger/tagger_vs_baseline.md $(RUNS)/tagger/heldout_temporal.md $(RUNS)/multimodal/modalities.md \
-	    $(RUNS)/recsys/baselines.md $(RUNS)/fusion/table.md $(RUNS)/fusion/differences.md; do \
+	    $(RUNS)/multimodal/modalities_vs_tagger.md $(RUNS)/recsys/baselines.md $(RUNS)/fusion/table.md $(RUNS)/fusion/differences.md; do \
 	    echo; echo "== $$table"; cat $$table; done
 	@echo; echo "== a cold-start track through the packaged pipeline ($(RUNS)/coldstart_example.json)"
 	@cat $(RUNS)/coldstart_example.txt
@@ -81,8 +81,8 @@ $(RUNS)/multimodal/model/model.safetensors: $(RUNS)/features.npz configs/multimo
 	$(PY) train.py fit --config configs/multimodal_demo.yaml
 
 $(RUNS)/multimodal/modalities.md: $(RUNS)/multimodal/model/model.safetensors
-	$(PY) -m tagging.evaluate modalities --model $(RUNS)/multimodal/model --manifest $(DATA)/manifest.parquet \
-	    --features $(RUNS)/features.npz --out $(RUNS)/multimodal
+	$(PY) -m tagging.evaluate modalities --model $(RUNS)/multimodal/model --manifest $(RUNS)/manifest.parquet \
+	    --split-column fusion_split --features $(RUNS)/features.npz --out $(RUNS)/multimodal
 
 # 5. Content -> factors: every row of the Oramas, Nieto et al. (2017) ablation, trained on the fusion share of
 #    the warm tracks, then the packaged pipeline (the best content row a new track can run) on one cold-test track.
