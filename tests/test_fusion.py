@@ -10,7 +10,15 @@ import scipy.sparse as sp
 import torch
 
 from fusion.__main__ import main
-from fusion.ablation import AudioSettings, DataPaths, FusionSettings, run_ablation, torch_threads, train_fusion
+from fusion.ablation import (
+    AudioSettings,
+    DataPaths,
+    FusionSettings,
+    row_differences,
+    run_ablation,
+    torch_threads,
+    train_fusion,
+)
 from fusion.data import FUSION_SPLIT, split_warm_tracks, trainable
 from fusion.model import AudioFactorRegressor, LateFusionRegressor
 from recsys import ColdStartSplit
@@ -236,3 +244,24 @@ def test_split_command_writes_a_manifest_whose_paths_still_resolve(tmp_path, cap
     assert main(["split", "--manifest", str(tmp_path / "catalog" / "manifest.csv"), "--recsys", str(tmp_path),
                  "--out", str(out)]) == 2
     assert "coldstart.npz: not found" in capsys.readouterr().err
+
+
+def test_row_differences_of_the_truth_against_noise_and_against_itself():
+    """Three rows on the linear split's cold-test items: the true factors, the same again, and noise. The
+    truth against noise is clearly better on both metrics; the copy against the truth differs by exactly 0."""
+    split, _ = linear_split()
+    items = split.items("cold_test")
+    truth = split.item_factors[items]
+    noise = np.random.default_rng(1).normal(size=truth.shape).astype(np.float32)
+    predictions = {"noise": noise, "truth": truth, "copy": truth.copy()}
+    artists = np.array([f"a{i // 4}" for i in range(len(items))], dtype=object)
+    table = row_differences(predictions, split, artists, ks=(10,), map_k=50, resamples=200)
+    assert list(zip(table["row"], table["versus"], table["metric"], strict=True)) == [
+        ("truth", "noise", "cosine_distance"), ("truth", "noise", "recall@10"),
+        ("copy", "truth", "cosine_distance"), ("copy", "truth", "recall@10")]  # no prior: no popularity rows
+    better = table.iloc[0]
+    assert better["row_value"] == pytest.approx(0.0, abs=1e-5) and better["high"] < -0.5
+    assert table.iloc[1]["low"] > 0.3
+    same = table.iloc[2:]
+    assert (same["difference"] == 0).all() and (same["low"] == 0).all() and (same["high"] == 0).all()
+    assert (table["clusters"] == 25).all()  # 100 items, four per artist

@@ -74,3 +74,16 @@ def test_per_user_ranking_metrics_on_resampled_items_leave_out_users_with_nothin
     assert result.clusters == 2 and result.resamples == 300
     with pytest.raises(ValueError, match="recall@10"):
         paired_ranking_difference(best, worst, relevant, ["x", "x", "y", "y"], metric="recall@10", ks=(2,))
+
+
+def test_recall_intervals_score_the_full_sample_as_ranking_metrics_does():
+    """Recall has a fast path (each user's ranking computed once, resamples pick columns of it); on the full
+    sample it must give `ranking_metrics`' values, users without a relevant item left out alike."""
+    rng = np.random.default_rng(0)
+    relevant = sp.csr_matrix((rng.random((40, 25)) < 0.15).astype(np.float32))
+    a, b = rng.normal(size=(40, 25)), rng.normal(size=(40, 25))
+    result = paired_ranking_difference(a, b, relevant, [i // 3 for i in range(25)], metric="recall@5", ks=(5,),
+                                       map_k=25, resamples=50)
+    assert result.a == pytest.approx(ranking_metrics(lambda users: a[users], relevant, ks=(5,), map_k=25)["recall@5"])
+    assert result.b == pytest.approx(ranking_metrics(lambda users: b[users], relevant, ks=(5,), map_k=25)["recall@5"])
+    assert result.low <= result.difference <= result.high
