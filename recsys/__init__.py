@@ -15,27 +15,38 @@ from .evaluation import (
     ranking_metrics,
 )
 from .interactions import MUSIC4ALL, Interactions, LoadReport, load_interactions
+from .mixer import MODES, Explanation, Mixer, Reranked, gini, list_metrics, long_tail_mask, novelty, rerank, run_metrics
 from .recommend import DEFAULT_CHUNK_SIZE, Recommender, topk
 from .wmf import WMF, load_npz, save_npz
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "MODES",
     "MUSIC4ALL",
     "SPLITS",
     "WMF",
     "ColdStartSplit",
+    "Explanation",
     "Interactions",
     "LoadReport",
+    "Mixer",
     "Recommender",
+    "Reranked",
     "artist_prior",
     "baseline_metrics",
     "evaluate_cold_start",
+    "gini",
+    "list_metrics",
     "load_interactions",
     "load_npz",
+    "long_tail_mask",
     "make_cold_start_split",
     "metrics_table",
+    "novelty",
     "paired_ranking_difference",
     "ranking_metrics",
+    "rerank",
+    "run_metrics",
     "save_npz",
     "topk",
 ]

@@ -2,6 +2,9 @@
 
 Scores are inner products x_uᵀy_i (cosine for similar items). The catalog is scanned in chunks of
 items, so memory stays at about ``user_batch × chunk_size × 9`` bytes whatever the catalog size.
+:class:`Recommender` answers implicit's calls with implicit's dtypes (int32 ids, float32 scores), so
+``implicit.evaluation.ranking_metrics_at_k`` runs on it unchanged, and its ``.npz`` is a file
+``implicit.cpu.als.AlternatingLeastSquares.load`` reads (and the other way round).
 """
 
 from __future__ import annotations
@@ -9,9 +12,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import implicit.cpu.als
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from .interactions import index_of
 from .wmf import load_npz, save_npz
@@ -125,6 +130,11 @@ class Recommender:
         item_factors: ``(n_items, f)``.
         user_ids, item_ids: original ids of the rows (default: their positions).
         params: anything JSON-serialisable to keep with the factors (e.g. :meth:`WMF.get_params`).
+        regularization: λ of the ALS user step that :meth:`recalculate_user` solves; default
+            ``params["regularization"]`` (what :class:`WMF` records), else unknown (fold-in then raises).
+        alpha: implicit's ``alpha``: the confidence of a cell is ``alpha ×`` its value in ``user_items``.
+            :class:`WMF` fits with alpha 1 on the confidences ``1 + α·r`` it computes itself, so a user
+            folds in the same way as in its fit from ``WMF(**params).confidence(plays)`` with alpha 1.
         chunk_size, user_batch: see :func:`topk`.
 
     Like implicit, methods take and return *indices*; ``user_ids[u]`` / ``item_ids[i]`` give the
@@ -139,6 +149,8 @@ class Recommender:
         item_ids: np.ndarray | None = None,
         *,
         params: dict | None = None,
+        regularization: float | None = None,
+        alpha: float = 1.0,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         user_batch: int = DEFAULT_USER_BATCH,
     ):
@@ -159,6 +171,14 @@ class Recommender:
             )
         _check_unique(self.item_ids, "item")
         self.params = dict(params or {})
+        if regularization is None:
+            regularization = self.params.get("regularization")
+        if regularization is not None and regularization < 0:
+            raise ValueError(f"regularization must be >= 0, got {regularization}")
+        if alpha <= 0:
+            raise ValueError(f"alpha must be > 0, got {alpha}")
+        self.regularization = None if regularization is None else float(regularization)
+        self.alpha = float(alpha)
         self.chunk_size = chunk_size
         self.user_batch = user_batch
         self._item_norms: np.ndarray | None = None
@@ -191,32 +211,41 @@ class Recommender:
         user_items: sp.csr_matrix | None,
         N: int = 10,
         filter_already_liked_items: bool = True,
+        filter_items: np.ndarray | None = None,
+        recalculate_user: bool = False,
         items: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-N items for a user index (-> ``(N,)`` ids and scores) or an array of them (-> ``(n, N)``).
 
-        ``user_items`` has one row per requested user (``user_items[userid]`` of the training matrix), as
-        in implicit; it may have fewer columns than the model has items (items added later were never
-        played). ``items`` restricts the candidates to those item indices. A scalar request with fewer
-        than N candidates returns fewer; a batch pads with id -1 and score -inf.
+        As implicit's ``recommend``: ``user_items`` has one row per requested user (``user_items[userid]``
+        of the training matrix); it may have fewer columns than the model has items (items added later
+        were never played). ``filter_items`` are item indices nobody gets; ``items`` restricts the
+        candidates to those item indices (not both). With ``recalculate_user`` the user's factors are
+        folded in from ``user_items`` (:meth:`recalculate_user`), so ``userid`` need not be a known user.
+        Ids are int32 and scores float32. A scalar request with fewer than N candidates returns fewer; a
+        batch pads with id -1 and score -inf.
         """
         scalar = np.ndim(userid) == 0
         users = np.atleast_1d(np.asarray(userid))
-        if users.size and (users.min() < 0 or users.max() >= self.n_users):
-            raise IndexError(f"user index out of range [0, {self.n_users}): {userid}")
-        exclude = None
-        if filter_already_liked_items:
-            if not sp.issparse(user_items) or user_items.shape[0] != len(users):
-                raise ValueError("user_items must be a sparse matrix with one row per requested user")
-            exclude = sp.csr_matrix(user_items)
+        if (filter_already_liked_items or recalculate_user) and (
+            not sp.issparse(user_items) or user_items.shape[0] != len(users)
+        ):
+            raise ValueError("user_items must be a sparse matrix with one row per requested user")
+        if recalculate_user:
+            queries = self.recalculate_user(users, user_items)
+        else:
+            if users.size and (users.min() < 0 or users.max() >= self.n_users):
+                raise IndexError(f"user index out of range [0, {self.n_users}): {userid}")
+            queries = self.user_factors[users]
+        exclude = sp.csr_matrix(user_items) if filter_already_liked_items else None
+        items = self._candidates(items, filter_items)
         candidates = self.item_factors
         if items is not None:
-            items = self._check_items(items)
             candidates = candidates[items]
             if exclude is not None:
                 exclude = _restrict_columns(exclude, items, self.n_items)
         ids, scores = topk(
-            self.user_factors[users],
+            queries,
             candidates,
             N,
             exclude=exclude,
@@ -225,7 +254,39 @@ class Recommender:
         )
         if items is not None:
             ids = np.where(ids >= 0, items[ids], -1)
+        ids = ids.astype(np.int32)
         return _unbatch(ids, scores) if scalar else (ids, scores)
+
+    def recalculate_user(self, userid, user_items: sp.csr_matrix) -> np.ndarray:
+        """Factors of users from their rows of ``user_items``, item factors held fixed, as implicit does.
+
+        The exact ALS user step x = (YᵀC_uY + λI)⁻¹ YᵀC_u p_u with C_u = ``alpha`` × the row's values
+        (and p = 1 where a value is positive), solved by implicit's own CPU code, so the answer is
+        implicit's ``recalculate_user`` on an ``AlternatingLeastSquares`` with these factors, λ and
+        alpha. ``userid`` only says scalar (-> ``(f,)``) or batch (-> ``(n, f)``), as in implicit.
+        """
+        if self.regularization is None:
+            raise ValueError("recalculate_user needs the regularization λ of the fit; this model has none "
+                             "(pass regularization= to Recommender or keep it in params)")
+        n_users = 1 if np.ndim(userid) == 0 else len(np.asarray(userid))
+        user_items = sp.csr_matrix(user_items, dtype=np.float32)
+        if user_items.shape[0] != n_users:
+            raise ValueError(f"user_items has {user_items.shape[0]} rows for {n_users} users")
+        if user_items.shape[1] < self.n_items:  # items added later were never played
+            user_items = sp.csr_matrix((user_items.data, user_items.indices, user_items.indptr),
+                                       shape=(n_users, self.n_items))
+        elif user_items.shape[1] > self.n_items:
+            raise ValueError(f"user_items has {user_items.shape[1]} item columns, the model {self.n_items}")
+        # implicit's solver runs its own threads; a multi-threaded BLAS underneath slows it down badly.
+        with threadpool_limits(1, "blas"):
+            solver = implicit.cpu.als.AlternatingLeastSquares(
+                factors=self.item_factors.shape[1], regularization=self.regularization, alpha=self.alpha,
+                num_threads=1,
+            )
+            solver.item_factors = self.item_factors
+            factors = solver.recalculate_user(np.arange(n_users), user_items)
+        factors = np.asarray(factors, dtype=np.float32)
+        return factors[0] if np.ndim(userid) == 0 else factors
 
     def similar_items(self, itemid, N: int = 10, items: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The N items of highest cosine similarity to an item index (or each of an array of them).
@@ -249,6 +310,7 @@ class Recommender:
         )
         if items is not None:
             ids = np.where(ids >= 0, items[ids], -1)
+        ids = ids.astype(np.int32)
         return _unbatch(ids, scores) if scalar else (ids, scores)
 
     def add_items(self, item_ids, factors: np.ndarray) -> np.ndarray:
@@ -280,7 +342,15 @@ class Recommender:
         return self._item_norms
 
     def save(self, path: str | Path) -> None:
-        """Factors, ids and params to one ``.npz`` (no pickle)."""
+        """Factors, ids and params to one ``.npz`` (no pickle) that implicit can load too.
+
+        Beside our keys it writes what ``implicit.cpu.als.AlternatingLeastSquares.load`` sets on a model
+        (``factors``, ``alpha``, ``dtype`` and ``regularization`` when known), so implicit's
+        ``recalculate_user`` on the loaded model folds users in as :meth:`recalculate_user` does.
+        """
+        implicit_keys = {"factors": self.item_factors.shape[1], "alpha": self.alpha, "dtype": "float32"}
+        if self.regularization is not None:
+            implicit_keys["regularization"] = self.regularization
         save_npz(
             path,
             user_factors=self.user_factors,
@@ -288,19 +358,42 @@ class Recommender:
             user_ids=self.user_ids,
             item_ids=self.item_ids,
             params=self.params,
+            **implicit_keys,
         )
 
     @classmethod
     def load(cls, path: str | Path, **kwargs) -> Recommender:
-        """Read what :meth:`save` wrote; ``kwargs`` go to the constructor (e.g. ``chunk_size``)."""
+        """Read what :meth:`save` or implicit's ``AlternatingLeastSquares.save`` wrote.
+
+        ``kwargs`` go to the constructor (e.g. ``chunk_size``). A file of implicit has no ids (rows are
+        their own ids); its other settings (``iterations``, ``random_state``, ...) become ``params``.
+        """
         data = load_npz(path)
-        missing = {"user_factors", "item_factors", "user_ids", "item_ids"} - set(data)
+        missing = {"user_factors", "item_factors"} - set(data)
         if missing:
             raise ValueError(f"{path}: not a factors file, missing {sorted(missing)}")
-        params = json.loads(str(data["params"])) if "params" in data else {}
+        if "params" in data:
+            params = json.loads(str(data["params"]))
+        else:
+            own = {"user_factors", "item_factors", "user_ids", "item_ids", "regularization", "alpha", "dtype"}
+            params = {name: value.item() for name, value in data.items() if name not in own and value.shape == ()}
+        settings = {name: float(data[name]) for name in ("regularization", "alpha") if name in data}
         return cls(
-            data["user_factors"], data["item_factors"], data["user_ids"], data["item_ids"], params=params, **kwargs
+            data["user_factors"],
+            data["item_factors"],
+            data.get("user_ids"),
+            data.get("item_ids"),
+            params=params,
+            **{**settings, **kwargs},
         )
+
+    def _candidates(self, items, filter_items) -> np.ndarray | None:
+        """Candidate item indices from implicit's ``items`` / ``filter_items``; ``None`` means all."""
+        if filter_items is not None and items is not None:
+            raise ValueError("give items or filter_items, not both (as in implicit)")
+        if filter_items is not None:
+            return np.setdiff1d(np.arange(self.n_items), self._check_items(filter_items))
+        return None if items is None else self._check_items(items)
 
     def _check_items(self, items) -> np.ndarray:
         items = np.asarray(items, dtype=np.int64)
