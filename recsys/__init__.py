@@ -14,8 +14,9 @@ from .evaluation import (
     paired_ranking_difference,
     ranking_metrics,
 )
+from .exposure import Reranked, gini, list_metrics, long_tail_mask, rerank, run_metrics
 from .interactions import MUSIC4ALL, Interactions, LoadReport, load_interactions
-from .mixer import MODES, Explanation, Mixer, Reranked, gini, list_metrics, long_tail_mask, novelty, rerank, run_metrics
+from .mixer import MODES, Explanation, Mixer, novelty
 from .recommend import DEFAULT_CHUNK_SIZE, Recommender, topk
 from .wmf import WMF, load_npz, save_npz
 
