@@ -18,7 +18,7 @@ own plays), their factors learnt (``python -m recsys coldstart``), and the fusio
 It then writes ``worlds.md``: the tagger's test scores with half and all of the warm tracks (the cost of
 the split), and per share the two tables side by side with the artist-clustered differences of the
 out-of-sample rows. A finished step is reused, so an interrupted run picks up where it stopped. Not part
-of ``make demo``: about 50 minutes on 2 cores (a tagger training, then six ablations).
+of ``make demo``: about 75 minutes on 2 cores shared with `make demo` (a tagger training, then six ablations).
 """
 
 from __future__ import annotations
@@ -128,6 +128,31 @@ def summary(args: argparse.Namespace, in_sample: Path, worlds: dict, seconds: fl
         manifest = pd.read_parquet(folder / "manifest.parquet", columns=["split"])
         n = int((manifest["split"] == "train").sum())
         lines.append(f"| {name} | {n} | " + " | ".join(f"{group_score(scores, g):.3f}" for g in GROUPS) + " |")
+    lines += ["", "## Cosine distance across worlds", "",
+              "To the true factors of the 110 cold-test tracks (lower is better); out of sample / in sample.", "",
+              "| row | " + " | ".join(f"share {share:g}: out | in" for share in worlds) + " |",
+              "|---|" + "---:|---:|" * len(worlds)]
+    tables = {share: {name: pd.read_csv(folder / "table.csv", index_col="model") for name, folder in settings.items()}
+              for share, settings in worlds.items()}
+    for row in next(iter(tables.values()))["out of sample"].index:
+        cells = [f"{t.loc[row, 'cosine_distance']:.4f}" if row in t.index and pd.notna(t.loc[row, "cosine_distance"])
+                 else "—" for pair in tables.values() for t in (pair["out of sample"], pair["in sample"])]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    lines += ["", "## Each row against the one above it, across worlds (out of sample)", "",
+              "Cosine distance difference (negative favours the row) with its 95 % interval resampling artists.", "",
+              "| row | versus | " + " | ".join(f"share {share:g}" for share in worlds) + " |",
+              "|---|---|" + "---|" * len(worlds)]
+    differences = {share: pd.read_csv(settings["out of sample"] / "differences.csv")
+                   for share, settings in worlds.items()}
+    first = next(iter(differences.values()))
+    for pair in first[first["metric"] == "cosine_distance"].itertuples(index=False):
+        cells = []
+        for table in differences.values():
+            match = table[(table["row"] == pair.row) & (table["versus"] == pair.versus)
+                          & (table["metric"] == "cosine_distance")]
+            d = match.iloc[0] if len(match) else None
+            cells.append("—" if d is None else f"{d['difference']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]")
+        lines.append(f"| {pair.row} | {pair.versus} | " + " | ".join(cells) + " |")
     for share, settings in worlds.items():
         lines += ["", f"## Hidden taste share {share:g}", "",
                   f"{100 * share:g} % of the listeners' taste (by variance) follows audio traits the vocabulary "
