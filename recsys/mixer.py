@@ -43,6 +43,7 @@ MODES: dict[str, dict] = {
     "similar": {},
 }
 NOVELTY = "novelty"
+_SCORES_PER_BLOCK = 1 << 22  # users x items scores held at once (float64: 32 MB)
 COLLABORATIVE = "collaborative"
 
 
@@ -137,6 +138,14 @@ class Mixer:
         users = np.atleast_1d(np.asarray(userid))
         if not sp.issparse(user_items) or user_items.shape[0] != len(users):
             raise ValueError("user_items must be a sparse matrix with one row per requested user")
+        block = max(1, _SCORES_PER_BLOCK // self.recommender.n_items)
+        if len(users) > block:
+            # Scores are dense (users x items): many users are ranked a block at a time, in bounded memory.
+            user_items = sp.csr_matrix(user_items)
+            parts = [self.recommend(users[lo:lo + block], user_items[lo:lo + block], N, filter_already_liked_items,
+                                    filter_items, recalculate_user, items, sliders=sliders, mode=mode,
+                                    artist=artist, track=track) for lo in range(0, len(users), block)]
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         user_items = self._pad(user_items)
         query = self._query(users, user_items, recalculate_user, mode, track)
         weights, ranges, novelty_weight = self._resolve(sliders, mode)

@@ -191,3 +191,14 @@ def test_metrics_have_known_values():
     assert run["artist_gini"] == pytest.approx(gini([3, 1, 0])) == pytest.approx(0.5)
     assert gini([2, 2, 2]) == 0
     assert np.isnan(run_metrics(ids, 5)["artist_gini"])
+
+
+def test_many_users_are_ranked_a_block_at_a_time_with_the_same_result(catalog, monkeypatch):
+    recommender, traits, item_plays, plays, _ = catalog
+    mixer = Mixer(recommender, traits, COLUMNS, item_plays)
+    users = np.arange(60)
+    whole = mixer.recommend(users, plays, N=5, sliders={"energetic": 0.5}, mode="explore")
+    monkeypatch.setattr("recsys.mixer._SCORES_PER_BLOCK", 7 * recommender.n_items)  # seven users a block
+    blocks = mixer.recommend(users, plays, N=5, sliders={"energetic": 0.5}, mode="explore")
+    np.testing.assert_array_equal(whole[0], blocks[0])
+    np.testing.assert_array_equal(whole[1], blocks[1])
