@@ -200,8 +200,11 @@ class Mixer:
         shares = {name: abs(v) / total for name, v in terms.items()}
         raised = [name for name, v in terms.items() if name != COLLABORATIVE and v > 0][:top]
         cold = bool(self.cold[itemid])
+        # A facet can raise the score because the track has little of what the listener avoids: say so.
+        below = {f"{g}/{label}" for (g, label), z in zip(self.columns, self.z[itemid], strict=True) if z < 0}
         return Explanation(item=int(itemid), score=float(sum(terms.values())), terms=terms, top=raised,
-                           shares=shares, cold=cold, sentence=_sentence(raised, shares, cold, track is not None))
+                           shares=shares, cold=cold,
+                           sentence=_sentence(raised, shares, cold, track is not None, below))
 
     # ---- scoring ------------------------------------------------------------------------------------
 
@@ -318,8 +321,9 @@ class Mixer:
         raise ValueError(f"label {label!r} is in groups {[self.columns[j][0] for j in found]}: say 'group/{label}'")
 
 
-def _sentence(raised: list[str], shares: dict[str, float], cold: bool, seeded: bool) -> str:
-    names = [name.rpartition("/")[2] if "/" in name else name for name in raised]
+def _sentence(raised: list[str], shares: dict[str, float], cold: bool, seeded: bool, below: set[str]) -> str:
+    names = [("lack of " if name in below else "") + (name.rpartition("/")[2] if "/" in name else name)
+             for name in raised]
     facets = ", ".join(names) if names else "no single facet"
     facet_share = sum(shares[name] for name in raised)
     if cold:

@@ -202,3 +202,16 @@ def test_many_users_are_ranked_a_block_at_a_time_with_the_same_result(catalog, m
     blocks = mixer.recommend(users, plays, N=5, sliders={"energetic": 0.5}, mode="explore")
     np.testing.assert_array_equal(whole[0], blocks[0])
     np.testing.assert_array_equal(whole[1], blocks[1])
+
+
+def test_a_track_raised_for_lacking_what_the_listener_avoids_says_so():
+    """A listener who played only tracks without metal; a candidate without metal gains from that facet
+    (both below average), and the sentence says "lack of metal", not "its metal"."""
+    n_items = 8
+    traits = np.zeros((n_items, len(COLUMNS)))
+    traits[4:, 1] = 1  # metal on tracks 4-7
+    recommender = Recommender(np.zeros((1, 2)), np.zeros((n_items, 2)))
+    plays = sp.csr_matrix(np.r_[[1.0, 1.0], np.zeros(6)][None].astype(np.float32))
+    why = Mixer(recommender, traits, COLUMNS).explain(0, plays, 3)
+    assert why.top == ["genre/metal"] and why.terms["genre/metal"] > 0
+    assert why.sentence.startswith("Suggested for its lack of metal")
