@@ -208,3 +208,19 @@ def test_a_manifest_gives_its_ids(catalog, tiny_tagger, tmp_path):
     assert sorted(records["id"]) == ["t0", "t1", "t2"] and records["error"].isna().all()
     assert sorted(records["path"]) == sorted(str(root / n) for n in good[:3])
     assert os.path.isabs(records["path"][0])
+
+
+def test_an_unexpected_exception_on_one_file_is_recorded_not_raised(catalog, tiny_tagger, tmp_path, monkeypatch):
+    root, good = catalog
+    real = annotate.load_audio
+
+    def flaky(path, sample_rate):
+        if str(path).endswith("wav0.wav"):
+            raise RuntimeError("decoder crashed")
+        return real(path, sample_rate)
+
+    monkeypatch.setattr(annotate, "load_audio", flaky)
+    assert _run(root, tiny_tagger.export, tmp_path / "out", "--workers", "0") == 0
+    records = _records(tmp_path / "out").set_index("id")
+    assert records.loc["wav0.wav", "error"] == {"type": "RuntimeError", "message": "decoder crashed"}
+    assert records.loc[[n for n in good if n != "wav0.wav"], "error"].isna().all()
