@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 
 from coldtag.storage import carried_inputs, read_package, reference, save_model
 from tagging.frontend import Frontend
@@ -466,16 +467,28 @@ class AudioTagger(TaggerBase):
 
     @torch.no_grad()
     def annotate(self, wave: torch.Tensor) -> dict:
-        """One mono track ``(time,)`` -> a JSON-ready record of probabilities, decided tags, graded values.
+        """One mono track ``(time,)`` -> a JSON-ready record of probabilities, decided tags, graded values
+        and the embedding.
 
         Runs in eval mode and leaves the module's mode as it found it.
+        """
+        return self.annotate_batch([wave])[0]
+
+    @torch.no_grad()
+    def annotate_batch(self, waves: list[torch.Tensor]) -> list[dict]:
+        """Mono tracks of any lengths ``[(time,), ...]`` -> one `annotate` record each, run as one
+        `track_outputs` batch: a track's record does not depend on the tracks it is batched with.
         """
         was_training = self.training
         self.eval()
         try:
-            outputs = self.track_outputs(wave.unsqueeze(0))
+            lengths = torch.tensor([len(wave) for wave in waves])
+            outputs = self.track_outputs(pad_sequence(waves, batch_first=True), lengths)  # (tracks, longest)
         finally:
             self.train(was_training)
-        record = self.record({name: value[0] for name, value in outputs.scores.items()})
-        record["embedding"] = outputs.embedding[0].tolist()
-        return record
+        records = []
+        for track in range(len(waves)):
+            record = self.record({name: value[track] for name, value in outputs.scores.items()})
+            record["embedding"] = outputs.embedding[track].tolist()
+            records.append(record)
+        return records
