@@ -47,6 +47,7 @@ from fusion.model import AudioFactorRegressor, LateFusionRegressor
 from recsys import ColdStartSplit, baseline_metrics
 from recsys.evaluation import paired_ranking_difference
 from tagging.data import CatalogDataModule, TrackDataset
+from tagging.evaluate import resampling_clusters
 from tagging.features import TrackFeatures
 from tagging.labels import LabelSpace, read_manifest
 
@@ -197,7 +198,7 @@ def _run(paths: DataPaths, out: Path, genome: Sequence[str] | None, audio_rows: 
     content = catalog_sources(features, manifest, labels, split.item_ids)
     rows = ablation_rows(list(labels.groups), genome or list(labels.groups), content[0], audio_rows)
     train, training_items = _training_items(split, manifest)
-    artists = _item_artists(split, manifest, artist_col)
+    artists = _item_artists(split, manifest, artist_col, paths.manifest)
     digest = {path.name: file_sha256(path) for path in (paths.manifest, paths.vocab, paths.coldstart)}
     feature_digest = file_sha256(paths.features)
     # What the models are fed, recorded in their packages: the split's factors, and for fusion rows the
@@ -266,17 +267,16 @@ def _training_items(split: ColdStartSplit, manifest: pd.DataFrame) -> tuple[np.n
     return chosen, f"warm items marked train in {FUSION_SPLIT}"
 
 
-def _item_artists(split: ColdStartSplit, manifest: pd.DataFrame, artist_col: str | None) -> np.ndarray:
-    """The artist of each cold-test item, None where unknown."""
-    if artist_col == "auto":
-        artist_col = "artist_id" if "artist_id" in manifest.columns else None
+def _item_artists(split: ColdStartSplit, manifest: pd.DataFrame, artist_col: str | None,
+                  source: Path) -> np.ndarray:
+    """The artist of each cold-test item, as `tagging.evaluate.resampling_clusters` finds it (``"auto"``: its
+    default column); None for every item when there is no artist column or ``artist_col`` is None."""
     items = split.item_ids[split.items("cold_test")].astype(str)
     if artist_col is None:
         return np.full(len(items), None, dtype=object)
-    if artist_col not in manifest.columns:
-        raise ValueError(f"no artist column {artist_col!r} in the manifest (has {list(manifest.columns)})")
-    of = dict(zip(manifest["track_id"].astype(str), manifest[artist_col], strict=True))
-    return np.array([of.get(t) if pd.notna(of.get(t)) else None for t in items], dtype=object)
+    frame = manifest.assign(track_id=manifest["track_id"].astype(str)).set_index("track_id").reindex(items)
+    artists, column = resampling_clusters(frame, None if artist_col == "auto" else artist_col, source)
+    return artists if column is not None else np.full(len(items), None, dtype=object)
 
 
 def train_fusion(inputs: tuple[str, ...], split: ColdStartSplit,
@@ -421,21 +421,20 @@ def row_differences(predictions: dict[str, np.ndarray], split: ColdStartSplit, a
         records.append({"row": row, "versus": versus, "metric": name, "row_value": d.a, "versus_value": d.b,
                         "difference": d.difference, "low": d.low, "high": d.high, "clusters": d.clusters})
 
-    names = list(predictions)
-    for i, name in enumerate(names):
+    before, before_scores = None, None
+    for name in predictions:
         scores = users @ np.asarray(predictions[name], dtype=np.float64).T
-        if i > 0:
-            before = names[i - 1]
+        if before is not None:
             add(name, before, "cosine_distance", paired_difference(
                 lambda target, predicted: mean_cosine_distance(predicted, target), truth[played],
                 predictions[name][played], predictions[before][played], artists[played], resamples, seed=seed))
             add(name, before, metric, paired_ranking_difference(
-                scores, users @ np.asarray(predictions[before], dtype=np.float64).T, relevant, artists, metric,
-                ks, map_k, resamples, seed=seed))
+                scores, before_scores, relevant, artists, metric, ks, map_k, resamples, seed=seed))
         if split.prior is not None:
             popularity = np.broadcast_to(split.prior[items].astype(np.float64), scores.shape)
             add(name, "popularity", metric, paired_ranking_difference(
                 scores, popularity, relevant, artists, metric, ks, map_k, resamples, seed=seed))
+        before, before_scores = name, scores
     return pd.DataFrame.from_records(records)
 
 
