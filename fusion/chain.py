@@ -99,13 +99,9 @@ def run_chain(options: argparse.Namespace) -> int:
             *(["--max-epochs", str(options.fusion_max_epochs)] if options.fusion_max_epochs else [])]),
     ]
     for name, done, command in stages:
-        if done.is_file():
-            print(f"== {name}: done ({done})", flush=True)
-            continue
-        if name == "audio tagger":
+        if name == "audio tagger" and not done.is_file():
             write_tagger_config(options.tagger_config, out, options.tagger_max_epochs)
-        print(f"== {name}: {' '.join(command)}", flush=True)
-        status = subprocess.run(command).returncode
+        status = run_stage(name, command, done)
         if status != 0:
             print(f"python -m fusion chain: the {name} stage failed (exit {status}); see its output above",
                   file=sys.stderr)
@@ -115,30 +111,45 @@ def run_chain(options: argparse.Namespace) -> int:
     return 0
 
 
+def run_stage(name: str, command: list[str], done: Path, cwd: Path | None = None) -> int:
+    """Run ``command`` unless its output ``done`` is there (every stage writes it last); its exit status."""
+    if done.is_file():
+        print(f"== {name}: done ({done})", flush=True)
+        return 0
+    print(f"== {name}: {' '.join(command)}", flush=True)
+    return subprocess.run(command, cwd=cwd).returncode
+
+
 def write_tagger_config(base: Path, out: Path, max_epochs: int | None) -> Path:
     """``out/tagger.yaml``: the config ``base`` reading the split manifest and writing under ``out/tagger``
     (its loggers, checkpoints, exported model and tables), so that no run of another catalog is touched."""
-    config = yaml.safe_load(base.read_text())
-    tagger = out / "tagger"
-    trainer = config.setdefault("trainer", {})
-    trainer["default_root_dir"] = str(tagger)
+    config = point_outputs_at(yaml.safe_load(base.read_text()), out / "tagger")
     if max_epochs is not None:
-        trainer["max_epochs"] = max_epochs
-    loggers = trainer.get("logger")
-    for entry in loggers if isinstance(loggers, list) else [loggers]:
-        if isinstance(entry, dict) and "save_dir" in entry.get("init_args", {}):
-            entry["init_args"]["save_dir"] = str(tagger)
-    for entry in trainer.get("callbacks") or []:
-        if isinstance(entry, dict) and "dirpath" in entry.get("init_args", {}):
-            entry["init_args"]["dirpath"] = str(tagger / "checkpoints")
-    model = config.setdefault("model", {}).setdefault("init_args", {})
-    model["export_dir"], model["tables_dir"] = str(tagger / "model"), str(tagger)
+        config["trainer"]["max_epochs"] = max_epochs
     data = config.setdefault("data", {}).setdefault("init_args", {})
     data["manifest"], data["vocab"] = str(out / "manifest.parquet"), str(out / "vocab.json")
     path = out / "tagger.yaml"
     atomic_write(path, f"# {base} with its paths under {out}; written by python -m fusion chain\n"
                        + yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def point_outputs_at(config: dict, folder: Path) -> dict:
+    """A tagger's LightningCLI ``config`` (a dict) with everything its run writes in ``folder``: the
+    trainer's root, every logger's ``save_dir``, every callback's ``dirpath`` (``folder/checkpoints``),
+    the exported model (``folder/model``) and the tables."""
+    trainer = config.setdefault("trainer", {})
+    trainer["default_root_dir"] = str(folder)
+    loggers = trainer.get("logger")
+    for entry in loggers if isinstance(loggers, list) else [loggers]:
+        if isinstance(entry, dict) and "save_dir" in entry.get("init_args", {}):
+            entry["init_args"]["save_dir"] = str(folder)
+    for entry in trainer.get("callbacks") or []:
+        if isinstance(entry, dict) and "dirpath" in entry.get("init_args", {}):
+            entry["init_args"]["dirpath"] = str(folder / "checkpoints")
+    model = config.setdefault("model", {}).setdefault("init_args", {})
+    model["export_dir"], model["tables_dir"] = str(folder / "model"), str(folder)
+    return config
 
 
 def _given(options: argparse.Namespace, *names: str) -> list[str]:

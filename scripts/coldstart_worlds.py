@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fusion.chain import write_tagger_config  # noqa: E402
+from fusion.chain import run_stage, write_tagger_config  # noqa: E402
 
 PY = [sys.executable]
 
@@ -70,12 +69,10 @@ def main() -> None:
 
 
 def run(command: list[str], done: Path) -> None:
-    """Run ``command`` unless ``done`` is there (each step writes it last)."""
-    if done.is_file():
-        print(f"== reused {done}", flush=True)
-        return
-    print("== " + " ".join(command), flush=True)
-    subprocess.run(command, cwd=ROOT, check=True)
+    """Run ``command`` unless ``done`` is there (each step writes it last); stop the script if it fails."""
+    status = run_stage(done.name, command, done, cwd=ROOT)
+    if status != 0:
+        raise SystemExit(f"{' '.join(command)}: exit {status}")
 
 
 def in_sample_features(catalog: Path, demo: Path, config: Path, folder: Path) -> Path:

@@ -23,6 +23,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fusion.chain import point_outputs_at  # noqa: E402
 
 
 def main() -> None:
@@ -62,8 +65,7 @@ def seed_config(config: dict, seed: int, folder: Path) -> dict:
     for callback in config["trainer"].get("callbacks", []):
         if callback["class_path"].endswith("ModelCheckpoint"):
             callback["init_args"] |= {"dirpath": str(folder / "checkpoints"), "filename": "best"}
-    config["model"]["init_args"] |= {"export_dir": str(folder / "model"), "tables_dir": str(folder)}
-    return config
+    return point_outputs_at(config, folder)
 
 
 def table(scores: dict[int, dict], labels: list[str]) -> str:
