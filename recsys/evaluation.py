@@ -358,23 +358,26 @@ def paired_ranking_difference(
         users = np.flatnonzero(np.diff(relevant.indptr) > 0)
         hit = relevant[users].toarray() > 0
         noise = np.random.default_rng(seed).random(hit.shape)
-        ranks = {id(s): _ranks(s[users], noise) for s in (scores_a, scores_b)}
 
-        def value(scores: np.ndarray, columns: np.ndarray) -> float:
-            return _recall(ranks[id(scores)][:, columns], hit[:, columns], k)
+        def scorer(scores: np.ndarray) -> Callable[[np.ndarray], float]:
+            ranks = _ranks(scores[users], noise)
+            return lambda columns: _recall(ranks[:, columns], hit[:, columns], k)
     else:
-        def value(scores: np.ndarray, columns: np.ndarray) -> float:
-            try:
-                return ranking_metrics(lambda users: scores[users][:, columns], relevant[:, columns], ks, map_k,
-                                       seed)[metric]
-            except ValueError:  # no user has a relevant item among those drawn
-                return float("nan")
+        def scorer(scores: np.ndarray) -> Callable[[np.ndarray], float]:
+            def value(columns: np.ndarray) -> float:
+                try:
+                    return ranking_metrics(lambda users: scores[users][:, columns], relevant[:, columns], ks,
+                                           map_k, seed)[metric]
+                except ValueError:  # no user has a relevant item among those drawn
+                    return float("nan")
+            return value
 
+    value_a, value_b = scorer(scores_a), scorer(scores_b)
     difference, low, high, values = cluster_bootstrap(
-        lambda columns: value(scores_a, columns) - value(scores_b, columns), item_clusters, resamples, level, seed
+        lambda columns: value_a(columns) - value_b(columns), item_clusters, resamples, level, seed
     )
     return Difference(
-        a=value(scores_a, everything), b=value(scores_b, everything), difference=difference, low=low, high=high,
+        a=value_a(everything), b=value_b(everything), difference=difference, low=low, high=high,
         p_not_positive=float(np.mean(values <= 0)) if len(values) else float("nan"),
         clusters=len(cluster_indices(item_clusters)), resamples=len(values),
     )
