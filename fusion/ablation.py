@@ -198,7 +198,7 @@ def _run(paths: DataPaths, out: Path, genome: Sequence[str] | None, audio_rows: 
     content = catalog_sources(features, manifest, labels, split.item_ids)
     rows = ablation_rows(list(labels.groups), genome or list(labels.groups), content[0], audio_rows)
     train, training_items = _training_items(split, manifest)
-    artists = _item_artists(split, manifest, artist_col, paths.manifest)
+    artists = item_artists(split, manifest, artist_col, paths.manifest)
     digest = {path.name: file_sha256(path) for path in (paths.manifest, paths.vocab, paths.coldstart)}
     feature_digest = file_sha256(paths.features)
     # What the models are fed, recorded in their packages: the split's factors, and for fusion rows the
@@ -267,7 +267,7 @@ def _training_items(split: ColdStartSplit, manifest: pd.DataFrame) -> tuple[np.n
     return chosen, f"warm items marked train in {FUSION_SPLIT}"
 
 
-def _item_artists(split: ColdStartSplit, manifest: pd.DataFrame, artist_col: str | None,
+def item_artists(split: ColdStartSplit, manifest: pd.DataFrame, artist_col: str | None,
                   source: Path) -> np.ndarray:
     """The artist of each cold-test item, as `tagging.evaluate.resampling_clusters` finds it (``"auto"``: its
     default column); None for every item when there is no artist column or ``artist_col`` is None."""
@@ -411,8 +411,6 @@ def row_differences(predictions: dict[str, np.ndarray], split: ColdStartSplit, a
     """
     items = split.items("cold_test")
     relevant = split.plays[:, items]
-    truth = split.item_factors[items]
-    played = np.diff(relevant.tocsc().indptr) > 0  # an unplayed item has no true direction
     metric = f"recall@{ks[0]}"
     users = split.user_factors.astype(np.float64)
     records = []
@@ -425,9 +423,8 @@ def row_differences(predictions: dict[str, np.ndarray], split: ColdStartSplit, a
     for name in predictions:
         scores = users @ np.asarray(predictions[name], dtype=np.float64).T
         if before is not None:
-            add(name, before, "cosine_distance", paired_difference(
-                lambda target, predicted: mean_cosine_distance(predicted, target), truth[played],
-                predictions[name][played], predictions[before][played], artists[played], resamples, seed=seed))
+            add(name, before, "cosine_distance", cosine_difference(predictions[name], predictions[before], split,
+                                                                   artists, resamples, seed))
             add(name, before, metric, paired_ranking_difference(
                 scores, before_scores, relevant, artists, metric, ks, map_k, resamples, seed=seed))
         if split.prior is not None:
@@ -436,6 +433,25 @@ def row_differences(predictions: dict[str, np.ndarray], split: ColdStartSplit, a
                 scores, popularity, relevant, artists, metric, ks, map_k, resamples, seed=seed))
         before, before_scores = name, scores
     return pd.DataFrame.from_records(records)
+
+
+def cosine_difference(a: np.ndarray, b: np.ndarray, split: ColdStartSplit, artists: np.ndarray,
+                      resamples: int = 1000, seed: int = 0) -> Difference:
+    """Mean cosine distance of cold-test predictions ``a`` minus that of ``b`` (negative favours ``a``), over
+    the items with plays (an unplayed item has no true direction), with an interval resampling ``artists``."""
+    items = split.items("cold_test")
+    played = np.diff(split.plays[:, items].tocsc().indptr) > 0
+    return paired_difference(lambda target, predicted: mean_cosine_distance(predicted, target),
+                             split.item_factors[items][played], np.asarray(a)[played], np.asarray(b)[played],
+                             np.asarray(artists, dtype=object)[played], resamples, seed=seed)
+
+
+def ablation_predictions(out: Path) -> dict[str, np.ndarray]:
+    """``{row name: cold-test predictions}`` of a finished ablation in ``out``, in table order."""
+    rows = json.loads((Path(out) / ROWS_FILE).read_text())
+    return {row["name"]: np.load(Path(row["dir"]) / _predictions_file(Row(row["name"], tuple(row["inputs"]),
+                                                                              row["pooling"])))
+            for row in rows}
 
 
 def differences_markdown(differences: pd.DataFrame, artists: np.ndarray, training: str, n_train: int) -> str:
