@@ -18,13 +18,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from coldtag.storage import ProvenanceError, read_package, save_package
 from fusion.data import SCORES, assemble, is_content, modality_of
 from fusion.model import LateFusionRegressor
 from recsys import Recommender, topk
-from tagging.audio import AudioDecodeError, load_audio
+from tagging.annotation import Item, TrackReader, content_embeddings, group_fields, informative
 from tagging.image import CoverEncoder, CoverError, load_cover
 from tagging.models import AudioTagger
 from tagging.multimodal import MultimodalTagger
@@ -53,6 +54,8 @@ class ColdStartPipeline:
     Models loaded from packages must agree on what made them: the fusion model and the multimodal
     tagger must have been trained on features of this very audio tagger, else `ProvenanceError`.
     """
+
+    package: dict | None = None  # the package record it was loaded from or last saved as
 
     def __init__(self, tagger: AudioTagger, fusion: LateFusionRegressor, recommender: Recommender,
                  multimodal: MultimodalTagger | None = None, lyrics_model: str | None = None,
@@ -103,35 +106,50 @@ class ColdStartPipeline:
                  cover: str | Path | None = None) -> dict:
         """Any subset of an audio file, a lyrics file and a cover image (at least one) -> a record:
 
-        ``modalities`` (those read), ``errors`` ({modality or "factors": reason}), ``tags`` (decided tags,
-        probabilities and graded values) and ``tags_from`` (``"multimodal"``, ``"audio"`` or None),
+        ``modalities`` (those read), ``errors`` ({modality or "factors": reason}), ``warnings`` (the
+        audio's: ``silent``, ``short``, ``clipped``; silent or short audio is not used), ``tags`` (decided
+        tags, probabilities and graded values) and ``tags_from`` (``"multimodal"``, ``"audio"`` or None),
         ``factors`` (unit vector, or None when no input of the fusion model could be computed), ``users``
         ([{user_id, score}], best first, score x_uᵀŷ) and ``similar_tracks`` ([{track_id, similarity}],
-        cosine of the factors).
+        cosine of the factors). Audio is read on the tagger's chunk grid, streaming long files.
         """
         paths = {"audio": audio, "lyrics": lyrics, "cover": cover}
         if all(path is None for path in paths.values()):
             raise ValueError(f"give at least one of {MODALITIES}")
-        sources, embeddings, errors = {}, {}, {}
+        embeddings, errors, warnings = {}, {}, []
         audio_scores = None
-        for modality, path in paths.items():
+        if audio is not None:
+            track = TrackReader.for_tagger(self.tagger)(Item("", str(audio)))
+            if track["error"] is not None:
+                errors["audio"] = f"{audio}: {track['error']['message']}"
+            else:
+                warnings = track["warnings"]
+                outputs = self.tagger.chunk_outputs([track["chunks"]])
+                if informative(track):
+                    embeddings["audio"] = outputs.embedding[0]
+                    audio_scores = {group: value[0] for group, value in outputs.scores.items()}
+        for modality, path in (("lyrics", lyrics), ("cover", cover)):
             if path is None:
                 continue
             try:
-                if modality == "audio":
-                    outputs = self.tagger.track_outputs(load_audio(path, self.tagger.sample_rate).unsqueeze(0))
-                    embeddings["audio"] = outputs.embedding[0]
-                    audio_scores = {group: value[0] for group, value in outputs.scores.items()}
-                    sources.update({SCORES + group: value.numpy()[None] for group, value in audio_scores.items()})
-                elif modality == "lyrics":
+                if modality == "lyrics":
                     encoder = self.lyrics_encoder
                     embeddings["lyrics"] = encoder(**encoder.tokenize([read_lyrics(path)]))[0]
                 else:
                     image = load_cover(path, self.config["cover_size"]).unsqueeze(0)
                     embeddings["cover"] = self.cover_encoder(image)[0]
-            except (AudioDecodeError, LyricsError, CoverError) as error:
+            except (LyricsError, CoverError) as error:
                 errors[modality] = str(error)
-        sources.update({m: e.float().numpy()[None] for m, e in embeddings.items()})
+        return {"warnings": warnings, **self.predict(embeddings, audio_scores, errors)}
+
+    def predict(self, embeddings: dict[str, torch.Tensor], audio_scores: dict[str, torch.Tensor] | None,
+                errors: dict | None = None) -> dict:
+        """One track's content embeddings ``{modality: (dim,)}`` (and the tagger's scores of its audio) ->
+        the record of `__call__` without ``warnings``."""
+        errors = {} if errors is None else errors
+        sources = {m: e.float().cpu().numpy()[None] for m, e in embeddings.items()}
+        if audio_scores is not None:
+            sources.update({SCORES + group: value.cpu().numpy()[None] for group, value in audio_scores.items()})
         record = {"modalities": list(embeddings), "errors": errors, **self._tags(embeddings, audio_scores)}
         usable = [name for name in self.fusion.inputs if modality_of(name) in embeddings]
         if not usable:
@@ -139,8 +157,9 @@ class ColdStartPipeline:
                 errors["factors"] = (f"the fusion model needs one of {self.fusion.inputs}; got only "
                                      f"{list(embeddings)}")
             return record | {"factors": None, "users": [], "similar_tracks": []}
+        device = next(self.fusion.parameters()).device
         inputs, _ = assemble(sources, {m: np.ones(1, dtype=bool) for m in embeddings}, usable)
-        factors = self.fusion({n: torch.from_numpy(x) for n, x in inputs.items()})[0].numpy()  # (n_factors,)
+        factors = self.fusion({n: torch.from_numpy(x).to(device) for n, x in inputs.items()})[0].cpu().numpy()
         return record | {"factors": factors.tolist(), **self._neighbours(factors)}
 
     def _tags(self, embeddings: dict[str, torch.Tensor], audio_scores: dict | None) -> dict:
@@ -181,21 +200,24 @@ class ColdStartPipeline:
                 self.multimodal.save_pretrained(folder / "multimodal")
             self.recommender.save(folder / RECOMMENDER_FILE)
             (folder / CONFIG_FILE).write_text(json.dumps(self.config, indent=2) + "\n")
-        return save_package(directory, write, type(self).__name__, overwrite=overwrite)
+        self.package = save_package(directory, write, type(self).__name__, overwrite=overwrite)
+        return self.package
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> ColdStartPipeline:
         """Load a saved pipeline after checking every file against its record and that its models were
         made from one another (`coldtag.storage.ProvenanceError` otherwise)."""
         directory = Path(directory)
-        read_package(directory, cls.__name__)
+        record = read_package(directory, cls.__name__)
         config = json.loads((directory / CONFIG_FILE).read_text())
         multimodal = None
         if (directory / "multimodal").is_dir():
             multimodal = MultimodalTagger.from_pretrained(directory / "multimodal", map_location)
-        return cls(AudioTagger.from_pretrained(directory / "tagger", map_location),
-                   LateFusionRegressor.from_pretrained(directory / "fusion", map_location),
-                   Recommender.load(directory / RECOMMENDER_FILE), multimodal=multimodal, **config)
+        pipeline = cls(AudioTagger.from_pretrained(directory / "tagger", map_location),
+                       LateFusionRegressor.from_pretrained(directory / "fusion", map_location),
+                       Recommender.load(directory / RECOMMENDER_FILE), multimodal=multimodal, **config)
+        pipeline.package = record
+        return pipeline
 
 
 def _check_provenance(tagger: AudioTagger, fusion: LateFusionRegressor, multimodal: MultimodalTagger | None,
@@ -228,3 +250,51 @@ def _audio_input_dims(tagger: AudioTagger, names: list[str]) -> dict[str, int]:
             raise ValueError(f"fusion input {name!r} is not among what the tagger gives: {sorted(sizes)}")
         dims[name] = sizes[name]
     return dims
+
+
+class PipelineAnnotator:
+    """`coldtag annotate` with a packaged `ColdStartPipeline` (`tagging.annotation`): the tag columns of
+    the model that tags (the multimodal tagger if the pipeline has one, else the audio tagger), ``tags_from``,
+    the predicted ``factors``, the ``users`` to recommend the track to and its ``similar_tracks``."""
+
+    def __init__(self, pipeline: ColdStartPipeline):
+        self.pipeline = pipeline
+        self.package = pipeline.package
+        self.tagging_model = pipeline.multimodal or pipeline.tagger
+        wanted = set(map(modality_of, pipeline.fusion.inputs)) | set(pipeline.multimodal.modalities
+                                                                     if pipeline.multimodal else ())
+        self.reader = TrackReader.for_tagger(pipeline.tagger, lyrics="lyrics" in wanted,
+                                             cover_size=pipeline.config["cover_size"] if "cover" in wanted else None)
+
+    @classmethod
+    def from_package(cls, directory: str | Path, device: str) -> PipelineAnnotator:
+        return cls(ColdStartPipeline.from_pretrained(directory, map_location=device))
+
+    def columns(self) -> list[pa.Field]:
+        return [*group_fields(self.tagging_model), pa.field("tags_from", pa.string()),
+                pa.field("factors", pa.list_(pa.float32())),
+                pa.field("users", pa.list_(pa.struct([("user_id", pa.string()), ("score", pa.float64())]))),
+                pa.field("similar_tracks", pa.list_(pa.struct([("track_id", pa.string()),
+                                                               ("similarity", pa.float64())])))]
+
+    @torch.inference_mode()
+    def predict(self, tracks: list[dict]) -> list[dict]:
+        pipeline = self.pipeline
+        device = next(pipeline.tagger.parameters()).device
+        audio_scores: list[dict] = []
+        embeddings = content_embeddings(
+            tracks, pipeline.tagger, pipeline.lyrics_encoder.to(device) if self.reader.lyrics else None,
+            pipeline.cover_encoder.to(device) if self.reader.cover_size else None, device, audio_scores)
+        results = []
+        for index in range(len(tracks)):
+            known = {m: column[index] for m, column in embeddings.items() if column[index] is not None}
+            record = pipeline.predict(known, audio_scores[index] if "audio" in known else None)
+            tags = record["tags"] or {name: None for name in self.tagging_model.labels.groups}
+            users = [{"user_id": str(u["user_id"]), "score": u["score"]} for u in record["users"]]
+            similar = [{"track_id": str(t["track_id"]), "similarity": t["similarity"]}
+                       for t in record["similar_tracks"]]
+            results.append({"modalities": record["modalities"], **{g: tags.get(g) for g in tags},
+                            "embedding": known["audio"].tolist() if "audio" in known else None,
+                            "tags_from": record["tags_from"], "factors": record["factors"], "users": users,
+                            "similar_tracks": similar})
+        return results

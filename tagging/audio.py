@@ -45,6 +45,10 @@ from torchcodec.decoders import AudioDecoder
 
 from tagging.errors import UnusableFileError
 
+# The suffixes a folder of uploads is searched for (containers whose audio stream FFmpeg reads).
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".mp4", ".aif",
+                            ".aiff", ".wma", ".webm", ".mka"})
+
 # A decoded length this much shorter than the header's duration means the file was cut. The slack covers
 # codec priming and padding (tens of ms) and header estimates; a VBR MP3 without a Xing/LAME header can still
 # be misreported, since FFmpeg then guesses its duration from the first frame's bit rate.
@@ -211,6 +215,47 @@ def _chunks(reader: _SampleReader, size: int, hop: int) -> Iterator[AudioChunk]:
         if reader.length is not None and start + size >= reader.length:
             return
         start += hop
+
+
+def scan_length(path: str | os.PathLike, sample_rate: int, *, min_seconds: float = 0.05,
+                block_seconds: float = 60.0) -> tuple[int, torch.Tensor]:
+    """One streaming pass over ``path``: its length in samples at ``sample_rate`` and a histogram of
+    ``|sample|`` (`level_histogram`), in O(block) memory; raises as `stream_audio` does.
+
+    The length is that of the frame-by-frame decode, which lacks the last ~1 ms a whole-file decode
+    flushes out of the resampler (module notes)."""
+    histogram = torch.zeros(len(LEVEL_EDGES) + 1, dtype=torch.long)
+    length = 0
+    for chunk in stream_audio(path, sample_rate, block_seconds, min_seconds=min_seconds):
+        histogram += level_histogram(chunk.wave[:chunk.valid])
+        length += chunk.valid
+    return length, histogram
+
+
+def read_ranges(path: str | os.PathLike, sample_rate: int, ranges: list[tuple[int, int]], *,
+                min_seconds: float = 0.05) -> Iterator[torch.Tensor]:
+    """The samples ``[start, stop)`` of each range, in order of non-decreasing ``start`` (ranges may
+    overlap), zero-padded past the end, decoded in one forward pass with memory O(longest range)."""
+    reader = _SampleReader(path, sample_rate, min_seconds)
+    previous = 0
+    for start, stop in ranges:
+        if start < previous:
+            raise ValueError(f"ranges must not go back: {start} after {previous}")
+        previous = start
+        yield reader.read(start, stop)
+
+
+# Upper edges of the level bins of `level_histogram`: -60 dBFS (silence below), then 0.99 (clipping above).
+LEVEL_EDGES = (1e-3, 0.99)
+
+
+def level_histogram(wave: torch.Tensor) -> torch.Tensor:
+    """How many samples of ``wave`` fall below -60 dBFS, between, and at or above 0.99 of full scale:
+    enough to tell a silent track (nothing above -60 dBFS) and a clipped one, summed block by block."""
+    level = wave.abs()
+    silent = int((level < LEVEL_EDGES[0]).sum())
+    loud = int((level >= LEVEL_EDGES[1]).sum())
+    return torch.tensor([silent, level.numel() - silent - loud, loud])
 
 
 def _load_whole(path: str | os.PathLike, sample_rate: int, min_seconds: float) -> torch.Tensor:

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from coldtag.storage import atomic_write, write_json
-from tagging.labels import MULTILABEL, GradedScores, MultilabelScores
+from tagging.labels import MULTILABEL
+from tagging.metrics import GradedScores, MultilabelScores
 from tagging.models import AudioTagger, TaggerBase
 from tagging.multimodal import MultimodalTagger
 

@@ -434,34 +434,47 @@ class AudioTagger(TaggerBase):
                       chunk_batch: int = 64) -> TrackOutputs:
         """Whole tracks ``(tracks, time)`` (zero-padded, true ``lengths``) -> pooled outputs per track.
 
-        Every track is cut on the same deterministic `chunk_starts` grid; chunks run in batches of
-        ``chunk_batch`` and are averaged per track, so one file always gives the same numbers and the
-        memory used does not grow with the number of chunks a batch holds.
+        Every track is cut on the same deterministic `chunk_starts` grid (`track_chunks`); chunks run in
+        batches of ``chunk_batch`` and are averaged per track (`chunk_outputs`), so one file always gives
+        the same numbers and the memory used does not grow with the number of chunks a batch holds.
         """
         if waves.dim() != 2:
             raise ValueError(f"track_outputs expects (tracks, time), got shape {tuple(waves.shape)}")
         if lengths is None:
             lengths = torch.full((len(waves),), waves.shape[1], dtype=torch.long)
-        chunks, owner = [], []
+        chunks = []
         for track, length in enumerate(lengths.tolist()):
             if length == 0:
                 raise ValueError(f"track {track} has no samples")
-            for start in chunk_starts(length, self.chunk_samples, self.eval_chunks):
-                piece = waves[track, start:min(start + self.chunk_samples, length)]
-                chunks.append(F.pad(piece, (0, self.chunk_samples - len(piece))))
-                owner.append(track)
-        owner = torch.tensor(owner, device=waves.device)
-        embedding_sum = waves.new_zeros(len(waves), self.embedding_dim, dtype=torch.float32)
-        score_sums = {name: waves.new_zeros(len(waves), len(group), dtype=torch.float32)
+            chunks.append(self.track_chunks(waves[track, :length]))
+        return self.chunk_outputs(chunks, chunk_batch)
+
+    def track_chunks(self, wave: torch.Tensor) -> torch.Tensor:
+        """One track ``(time,)`` -> its evaluation chunks ``(chunks, chunk_samples)``, zero-padded.
+
+        What `track_outputs` runs on; a reader that streams a long file produces the same chunks from
+        `chunk_starts` over the file's length without holding the whole waveform."""
+        pieces = []
+        for start in chunk_starts(len(wave), self.chunk_samples, self.eval_chunks):
+            piece = wave[start:start + self.chunk_samples]
+            pieces.append(F.pad(piece, (0, self.chunk_samples - len(piece))))
+        return torch.stack(pieces)
+
+    def chunk_outputs(self, chunks: list[torch.Tensor], chunk_batch: int = 64) -> TrackOutputs:
+        """Each track's chunks ``[(chunks_i, chunk_samples), ...]`` -> outputs averaged over its chunks."""
+        owner = torch.cat([torch.full((len(c),), track, dtype=torch.long) for track, c in enumerate(chunks)])
+        flat = torch.cat(chunks)
+        owner = owner.to(flat.device)
+        embedding_sum = flat.new_zeros(len(chunks), self.embedding_dim, dtype=torch.float32)
+        score_sums = {name: flat.new_zeros(len(chunks), len(group), dtype=torch.float32)
                       for name, group in self.labels.groups.items()}
-        for begin in range(0, len(chunks), chunk_batch):
-            batch = torch.stack(chunks[begin:begin + chunk_batch])
+        for begin in range(0, len(flat), chunk_batch):
             index = owner[begin:begin + chunk_batch]
-            embedding = self.forward_features(batch)
+            embedding = self.forward_features(flat[begin:begin + chunk_batch])
             embedding_sum.index_add_(0, index, embedding.float())
             for name, out in self.scores(self.forward_head(embedding)).items():
                 score_sums[name].index_add_(0, index, out.float())
-        counts = torch.bincount(owner, minlength=len(waves)).unsqueeze(1).float()
+        counts = torch.bincount(owner, minlength=len(chunks)).unsqueeze(1).float()
         return TrackOutputs(embedding=embedding_sum / counts,
                             scores={name: s / counts for name, s in score_sums.items()})
 

@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
-from tagging.labels import GradedScores, LabelSpace, MultilabelScores, f1_optimal_thresholds, read_manifest
+from tagging.labels import LabelSpace, f1_optimal_thresholds, read_manifest
 from tagging.lightning import masked_losses
+from tagging.metrics import GradedScores, MultilabelScores
 
 VOCAB = {"groups": {
     "genre": {"type": "multilabel", "labels": ["rock", "jazz", "folk"]},

@@ -8,7 +8,7 @@ import torch
 from tagging.data import FeatureDataModule
 from tagging.features import TrackFeatures, extract_features
 from tagging.image import CoverEncoder
-from tagging.labels import MultilabelScores
+from tagging.metrics import MultilabelScores
 from tagging.models import AudioTagger
 from tagging.multimodal import MultimodalTagger
 from tagging.text import LyricsEncoder
