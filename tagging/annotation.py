@@ -7,9 +7,13 @@ The pieces every engine shares (``coldtag annotate`` in ``annotate.py`` picks th
   sidecars of the same stem), a manifest (CSV/TSV/JSONL/Parquet) or a glob -> `Item`\\ s, confined to
   the input root.
 - `TrackReader`: what a decoding worker does with one item. It never raises: a bad file gives its
-  error. Audio is cut on the evaluation grid of `AudioTagger.track_chunks`; a file whose header says it is
-  longer than ``stream_above_seconds`` is read twice frame by frame (length first, then only the chunks),
-  so memory does not grow with its length.
+  error. Audio is cut on the evaluation grid of `AudioTagger.track_chunks`, so a file gets the numbers of
+  ``tagger.annotate(load_audio(path))``. A file whose header says it is longer than
+  ``stream_above_seconds`` (10 minutes) is read frame by frame twice, its length first (`scan_length`),
+  then only its chunks, so memory does not grow with its length; its grid is then laid on a length that
+  may be one sample off the whole decode's, and its last chunk lacks the last ~1 ms that only a
+  whole-file decode flushes out of the resampler, so its numbers differ slightly (up to ~4e-3 in a
+  probability on the demo tracks) from ``annotate(load_audio(path))``, but are the same in every engine.
 - An *annotator* wraps a packaged model: `AudioAnnotator`, `MultimodalAnnotator` here and
   ``fusion.pipeline.PipelineAnnotator`` for a cold-start pipeline. Each gives the model's own columns
   (`columns`) and turns a batch of decoded tracks into column values (`predict`).

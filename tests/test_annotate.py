@@ -1,20 +1,28 @@
-"""`coldtag annotate`, the local engine: a folder of good and broken files, records equal to
-`AudioTagger.annotate`, resuming, retries."""
+"""`coldtag annotate`: every input once, with one record layout, whatever the engine, the batch or an
+interruption; warnings instead of invented tags; packages of every kind."""
 
 import json
+import math
 import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import torch
+from torchcodec.encoders import AudioEncoder
 
-import annotate
+import tagging.annotation as annotation
 from annotate import cli_main
+from tagging.annotation import Item, TrackReader, read_annotations
 from tagging.audio import load_audio
-from tagging.models import AudioTagger
+from tagging.models import AudioTagger, chunk_starts
 
+ROOT = Path(__file__).resolve().parents[1]
 GOOD_PER_CODEC = 2
 BAD = {  # name -> the reason the record gives
     "empty.wav": "empty",
@@ -24,11 +32,13 @@ BAD = {  # name -> the reason the record gives
     "folder.mp3": "not a file",
     "dangling.flac": "missing",
 }
+TIMINGS = ("seconds",)
 
 
 @pytest.fixture(scope="module")
 def catalog(tiny_catalog, tmp_path_factory):
-    """Two good files of each codec (some in a subfolder) beside one of each kind of bad file."""
+    """Two good files of each codec (some in a subfolder) beside one of each kind of bad file, a silent
+    file and a 0.2 s tone."""
     root = tmp_path_factory.mktemp("uploads")
     manifest = pd.read_parquet(tiny_catalog / "manifest.parquet")
     good = []
@@ -40,6 +50,8 @@ def catalog(tiny_catalog, tmp_path_factory):
             (root / name).parent.mkdir(exist_ok=True)
             shutil.copy(tiny_catalog / path, root / name)
             good.append(name)
+    _encode(root / "silent.wav", torch.zeros(1, 8000 * 5))
+    _encode(root / "tone.wav", 0.5 * torch.sin(torch.arange(1600) * 2 * math.pi * 440 / 8000).unsqueeze(0))
     (root / "empty.wav").write_bytes(b"")
     (root / "noise.mp3").write_bytes(np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
     (root / "text.wav").write_text("not audio at all\n" * 50)
@@ -51,14 +63,42 @@ def catalog(tiny_catalog, tmp_path_factory):
     return root, sorted(good)
 
 
+def _encode(path: Path, wave: torch.Tensor, rate: int = 8000) -> None:
+    AudioEncoder(wave, sample_rate=rate).to_file(str(path))
+
+
 def _records(out) -> pd.DataFrame:
-    parts = sorted((out / "parts").glob("part-*.parquet"))
-    return pd.concat([pq.read_table(p).to_pandas() for p in parts], ignore_index=True)
+    return read_annotations(out).to_pandas().set_index("id").sort_index()
 
 
 def _run(source, model, out, *extra) -> int:
     return cli_main([str(source), "--model", str(model), "--out", str(out), "--workers", "2", "--batch-size", "3",
-                     "--part-size", "4", *extra])
+                     "--part-size", "4", "--no-progress", *extra])
+
+
+def _assert_same_records(left: pd.DataFrame, right: pd.DataFrame, tolerance: float = 1e-5) -> None:
+    """Equal record for record: floats to ``tolerance``, timings excluded."""
+    assert list(left.index) == list(right.index)
+    assert list(left.columns) == list(right.columns)
+    for track in left.index:
+        for column in left.columns:
+            if column not in TIMINGS:
+                _assert_close(left.at[track, column], right.at[track, column], tolerance, f"{track}.{column}")
+
+
+def _assert_close(a, b, tolerance, where):
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _assert_close(a[key], b[key], tolerance, f"{where}.{key}")
+    elif isinstance(a, (list, tuple, np.ndarray)) and isinstance(b, (list, tuple, np.ndarray)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_close(x, y, tolerance, f"{where}[{i}]")
+    elif isinstance(a, (float, np.floating)) and isinstance(b, (float, np.floating)):
+        assert (math.isnan(a) and math.isnan(b)) or abs(float(a) - float(b)) <= tolerance, (where, a, b)
+    else:
+        assert a == b or (a is None and b is None), (where, a, b)
 
 
 @pytest.fixture(scope="module")
@@ -73,154 +113,267 @@ def test_good_files_are_annotated_and_every_bad_one_is_one_error_record(catalog,
     _, good = catalog
     out, code = first_run
     assert code == 0
-    records = _records(out).set_index("id")
-    assert sorted(records.index) == sorted(good + list(BAD))  # each file once, notes.txt not listed
-    assert records.loc[good, "error"].isna().all()
+    records = _records(out)
+    assert sorted(records.index) == sorted([*good, *BAD, "silent.wav", "tone.wav"])
     for name, reason in BAD.items():
         error = records.loc[name, "error"]
         assert error["type"] == "AudioDecodeError" and error["message"].startswith(reason), (name, error)
-        assert records.loc[name, ["genre", "embedding", "duration"]].isna().all()
-    assert records.loc["flac0.flac", "size"] == (catalog[0] / "flac0.flac").stat().st_size
-    assert records.loc["dangling.flac", ["size", "mtime"]].isna().all()
-    package = json.loads((tiny_tagger.export / "package.json").read_text())
-    assert (records["model_sha256"] == package["sha256"]).all()
-    assert (records["seconds"] > 0).all()
-    # One layout for every part file, whatever the records in it.
-    schemas = {pq.read_schema(p).to_string() for p in (out / "parts").glob("part-*.parquet")}
-    assert len(schemas) == 1 and len(list((out / "parts").glob("part-*.parquet"))) == 3  # 12 records, 4 a part
+        assert records.loc[name, "genre"] is None and records.loc[name, "embedding"] is None
+    fine = records[records["error"].isna()]
+    assert sorted(fine.index) == sorted([*good, "silent.wav", "tone.wav"])
+    assert (fine["model_sha256"] == AudioTagger.from_pretrained(tiny_tagger.export).package["sha256"]).all()
+    assert fine["duration"].gt(0).all() and fine["sample_rate"].gt(0).all() and fine["channels"].ge(1).all()
+    assert all(list(m) == ["audio"] for m in fine["modalities"])
     summary = json.loads((out / "summary.json").read_text())
-    assert (summary["done"], summary["skipped"], summary["failed"]) == (len(good), 0, len(BAD))
+    assert (summary["done"], summary["failed"], summary["skipped"]) == (len(good) + 2, len(BAD), 0)
     assert summary["failed_by_reason"]["AudioDecodeError: not audio"] == 2
+    # Every part file has the same columns, the failed records' included.
+    parts = sorted((out / "parts").glob("part-*.parquet"))
+    assert len(parts) > 1 and len({pq.read_schema(p).to_string() for p in parts}) == 1
 
 
-def test_records_equal_annotate_on_the_loaded_file_whatever_the_batch(catalog, first_run, tiny_tagger):
+def test_silent_and_too_short_audio_is_flagged_and_gets_no_decided_tags(first_run):
+    records = _records(first_run[0])
+    assert list(records.loc["silent.wav", "warnings"]) == ["silent"]
+    assert list(records.loc["tone.wav", "warnings"]) == ["short"]
+    for name in ("silent.wav", "tone.wav"):
+        assert list(records.loc[name, "genre"]["tags"]) == [] and records.loc[name, "graded"] is None
+        assert len(records.loc[name, "genre"]["probabilities"]) > 0  # the model's numbers are kept
+    assert list(records.loc["wav0.wav", "warnings"]) == []
+
+
+def test_records_equal_annotate_on_the_loaded_file_whatever_the_batch(catalog, first_run, tiny_tagger, tmp_path):
     root, good = catalog
-    out, _ = first_run
-    records = _records(out).set_index("id")
-    tagger = AudioTagger.from_pretrained(tiny_tagger.export)
+    model = AudioTagger.from_pretrained(tiny_tagger.export)
+    records = _records(first_run[0])
+    assert _run(root, tiny_tagger.export, tmp_path / "one", "--batch-size", "1", "--workers", "0") == 0
+    _assert_same_records(_records(tmp_path / "one"), records)
     for name in good:
-        wave = load_audio(root / name, tagger.sample_rate)
-        expected = tagger.annotate(wave)
-        record = records.loc[name]
-        np.testing.assert_allclose(record["embedding"], expected["embedding"], atol=1e-5)
-        for group, value in expected.items():
-            if group == "embedding":
-                continue
-            if "probabilities" in value:
-                assert list(record[group]["tags"]) == value["tags"]
-                got = record[group]["probabilities"]
-                np.testing.assert_allclose([got[k] for k in value["probabilities"]],
-                                           list(value["probabilities"].values()), atol=1e-5)
+        expected = model.annotate(load_audio(root / name, model.sample_rate))
+        np.testing.assert_allclose(records.loc[name, "embedding"], expected["embedding"], atol=1e-5)
+        for group in model.labels.groups:
+            value = records.loc[name, group]
+            if "probabilities" in expected[group]:
+                np.testing.assert_allclose(list(value["probabilities"].values()),
+                                           list(expected[group]["probabilities"].values()), atol=1e-5)
+                assert list(value["tags"]) == expected[group]["tags"]
             else:
-                np.testing.assert_allclose([record[group][k] for k in value], list(value.values()), atol=1e-5)
-        assert record["duration"] == pytest.approx(len(wave) / tagger.sample_rate)
-        assert record["sample_rate"] > 0 and record["channels"] >= 1
+                np.testing.assert_allclose(list(value.values()), list(expected[group].values()), atol=1e-5)
+
+
+def test_a_long_file_is_streamed_chunk_by_chunk_on_the_grid_of_its_length(catalog, tiny_tagger):
+    root, good = catalog
+    model = AudioTagger.from_pretrained(tiny_tagger.export)
+    for name in good:
+        wave = load_audio(root / name, model.sample_rate)
+        streamed = TrackReader.for_tagger(model, stream_above_seconds=0.5)(Item(name, str(root / name)))
+        length = round(streamed["duration"] * model.sample_rate)
+        assert abs(length - len(wave)) <= 1, name  # the length, found without resampling
+        starts = chunk_starts(length, model.chunk_samples, model.eval_chunks)
+        assert len(streamed["chunks"]) == len(starts)
+        # Each chunk holds the samples of the whole decode from its start on, except the last few of the
+        # file, which only a whole-file decode flushes out of the resampler (as in test_audio).
+        end = len(wave) - 64
+        for start, chunk in zip(starts, streamed["chunks"], strict=True):
+            stop = min(start + model.chunk_samples, end)
+            torch.testing.assert_close(chunk[:stop - start], wave[start:stop], rtol=0, atol=0)
+            assert not chunk[length - start:].any()  # zero-padded past the end
 
 
 def test_a_second_run_skips_everything_and_retry_errors_retries_only_the_failures(catalog, tiny_tagger, first_run,
                                                                                 tmp_path, capsys):
-    root, good = catalog
+    root, _ = catalog
     out = tmp_path / "out"
     shutil.copytree(first_run[0], out)
     before = _records(out)
+    capsys.readouterr()
     assert _run(root, tiny_tagger.export, out) == 0
-    assert "0 done, 12 skipped, 0 failed" in capsys.readouterr().out
+    assert f"0 done, {len(before)} skipped, 0 failed" in capsys.readouterr().err
     pd.testing.assert_frame_equal(_records(out), before)
 
-    fixed = root.parent / f"{root.name}-fixed"
-    shutil.copytree(root, fixed, symlinks=True)
-    (fixed / "empty.wav").unlink()
-    shutil.copy(fixed / "wav0.wav", fixed / "empty.wav")  # the failure is fixed upstream
-    shutil.copytree(out, tmp_path / "out-fixed")
-    assert _run(fixed, tiny_tagger.export, tmp_path / "out-fixed") == 0  # size and mtime changed: done again
-    assert "1 done, 11 skipped, 0 failed" in capsys.readouterr().out
+    uploads = tmp_path / "uploads"
+    shutil.copytree(root, uploads, symlinks=True)
+    assert _run(uploads, tiny_tagger.export, tmp_path / "out-fixed") == 0
+    (uploads / "empty.wav").unlink()
+    shutil.copy(uploads / "wav0.wav", uploads / "empty.wav")  # the failure is fixed upstream
+    capsys.readouterr()
+    assert _run(uploads, tiny_tagger.export, tmp_path / "out-fixed") == 0  # size and mtime changed: done again
+    assert f"1 done, {len(before) - 1} skipped, 0 failed" in capsys.readouterr().err
 
     assert _run(root, tiny_tagger.export, out, "--retry-errors") == 0
-    assert capsys.readouterr().out.startswith(f"coldtag annotate: 0 done, {len(good)} skipped, {len(BAD)} failed")
+    assert f"0 done, {len(before) - len(BAD)} skipped, {len(BAD)} failed" in capsys.readouterr().err
     after = _records(out)
-    assert sorted(after["id"]) == sorted(before["id"])  # retried records replaced, not duplicated
-    kept = before[before["error"].isna()].sort_values("id").reset_index(drop=True)
-    pd.testing.assert_frame_equal(after[after["error"].isna()].sort_values("id").reset_index(drop=True), kept)
-    fixed_records = _records(tmp_path / "out-fixed").set_index("id")
+    assert list(after.index) == list(before.index)  # retried records replaced, not duplicated
+    _assert_same_records(after, before)
+    fixed_records = _records(tmp_path / "out-fixed")
     assert fixed_records.loc["empty.wav", "error"] is None and len(fixed_records) == len(before)
 
 
-def test_an_interrupted_run_resumed_gives_the_records_of_one_uninterrupted_run(catalog, tiny_tagger, first_run,
-                                                                             tmp_path, monkeypatch):
+KILLER = """
+import os, signal, sys
+import tagging.annotation as annotation
+from annotate import cli_main
+
+event, at, seen = sys.argv[1], int(sys.argv[2]), [0]
+
+def checkpoint(name):
+    if name == event:
+        seen[0] += 1
+        if seen[0] == at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+annotation.checkpoint = checkpoint
+sys.exit(cli_main(sys.argv[3:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_run_killed_at_any_point_then_resumed_gives_the_records_of_one_uninterrupted_run(
+        catalog, tiny_tagger, first_run, tmp_path):
     root, _ = catalog
-    assert _run(root, tiny_tagger.export, tmp_path / "limited", "--limit", "5") == 0
-    assert len(_records(tmp_path / "limited")) == 5
-
-    def crash(path):
-        raise KeyboardInterrupt(f"stopped after {path.name}")
-
-    monkeypatch.setattr(annotate, "_committed", crash)
-    with pytest.raises(KeyboardInterrupt):
-        _run(root, tiny_tagger.export, tmp_path / "crashed")
-    assert len(_records(tmp_path / "crashed")) == 4  # the first part file only
-    monkeypatch.undo()
-
-    columns = ["id", "path", "size", "mtime", "duration", "error"]
-    expected = _records(first_run[0])[columns].sort_values("id").reset_index(drop=True)
-    for out in ("limited", "crashed"):
-        assert _run(root, tiny_tagger.export, tmp_path / out) == 0
-        records = _records(tmp_path / out)
-        assert records["id"].is_unique
-        pd.testing.assert_frame_equal(records[columns].sort_values("id").reset_index(drop=True), expected)
+    expected = _records(first_run[0])
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    arguments = [str(root), "--model", str(tiny_tagger.export), "--workers", "1", "--batch-size", "2",
+                 "--part-size", "4", "--no-progress"]
+    for event, at in (("decoded", 2), ("committed", 2)):
+        out = tmp_path / f"{event}-{at}"
+        killed = subprocess.run([sys.executable, str(script), event, str(at), *arguments, "--out", str(out)],
+                                cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)}, capture_output=True,
+                                timeout=300)
+        assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+        assert cli_main([*arguments, "--out", str(out)]) == 0
+        _assert_same_records(_records(out), expected)
+    # Killed while superseding older parts (a retry replaced their failed records): a re-run finishes the job.
+    killed = subprocess.run([sys.executable, str(script), "superseded", "1", *arguments, "--out", str(out),
+                             "--retry-errors"], cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)},
+                            capture_output=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    assert cli_main([*arguments, "--out", str(out)]) == 0
+    records = _records(out)
+    assert records.index.is_unique
+    _assert_same_records(records, expected)
 
 
 def test_overwrite_starts_over(catalog, tiny_tagger, first_run, tmp_path, capsys):
-    root, good = catalog
+    root, _ = catalog
     out = tmp_path / "out"
     shutil.copytree(first_run[0], out)
+    total = len(_records(out))
+    capsys.readouterr()
     assert _run(root, tiny_tagger.export, out, "--overwrite") == 0
-    assert capsys.readouterr().out.startswith(f"coldtag annotate: {len(good)} done, 0 skipped, {len(BAD)} failed")
-    assert len(_records(out)) == len(good) + len(BAD)
+    assert f"{total - len(BAD)} done, 0 skipped, {len(BAD)} failed" in capsys.readouterr().err
+    assert len(_records(out)) == total
 
 
-def test_bad_arguments_and_unsupported_models_exit_non_zero_with_one_line(catalog, tiny_tagger, tmp_path, capsys):
+def test_bad_arguments_and_unusable_models_exit_2_with_one_line(catalog, tiny_tagger, tmp_path, capsys):
     root, _ = catalog
     assert cli_main([str(tmp_path / "nowhere"), "--model", str(tiny_tagger.export), "--out", str(tmp_path)]) == 2
-    message = f"coldtag annotate: error: {tmp_path / 'nowhere'}: no such folder or manifest"
+    message = f"coldtag annotate: error: {tmp_path / 'nowhere'}: no such folder, manifest or pattern"
     assert capsys.readouterr().err.strip() == message
     assert _run(root, tiny_tagger.export, tmp_path / "o", "--batch-size", "0") == 2
     assert "--batch-size must be >= 1, got 0" in capsys.readouterr().err
-    assert _run(root, tmp_path, tmp_path / "o") == 1
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "not a model package" in err
-    other = tmp_path / "pipeline"
-    other.mkdir()
-    (other / "package.json").write_text(json.dumps({"kind": "ColdStartPipeline"}))
-    assert _run(root, other, tmp_path / "o") == 1
-    assert "a ColdStartPipeline package; only AudioTagger packages are supported yet" in capsys.readouterr().err
+    for model, says in ((tmp_path, "not a model package"),
+                        (_package(tmp_path / "fusion", "LateFusionRegressor"), "a LateFusionRegressor package")):
+        assert _run(root, model, tmp_path / "o") == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and says in err, err
+    if not torch.cuda.is_available():
+        assert _run(root, tiny_tagger.export, tmp_path / "o", "--device", "cuda") == 2
+        assert "CUDA is not available" in capsys.readouterr().err
     only_bad = tmp_path / "only-bad"
     only_bad.mkdir()
     (only_bad / "empty.wav").write_bytes(b"")
-    assert _run(only_bad, tiny_tagger.export, tmp_path / "o") == 1  # nothing could be done
+    assert _run(only_bad, tiny_tagger.export, tmp_path / "o2") == 1  # nothing could be done
 
 
-def test_a_manifest_gives_its_ids(catalog, tiny_tagger, tmp_path):
+def _package(folder: Path, kind: str) -> Path:
+    folder.mkdir()
+    (folder / "package.json").write_text(json.dumps({"kind": kind}))
+    return folder
+
+
+def test_a_manifest_gives_its_ids_refuses_paths_outside_its_folder_and_keeps_the_first_of_repeated_ids(
+        catalog, tiny_tagger, tmp_path):
     root, good = catalog
-    manifest = pd.DataFrame({"track_id": [f"t{i}" for i in range(3)], "audio_path": [str(root / n) for n in good[:3]]})
-    manifest.to_csv(tmp_path / "manifest.csv", index=False)
-    assert _run(tmp_path / "manifest.csv", tiny_tagger.export, tmp_path / "out", "--workers", "0") == 0
-    records = _records(tmp_path / "out")
-    assert sorted(records["id"]) == ["t0", "t1", "t2"] and records["error"].isna().all()
-    assert sorted(records["path"]) == sorted(str(root / n) for n in good[:3])
-    assert os.path.isabs(records["path"][0])
+    shutil.copy(root / good[0], tmp_path / "a.wav")
+    shutil.copy(root / good[1], tmp_path / Path(good[1]).name)
+    outside = tmp_path.parent / f"{tmp_path.name}-secret.wav"
+    shutil.copy(root / good[0], outside)
+    second = Path(good[1]).name
+    rows = [{"track_id": "t0", "audio_path": "a.wav"}, {"track_id": "t1", "audio_path": second},
+            {"track_id": "t0", "audio_path": second}, {"track_id": "t2", "audio_path": f"../{outside.name}"},
+            {"track_id": "t3", "audio_path": str(outside)}]
+    for suffix in ("csv", "jsonl"):
+        manifest = tmp_path / f"manifest.{suffix}"
+        frame = pd.DataFrame(rows)
+        frame.to_csv(manifest, index=False) if suffix == "csv" else frame.to_json(manifest, orient="records",
+                                                                                  lines=True)
+        out = tmp_path / f"out-{suffix}"
+        assert _run(manifest, tiny_tagger.export, out, "--workers", "0") == 0
+        records = _records(out)
+        assert list(records.index) == ["t0", "t1", "t2", "t3"]
+        assert records.loc["t0", "path"] == str(tmp_path / "a.wav") and records.loc["t1", "error"] is None
+        for track in ("t2", "t3"):
+            assert records.loc[track, "error"]["message"].startswith("outside:"), records.loc[track, "error"]
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["failed_by_reason"]["manifest row left out"] == 1
+        assert "repeats an earlier row" in (out / "annotate.log").read_text()
+    assert _run(tmp_path / "manifest.csv", tiny_tagger.export, tmp_path / "allowed", "--workers", "0",
+                "--allow-outside") == 0
+    assert _records(tmp_path / "allowed")["error"].isna().all()
+
+
+def test_a_glob_and_the_jsonl_format(catalog, tiny_tagger, tmp_path):
+    root, _ = catalog
+    assert _run(f"{root}/**/*.mp3", tiny_tagger.export, tmp_path / "out", "--format", "jsonl", "--workers", "0") == 0
+    lines = [json.loads(line) for line in (tmp_path / "out" / "annotations.jsonl").read_text().splitlines()]
+    assert sorted(r["id"] for r in lines) == ["folder.mp3", "mp30.mp3", "noise.mp3", "sub/mp31.mp3"]
+    assert {tuple(r) for r in lines} == {tuple(read_annotations(tmp_path / "out").schema.names)}
 
 
 def test_an_unexpected_exception_on_one_file_is_recorded_not_raised(catalog, tiny_tagger, tmp_path, monkeypatch):
     root, good = catalog
-    real = annotate.load_audio
+    real = annotation.load_audio
 
     def flaky(path, sample_rate):
         if str(path).endswith("wav0.wav"):
             raise RuntimeError("decoder crashed")
         return real(path, sample_rate)
 
-    monkeypatch.setattr(annotate, "load_audio", flaky)
+    monkeypatch.setattr(annotation, "load_audio", flaky)
     assert _run(root, tiny_tagger.export, tmp_path / "out", "--workers", "0") == 0
-    records = _records(tmp_path / "out").set_index("id")
+    records = _records(tmp_path / "out")
     assert records.loc["wav0.wav", "error"] == {"type": "RuntimeError", "message": "decoder crashed"}
     assert records.loc[[n for n in good if n != "wav0.wav"], "error"].isna().all()
+    assert "RuntimeError: decoder crashed" in (tmp_path / "out" / "annotate.log").read_text()
+
+
+def test_a_file_that_vanishes_mid_run_is_an_error_record(catalog, tiny_tagger, tmp_path, monkeypatch):
+    root, good = catalog
+    uploads = tmp_path / "uploads"
+    shutil.copytree(root, uploads, symlinks=True)
+    last = sorted(good)[-1]
+
+    def vanish(event):
+        if event == "decoded":
+            (uploads / last).unlink(missing_ok=True)
+
+    monkeypatch.setattr(annotation, "checkpoint", vanish)
+    assert _run(uploads, tiny_tagger.export, tmp_path / "out", "--workers", "0", "--batch-size", "2") == 0
+    assert _records(tmp_path / "out").loc[last, "error"]["message"].startswith("missing")
+
+
+@pytest.mark.slow
+def test_two_ddp_processes_give_the_records_of_one(catalog, tiny_tagger, first_run, tmp_path):
+    root, _ = catalog
+    # Lightning's ddp re-launches the command line for the second process: the real command runs in a
+    # subprocess (gloo on the CPU).
+    done = subprocess.run([sys.executable, "annotate.py", str(root), "--model", str(tiny_tagger.export), "--out",
+                           str(tmp_path / "ddp"), "--engine", "ddp", "--devices", "2", "--workers", "1",
+                           "--batch-size", "3", "--part-size", "2", "--no-progress"],
+                          cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)}, capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    ranks = {p.name.split("-")[2] for p in (tmp_path / "ddp" / "parts").glob("part-*.parquet")}
+    assert ranks == {"000", "001"}
+    _assert_same_records(_records(tmp_path / "ddp"), _records(first_run[0]))
