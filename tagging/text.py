@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import codecs
 import os
-import stat
 import unicodedata
 from pathlib import Path
 
@@ -20,17 +19,8 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
-from tagging.errors import UnusableFileError
+from tagging.errors import UnusableFileError, not_regular_reason
 
-# What `read_lyrics` calls a path that is not a regular file. A FIFO or a socket would block a plain open()
-# or read() forever, a device may never end, a directory cannot be read.
-_FILE_KINDS = (
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISDIR, "a directory"),
-)
 # Opening a FIFO for reading waits for a writer unless non-blocking; it has no effect on a regular file.
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
@@ -85,9 +75,8 @@ def read_lyrics(path: str | Path, max_bytes: int = 64_000) -> str:
 
 
 def _check_regular(path: str | Path, mode: int) -> None:
-    if not stat.S_ISREG(mode):
-        kind = next((name for test, name in _FILE_KINDS if test(mode)), "an unknown kind of file")
-        raise LyricsError(path, f"not a regular file ({kind})")
+    if (reason := not_regular_reason(mode)) is not None:
+        raise LyricsError(path, reason)
 
 
 def _decode(path: str | Path, raw: bytes, complete: bool) -> str:
