@@ -344,7 +344,14 @@ def _flip_inside_frames(source, path, count: int = 5):
 
 @pytest.mark.parametrize("depth", [16, 24])
 def test_verify_flac_accepts_an_intact_file(tmp_path, depth):
-    assert verify_flac(_ffmpeg_flac(tmp_path / "intact.flac", depth)) is True
+    intact = _ffmpeg_flac(tmp_path / "intact.flac", depth)
+    assert verify_flac(intact) is True
+    # Some taggers put an ID3v2 tag before "fLaC": 10-byte header, size in 7-bit bytes, then the frames.
+    frames = b"TIT2" + (7).to_bytes(4, "big") + b"\x00\x00" + b"\x03a song"
+    tagged = tmp_path / "tagged.flac"
+    tagged.write_bytes(b"ID3\x04\x00\x00" + bytes([0, 0, 0, len(frames)]) + frames + intact.read_bytes())
+    assert audio_info(tagged).codec == "flac"
+    assert verify_flac(tagged) is True
 
 
 @pytest.mark.parametrize("depth", [16, 24])
@@ -365,6 +372,11 @@ def test_verify_flac_skips_what_it_cannot_check(tmp_path, files):
     unsigned[start : start + 16] = bytes(16)  # an encoder that computed no MD5
     (tmp_path / "unsigned.flac").write_bytes(bytes(unsigned))
     assert verify_flac(tmp_path / "unsigned.flac") is False
+    twenty_bits = bytearray(intact.read_bytes())
+    fields = int.from_bytes(twenty_bits[18:26], "big")  # rate, channels, bits per sample - 1 (bits 36-40), ...
+    twenty_bits[18:26] = (fields & ~(0x1F << 36) | (20 - 1) << 36).to_bytes(8, "big")
+    (tmp_path / "twenty.flac").write_bytes(bytes(twenty_bits))
+    assert verify_flac(tmp_path / "twenty.flac") is False  # float32 is exact for 16 and 24 bits only
     assert verify_flac(files["wav"]) is False  # not FLAC
     assert verify_flac(files["flac"]) is True  # torchcodec's own encoder writes the MD5 too
     with pytest.raises(AudioDecodeError, match="missing: no such file"):
