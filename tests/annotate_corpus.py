@@ -56,7 +56,7 @@ EXPECTED_AUDIO: dict[str, str | None] = {
     "bad/video.mp4": "unsupported",  # a video without an audio stream
     "bad/folder.mp3": "not a file",  # an empty directory
     "bad/dangling.flac": "missing",  # a symbolic link to nothing
-    "bad/damaged.flac": "corrupt",  # bytes inverted inside 6 frames: decodes, but fails its MD5
+    "bad/damaged.flac": "corrupt",  # a bit flipped inside 6 frames: decodes, but fails its MD5
 }
 EXPECTED_WARNINGS: dict[str, tuple[str, ...]] = {
     "warn/silence.wav": ("silent",),  # 30 s of zeros
@@ -103,8 +103,8 @@ def write_corpus(root: Path) -> dict[str, str | None]:
                     "-pix_fmt", "yuv420p", str(root / "bad/video.mp4")], check=True)
     (root / "bad/folder.mp3").mkdir(exist_ok=True)
     _symlink(root / "bad/dangling.flac", "gone.flac")
-    intact = _encode(root / "bad/intact.flac", _music(44100, 2, seed=7, noise=0.3), 44100)
-    _invert_inside_frames(intact, root / "bad/damaged.flac", count=6)
+    intact = _encode(root / "bad/intact.flac", _music(44100, 2, seed=7, noise=0.1), 44100)
+    _flip_bits_inside_frames(intact, root / "bad/damaged.flac", count=6)
     intact.unlink()
 
     # Sidecars: a good pair, a bad pair, a FIFO.
@@ -144,14 +144,16 @@ def _encode(path: Path, samples: torch.Tensor, rate: int) -> Path:
     return path
 
 
-def _invert_inside_frames(source: Path, path: Path, count: int) -> None:
-    """Copy a FLAC file with one byte inverted halfway between ``count`` pairs of frame sync codes: the
-    noise floor keeps residuals wide, so the frames still parse and FFmpeg decodes them without a word."""
+def _flip_bits_inside_frames(source: Path, path: Path, count: int) -> None:
+    """Copy a FLAC file with one bit flipped halfway between ``count`` pairs of frame sync codes, as a
+    storage error flips them: the lowest bit of a byte, which in this file's wide residuals leaves every
+    frame parseable, so FFmpeg decodes the damage without a word (a whole inverted byte would often break
+    the parse, which ``load_audio`` already reports)."""
     data = bytearray(source.read_bytes())
     syncs = [i for i in range(data.index(b"\xff\xf8"), len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xF8]
     for k in range(1, count + 1):
         i = len(syncs) * k // (count + 1)
-        data[(syncs[i] + syncs[i + 1]) // 2] ^= 0xFF
+        data[(syncs[i] + syncs[i + 1]) // 2] ^= 0x01
     path.write_bytes(bytes(data))
 
 

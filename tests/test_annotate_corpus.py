@@ -65,6 +65,15 @@ def test_warned_files_are_what_their_warnings_say(corpus):
             assert wave.numel() >= 3.9 * RATE and wave.abs().max() > 0.2, name
 
 
+def test_the_damaged_flac_decodes_without_a_word_and_is_not_clipped(corpus):
+    root, _, _ = corpus
+    wave = load_audio(root / "bad/damaged.flac", RATE)  # FFmpeg's silence is what verify_flac is for
+    assert wave.numel() == 4 * RATE
+    assert (wave.abs() >= 0.99).float().mean() < 1e-3  # no "clipped" warning to blur its error
+    with pytest.raises(AudioDecodeError, match="MD5"):
+        verify_flac(root / "bad/damaged.flac")
+
+
 def test_each_sidecar_gives_the_promised_outcome(corpus):
     root, _, _ = corpus
     for audio, sidecars in EXPECTED_SIDECARS.items():
