@@ -87,7 +87,8 @@ def load_cover(path: str | Path, size: int = 128, max_pixels: int | None = MAX_C
         raise CoverError(path, "empty file")
     try:
         with warnings.catch_warnings():
-            # Pillow only warns between its limit and twice it; here that is a refusal too.
+            # Pillow only warns between its limit and twice it; here that is a refusal too. (The filter is
+            # process-wide for that moment: fine for decoding workers that are processes, as in annotate.)
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 _check_pixels(path, image, max_pixels)
