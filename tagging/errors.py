@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 
 
 class UnusableFileError(ValueError):
@@ -19,3 +20,22 @@ class UnusableFileError(ValueError):
     def __reduce__(self):
         # Keeps the two-argument constructor when the error crosses a process boundary (data-loader workers).
         return type(self), (self.path, self.reason)
+
+
+# A FIFO or a socket would block a plain open() or read() forever, a device may never end, a directory
+# cannot be read: loaders refuse them by their stat mode before opening.
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISDIR, "a directory"),
+)
+
+
+def not_regular_reason(mode: int) -> str | None:
+    """``"not a regular file (a FIFO)"`` and the like for a ``st_mode`` that is not a regular file, else None."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _FILE_KINDS if test(mode)), "an unknown kind of file")
+    return f"not a regular file ({kind})"

@@ -11,6 +11,7 @@ Images Using Deep Features", ISMIR 2017).
 from __future__ import annotations
 
 import codecs
+import os
 import unicodedata
 from pathlib import Path
 
@@ -18,7 +19,10 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
-from tagging.errors import UnusableFileError
+from tagging.errors import UnusableFileError, not_regular_reason
+
+# Opening a FIFO for reading waits for a writer unless non-blocking; it has no effect on a regular file.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 # Longest BOMs first: the UTF-32-LE BOM starts with the UTF-16-LE one.
 _BOMS = (
@@ -43,12 +47,18 @@ def read_lyrics(path: str | Path, max_bytes: int = 64_000) -> str:
     Encodings: a UTF-8, UTF-16 or UTF-32 byte-order mark decides; without one, UTF-8, then cp1252, then
     latin-1 (so a Latin-1 "café" reads as "café"). A longer file is cut at ``max_bytes``, at the last
     whole character, without reading the rest. BOM-less UTF-16 contains NUL bytes and is refused as
-    binary. Raises `LyricsError` for a missing, unreadable, empty (or whitespace-only) or binary file.
+    binary. Raises `LyricsError` for a missing, unreadable, empty (or whitespace-only) or binary file, and
+    for a path that is not a regular file (FIFO, socket, device, directory; a symbolic link counts as what
+    it points to), without waiting on it: "not a regular file (a FIFO)".
     """
     if max_bytes < 1:
         raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
     try:
-        with open(path, "rb") as file:
+        _check_regular(path, os.stat(path).st_mode)
+        # Non-blocking, and checked again on the open descriptor: the path may have become a FIFO since.
+        descriptor = os.open(path, _OPEN_FLAGS)
+        with open(descriptor, "rb") as file:
+            _check_regular(path, os.fstat(descriptor).st_mode)
             raw = file.read(max_bytes)
             complete = not file.read(1)
     except FileNotFoundError:
@@ -62,6 +72,11 @@ def read_lyrics(path: str | Path, max_bytes: int = 64_000) -> str:
     if controls > _MAX_CONTROL_FRACTION * len(text):
         raise LyricsError(path, "not text")
     return text
+
+
+def _check_regular(path: str | Path, mode: int) -> None:
+    if (reason := not_regular_reason(mode)) is not None:
+        raise LyricsError(path, reason)
 
 
 def _decode(path: str | Path, raw: bytes, complete: bool) -> str:

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torchcodec.encoders import AudioEncoder
 
-from tagging.audio import AudioChunk, AudioDecodeError, audio_info, load_audio, stream_audio
+from tagging.audio import AudioChunk, AudioDecodeError, audio_info, load_audio, stream_audio, verify_flac
 
 RATE = 16000  # the rate every test decodes to
 SECONDS = 3.0
@@ -307,3 +307,77 @@ def test_crop_of_a_format_it_cannot_seek_is_exact(files):
     assert _layout(files["flac"]) is None
     exact = load_audio(files["flac"], RATE, offset=1.2, duration=0.5)
     assert torch.equal(load_crop(files["flac"], RATE, 1.2, 0.5), exact)
+
+
+# ---------------------------------------------------------------- verify_flac
+
+
+def _ffmpeg_flac(path, depth: int, seconds: float = 4.0):
+    """A stereo FLAC made by the ffmpeg command: white noise on the left, pink on the right.
+
+    Noise, so that an inverted byte lands in the wide binary part of a Rice-coded residual and changes
+    samples without breaking the parse, the damage FFmpeg decodes without a word. In a tone's small
+    residuals it often breaks the parse instead, which ``load_audio`` already reports as "corrupt".
+    """
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs the ffmpeg command")
+    sample_format = ["-sample_fmt", "s16"] if depth == 16 else ["-sample_fmt", "s32", "-bits_per_raw_sample", "24"]
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", f"anoisesrc=d={seconds}:r=44100:a=0.3:seed=1",
+         "-f", "lavfi", "-i", f"anoisesrc=d={seconds}:r=44100:a=0.3:seed=2:c=pink",
+         "-filter_complex", "[0][1]amerge=inputs=2", *sample_format, str(path)],
+        check=True,
+    )
+    return path
+
+
+def _flip_inside_frames(source, path, count: int = 5):
+    """Copy ``source`` with one byte inverted halfway between ``count`` pairs of frame sync codes."""
+    data = bytearray(source.read_bytes())
+    syncs = [i for i in range(data.index(b"\xff\xf8"), len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xF8]
+    for k in range(1, count + 1):
+        i = len(syncs) * k // (count + 1)
+        data[(syncs[i] + syncs[i + 1]) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("depth", [16, 24])
+def test_verify_flac_accepts_an_intact_file(tmp_path, depth):
+    intact = _ffmpeg_flac(tmp_path / "intact.flac", depth)
+    assert verify_flac(intact) is True
+    # Some taggers put an ID3v2 tag before "fLaC": 10-byte header, size in 7-bit bytes, then the frames.
+    frames = b"TIT2" + (7).to_bytes(4, "big") + b"\x00\x00" + b"\x03a song"
+    tagged = tmp_path / "tagged.flac"
+    tagged.write_bytes(b"ID3\x04\x00\x00" + bytes([0, 0, 0, len(frames)]) + frames + intact.read_bytes())
+    assert audio_info(tagged).codec == "flac"
+    assert verify_flac(tagged) is True
+
+
+@pytest.mark.parametrize("depth", [16, 24])
+def test_verify_flac_catches_damaged_frames_that_decode_silently(tmp_path, depth):
+    damaged = _flip_inside_frames(_ffmpeg_flac(tmp_path / "intact.flac", depth), tmp_path / "damaged.flac")
+    assert load_audio(damaged, RATE).numel() == 4 * RATE  # FFmpeg says nothing: the reason for verify_flac
+    with pytest.raises(AudioDecodeError) as caught:
+        verify_flac(damaged)
+    assert str(caught.value) == (
+        f"{damaged}: corrupt: decoded audio differs from the FLAC's MD5 signature (damaged frames)"
+    )
+
+
+def test_verify_flac_skips_what_it_cannot_check(tmp_path, files):
+    intact = _ffmpeg_flac(tmp_path / "intact.flac", 16)
+    unsigned = bytearray(intact.read_bytes())
+    start = 4 + 4 + 18  # "fLaC", the block header, then 18 bytes of STREAMINFO before its MD5
+    unsigned[start : start + 16] = bytes(16)  # an encoder that computed no MD5
+    (tmp_path / "unsigned.flac").write_bytes(bytes(unsigned))
+    assert verify_flac(tmp_path / "unsigned.flac") is False
+    twenty_bits = bytearray(intact.read_bytes())
+    fields = int.from_bytes(twenty_bits[18:26], "big")  # rate, channels, bits per sample - 1 (bits 36-40), ...
+    twenty_bits[18:26] = (fields & ~(0x1F << 36) | (20 - 1) << 36).to_bytes(8, "big")
+    (tmp_path / "twenty.flac").write_bytes(bytes(twenty_bits))
+    assert verify_flac(tmp_path / "twenty.flac") is False  # float32 is exact for 16 and 24 bits only
+    assert verify_flac(files["wav"]) is False  # not FLAC
+    assert verify_flac(files["flac"]) is True  # torchcodec's own encoder writes the MD5 too
+    with pytest.raises(AudioDecodeError, match="missing: no such file"):
+        verify_flac(tmp_path / "nowhere.flac")

@@ -1,6 +1,9 @@
 """Lyrics reading (encodings, bad files) and the sentence-transformer lyrics encoder."""
 
 import codecs
+import os
+import threading
+import time
 
 import pytest
 import torch
@@ -72,6 +75,55 @@ def test_read_lyrics_missing_file(tmp_path):
     with pytest.raises(LyricsError, match="no such file") as caught:
         read_lyrics(path)
     assert caught.value.path == str(path)
+
+
+def test_read_lyrics_refuses_a_fifo_at_once(tmp_path):
+    path = tmp_path / "lyrics.txt"
+    os.mkfifo(path)
+    outcome = []
+    # In a thread, so that a regression (a blocking open) fails the test instead of hanging the suite.
+    reader = threading.Thread(target=lambda: outcome.append(_error_of(read_lyrics, path)), daemon=True)
+    started = time.perf_counter()
+    reader.start()
+    reader.join(timeout=5)
+    if reader.is_alive():
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))  # a writer unblocks the stuck open
+        pytest.fail("read_lyrics blocked on a FIFO")
+    assert time.perf_counter() - started < 1
+    (error,) = outcome
+    assert isinstance(error, LyricsError)
+    assert error.reason == "not a regular file (a FIFO)"
+    assert str(path) in str(error)
+
+
+@pytest.mark.parametrize(("make", "kind"), [
+    (lambda tmp: tmp, "a directory"),
+    (lambda tmp: "/dev/null", "a character device"),
+], ids=["directory", "device"])
+def test_read_lyrics_refuses_what_is_not_a_regular_file(tmp_path, make, kind):
+    path = make(tmp_path)
+    if not os.path.exists(path):
+        pytest.skip(f"no {path} here")
+    with pytest.raises(LyricsError) as caught:
+        read_lyrics(path)
+    assert caught.value.reason == f"not a regular file ({kind})"
+
+
+def test_read_lyrics_follows_a_link_to_a_file_and_names_a_dangling_one(tmp_path):
+    (tmp_path / "real.txt").write_text("la la la\n")
+    (tmp_path / "link.txt").symlink_to("real.txt")
+    assert read_lyrics(tmp_path / "link.txt") == "la la la\n"
+    (tmp_path / "dangling.txt").symlink_to("gone.txt")
+    with pytest.raises(LyricsError, match="no such file"):
+        read_lyrics(tmp_path / "dangling.txt")
+
+
+def _error_of(function, *args):
+    try:
+        function(*args)
+    except Exception as error:  # handed back to the test's thread to be checked
+        return error
+    return None
 
 
 # ---------------------------------------------------------------- LyricsEncoder
