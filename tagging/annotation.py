@@ -21,7 +21,10 @@ The pieces every engine shares (``coldtag annotate`` in ``annotate.py`` picks th
 
 A track whose audio is silent (nothing above -60 dBFS) or shorter than one chunk gets a warning and no
 decided tags, graded values or factors: the model's numbers are kept, but they are not decisions about
-any music. A clipped track (0.1 % of its samples at 0.99 of full scale or more) is only flagged.
+any music. A clipped track (0.1 % of its samples at 0.99 of full scale or more) is only flagged. A FLAC
+whose decoded samples differ from its MD5 signature (damaged frames, which FFmpeg decodes without a word)
+is an error record: its tags would describe the damage (`tagging.audio.verify_flac`; the check decodes a
+FLAC twice). Other codecs carry no such signature; their undecodable frames are errors (``corrupt``).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ import pyarrow.parquet as pq
 import torch
 
 from coldtag.storage import PACKAGE_FILE, atomic_path, input_package, read_package
-from tagging.audio import AUDIO_SUFFIXES, audio_info, level_histogram, load_audio, read_ranges, scan_length
+from tagging.audio import AUDIO_SUFFIXES, audio_info, level_histogram, load_audio, read_ranges, scan_length, verify_flac
 from tagging.image import CoverEncoder, load_cover
 from tagging.labels import MULTILABEL
 from tagging.models import AudioTagger, TaggerBase, chunk_starts
@@ -272,6 +275,8 @@ class TrackReader:
         return json.dumps([[p, *file_facts(p)] for p in paths])
 
     def _read_audio(self, path: str, track: dict) -> None:
+        # A FLAC whose frames were damaged decodes without a word; its MD5 signature tells (an error).
+        verify_flac(path)
         info = audio_info(path)
         if info.duration is not None and info.duration <= self.stream_above_seconds:
             wave = load_audio(path, self.sample_rate)
