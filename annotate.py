@@ -82,7 +82,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--devices", type=int, default=1, help="ddp: processes (devices) per node")
     parser.add_argument("--num-nodes", type=int, default=1, help="ddp: nodes")
     parser.add_argument("--allow-outside", action="store_true",
-                        help="read manifest paths outside the manifest's folder")
+                        help="read files outside the input root (links, manifest paths) and encoders outside the "
+                             "model package")
     parser.add_argument("--retry-errors", action="store_true", help="annotate again the tracks that failed")
     parser.add_argument("--overwrite", action="store_true", help="discard earlier results and start over")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -118,7 +119,7 @@ def run(options: argparse.Namespace) -> int:
                               + int(os.environ.get("LOCAL_RANK", 0))))
     items, problems = list_inputs(options.input, options.allow_outside)
     device = _device(options.device)
-    annotator = _load(Path(options.model), device)
+    annotator = _load(Path(options.model), device, options.allow_outside)
     records = Records(out, record_schema(annotator))
     if options.overwrite and rank == 0:
         for path in [*records.files(), out / SUMMARY_FILE, out / JSONL_FILE]:
@@ -184,9 +185,9 @@ def _device(name: str) -> str:
     return name
 
 
-def _load(directory: Path, device: str):
+def _load(directory: Path, device: str, allow_outside: bool):
     try:
-        return load_annotator(directory, ANNOTATORS, device)
+        return load_annotator(directory, ANNOTATORS, device, allow_outside)
     except (OSError, ValueError, RuntimeError) as error:  # ProvenanceError is a ValueError
         raise UsageError(f"--model {directory}: cannot be used ({error})") from None
 

