@@ -130,7 +130,7 @@ def run(options: argparse.Namespace) -> int:
             log.warning(problem)
     records.check_layout()
     started = time.perf_counter()
-    previous = records.latest() if rank == 0 else _read_latest(records)
+    previous = records.latest(prune=rank == 0)  # one process rewrites parts
     model_hash = annotator.package["sha256"]
     pending, skipped = [], 0
     for item in items:
@@ -190,14 +190,6 @@ def _load(directory: Path, device: str, allow_outside: bool):
         return load_annotator(directory, ANNOTATORS, device, allow_outside)
     except (OSError, ValueError, RuntimeError) as error:  # ProvenanceError is a ValueError
         raise UsageError(f"--model {directory}: cannot be used ({error})") from None
-
-
-def _read_latest(records: Records) -> dict:
-    latest = {}
-    for path in records.files():
-        for row in pq.read_table(path, columns=["id", "input_key", "model_sha256", "error"]).to_pylist():
-            latest[row["id"]] = row
-    return latest
 
 
 def _run_local(annotator, pending: list[Item], records: Records, run_number: int,

@@ -641,24 +641,27 @@ class Records:
             raise InputError(f"{self.out}: holds records of another layout (a model with other label groups); "
                              "use --overwrite to start over, or another --out")
 
-    def latest(self) -> dict[str, dict]:
-        """The latest record of each id (file facts, key, hash and error), after removing superseded ones."""
-        latest, where = {}, {}
+    def latest(self, prune: bool = True) -> dict[str, dict]:
+        """The latest record of each id (id, input key, model hash and error); with ``prune``, older
+        records of the same ids are removed from their parts."""
+        latest, where, ids = {}, {}, []
         files = self.files()
         for index, path in enumerate(files):
-            for row in pq.read_table(path, columns=["id", "input_key", "model_sha256", "error"]).to_pylist():
+            rows = pq.read_table(path, columns=["id", "input_key", "model_sha256", "error"]).to_pylist()
+            ids.append([row["id"] for row in rows])
+            for row in rows:
                 latest[row["id"]] = row
                 where[row["id"]] = index
-        for index, path in enumerate(files):
-            table = pq.read_table(path)
-            keep = [where[id_] == index for id_ in table.column("id").to_pylist()]
+        for index, path in enumerate(files if prune else []):
+            keep = [where[id_] == index for id_ in ids[index]]
             if all(keep):
                 continue
             if not any(keep):
                 path.unlink()
-                continue
-            with atomic_path(path) as temporary:
-                pq.write_table(table.filter(pa.array(keep)), temporary)
+            else:
+                table = pq.read_table(path)
+                with atomic_path(path) as temporary:
+                    pq.write_table(table.filter(pa.array(keep)), temporary)
             checkpoint("superseded")
         return latest
 
