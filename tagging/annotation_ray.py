@@ -1,8 +1,8 @@
 """`coldtag annotate --engine ray`: the catalog annotated on Ray Data, from one machine to a cluster.
 
 The pending items become a dataset; decoding (`TrackReader`) runs as CPU tasks, at most ``--workers``
-at a time over the whole cluster; inference runs in a pool of actors that each load the model once
-(`load_annotator`) and turn batches of ``--batch-size`` decoded tracks into records
+(at least one) at a time over the whole cluster; inference runs in a pool of actors that each load the
+model once (`load_annotator`) and turn batches of ``--batch-size`` decoded tracks into records
 (`annotate_tracks`, the local engine's records). An actor asks for one GPU when ``--device`` is
 ``cuda`` or ``auto`` on a cluster that has GPUs, and there is one actor per GPU; otherwise each actor
 takes one CPU, from one actor up to as many as the CPUs that decoding leaves. On CPUs alone, when that
