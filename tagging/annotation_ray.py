@@ -64,7 +64,7 @@ def annotate_ray(model: str | Path, annotators: dict[str, str], reader: TrackRea
         else:
             spare = int(ray.cluster_resources().get("CPU", 1)) - workers
             pool, resources = ray.data.ActorPoolStrategy(min_size=1, max_size=max(spare, 1)), {"num_cpus": 1}
-        logs = _log_files()
+        logs = _log_files(out)
         tracks = ray.data.from_items([asdict(item) for item in pending],
                                      override_num_blocks=-(-len(pending) // options.batch_size))
         decoded = tracks.map(_decode, fn_kwargs={"reader": reader, "logs": logs}, num_cpus=1,
@@ -133,17 +133,19 @@ class _Annotate:
                                     schema=self.schema)
 
 
-def _log_files() -> list[str]:
-    """The files the command logs to, so that tracebacks logged in Ray's workers land there too."""
-    return [h.baseFilename for h in logging.getLogger("tagging").handlers if isinstance(h, logging.FileHandler)]
+def _log_files(out: Path) -> list[str]:
+    """The command's log files in ``out``, so that the tracebacks logged in Ray's workers land there too."""
+    return [h.baseFilename for h in logging.getLogger("tagging").handlers
+            if isinstance(h, logging.FileHandler) and Path(h.baseFilename).parent == Path(out).resolve()]
 
 
 def _log_to(paths: list[str]) -> None:
-    logger = logging.getLogger("tagging")
-    known = {h.baseFilename for h in logger.handlers if isinstance(h, logging.FileHandler)}
-    for path in paths:
-        if path not in known:
-            handler = logging.FileHandler(path)
-            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-            logger.addHandler(handler)
-            logger.setLevel(logging.INFO)
+    for name in ("tagging", "fusion"):
+        logger = logging.getLogger(name)
+        known = {h.baseFilename for h in logger.handlers if isinstance(h, logging.FileHandler)}
+        for path in paths:
+            if path not in known:
+                handler = logging.FileHandler(path)
+                handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+                logger.addHandler(handler)
+                logger.setLevel(logging.INFO)
