@@ -84,9 +84,9 @@ def _leaves(value, key: str = "") -> dict:
     return {key: value}
 
 
-def test_without_ray_the_engine_is_refused_in_one_line(uploads, tiny_tagger, tmp_path, monkeypatch, capsys):
+def test_without_ray_the_engine_is_refused_in_one_line_before_anything_is_read(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # what importlib.util.find_spec reports for a missing package
-    assert _run(uploads, tiny_tagger.export, tmp_path / "out", "--engine", "ray") == 2
+    assert cli_main([str(tmp_path), "--model", str(tmp_path), "--out", str(tmp_path / "out"), "--engine", "ray"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "coldtag annotate: error: --engine ray needs Ray: pip install coldtag[cluster]"
     assert not (tmp_path / "out").exists()
