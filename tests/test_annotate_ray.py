@@ -1,6 +1,7 @@
 """`coldtag annotate --engine ray`: on a local Ray with two CPUs, the records of the local engine, each
 once; a re-run skips everything; without Ray, one line saying what to install."""
 
+import importlib.util
 import shutil
 import sys
 
@@ -11,8 +12,8 @@ import pytest
 
 from annotate import cli_main
 
-GOOD = {"wav": 2, "flac": 1, "mp3": 1}
 NUM_CPUS_ENV = "COLDTAG_RAY_NUM_CPUS"  # tagging.annotation_ray.NUM_CPUS_ENV; importing it needs Ray
+GOOD = {"wav": 2, "flac": 1, "mp3": 1}
 BAD = ("empty.wav", "text.wav", "folder.mp3", "dangling.flac")
 
 
@@ -43,11 +44,13 @@ def _records(out) -> pd.DataFrame:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                    reason="--engine ray needs the cluster extra (pip install coldtag[cluster])")
 def test_the_ray_engine_gives_the_local_records_each_once_and_a_rerun_skips_them(uploads, tiny_tagger, tmp_path,
                                                                                 monkeypatch, capsys):
-    pytest.importorskip("ray", reason="--engine ray needs the cluster extra (pip install coldtag[cluster])")
     monkeypatch.setenv(NUM_CPUS_ENV, "2")
     assert _run(uploads, tiny_tagger.export, tmp_path / "local", "--workers", "1") == 0
+    # Two decoding tasks and one inference actor on two CPUs: two stages, not fused into the actor.
     assert _run(uploads, tiny_tagger.export, tmp_path / "ray", "--engine", "ray", "--workers", "2") == 0
     local, ray = _records(tmp_path / "local"), _records(tmp_path / "ray")
     assert ray["id"].is_unique
