@@ -42,7 +42,7 @@ import pyarrow as pa
 import ray
 import torch
 
-from tagging.annotation import Item, Records, TrackReader, annotate_tracks, load_annotator
+from tagging.annotation import Item, Records, TrackReader, annotate_tracks, checkpoint, load_annotator
 
 NUM_CPUS_ENV = "COLDTAG_RAY_NUM_CPUS"
 
@@ -76,6 +76,7 @@ def annotate_ray(model: str | Path, annotators: dict[str, str], reader: TrackRea
             **resources)
         writer = Records(out, schema, run=run, rank=0)
         for block in records.iter_batches(batch_size=None, batch_format="pyarrow"):
+            checkpoint("decoded")  # records received and not yet committed: where a kill test cuts in
             for record in block.to_pylist():
                 writer.add(record)
                 if len(writer.rows) >= options.part_size:
