@@ -17,10 +17,10 @@ export WANDB_SILENT := true
 .PHONY: demo test setup setup-bench
 
 setup:
-	@bash scripts/setup.sh dev
+	@bash scripts/setup.sh dev,cluster
 
 setup-bench:
-	@bash scripts/setup.sh dev,bench
+	@bash scripts/setup.sh dev,cluster,bench
 
 test: setup
 	.venv/bin/ruff check .

@@ -27,6 +27,7 @@ cold-start pipeline's package).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -153,8 +154,8 @@ def run(options: argparse.Namespace) -> int:
         if rank != 0:
             return 0
     else:
-        from tagging.annotation_engines import annotate_ray
-        annotate_ray(options.model, ANNOTATORS, pending, out, records.schema, run_number, options)
+        from tagging.annotation_ray import annotate_ray
+        annotate_ray(options.model, ANNOTATORS, annotator.reader, pending, out, records.schema, run_number, options)
     records.latest()  # drops the records that this run's retries and changed files superseded
     return _finish(options, records, run_number, len(items), skipped, problems, time.perf_counter() - started)
 
@@ -169,6 +170,8 @@ def _check_arguments(options: argparse.Namespace) -> None:
         raise UsageError(f"--limit must be >= 1, got {options.limit}")
     if options.engine != "ddp" and (options.devices > 1 or options.num_nodes > 1):
         raise UsageError("--devices and --num-nodes are for --engine ddp")
+    if options.engine == "ray" and importlib.util.find_spec("ray") is None:
+        raise UsageError("--engine ray needs Ray: pip install coldtag[cluster]")
 
 
 def _device(name: str) -> str:
