@@ -34,7 +34,6 @@ import argparse
 import logging
 import os
 import pickle
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -65,13 +64,14 @@ def annotate_ray(model: str | Path, annotators: dict[str, str], reader: TrackRea
             spare = int(ray.cluster_resources().get("CPU", 1)) - workers
             pool, resources = ray.data.ActorPoolStrategy(min_size=1, max_size=max(spare, 1)), {"num_cpus": 1}
         logs = _log_files(out)
-        tracks = ray.data.from_items([asdict(item) for item in pending],
+        tracks = ray.data.from_items([{"id": item.id, "item": pickle.dumps(item)} for item in pending],
                                      override_num_blocks=-(-len(pending) // options.batch_size))
         decoded = tracks.map(_decode, fn_kwargs={"reader": reader, "logs": logs}, num_cpus=1,
                              compute=ray.data.TaskPoolStrategy(size=workers))
         records = decoded.map_batches(
             _Annotate, batch_size=options.batch_size, batch_format="numpy", compute=pool,
             fn_constructor_kwargs={"model": str(model), "annotators": annotators, "schema": schema,
+                                   "allow_outside": options.allow_outside,
                                    "device": "cuda" if on_gpu else "cpu", "logs": logs},
             **resources)
         writer = Records(out, schema, run=run, rank=0)
@@ -116,16 +116,17 @@ def _unpack(blob: bytes) -> dict:
 
 def _decode(row: dict, reader: TrackReader, logs: list[str]) -> dict:
     _log_to(logs)
-    item = Item(**{name: row[name] for name in ("id", "path", "lyrics", "cover", "refused")})
+    item = pickle.loads(row["item"])  # an Item this job pickled
     return {"id": item.id, "track": _pack(reader(item))}
 
 
 class _Annotate:
     """An inference actor: the model loaded once, batches of decoded tracks -> records in ``schema``."""
 
-    def __init__(self, model: str, annotators: dict[str, str], schema: pa.Schema, device: str, logs: list[str]):
+    def __init__(self, model: str, annotators: dict[str, str], schema: pa.Schema, allow_outside: bool, device: str,
+                 logs: list[str]):
         _log_to(logs)
-        self.annotator = load_annotator(model, annotators, device)
+        self.annotator = load_annotator(model, annotators, device, allow_outside)
         self.schema = schema
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:

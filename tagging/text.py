@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoModel, AutoTokenizer
 
 from tagging.errors import UnusableFileError, not_regular_reason
 
@@ -135,6 +134,8 @@ class LyricsEncoder(nn.Module):
             raise ValueError(f"lyrics model_path {str(path)!r} is not a Hugging Face model directory "
                              "(no config.json)")
         try:
+            from transformers import AutoModel, AutoTokenizer  # here: reading lyrics files does not need it
+
             self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             self.transformer = AutoModel.from_pretrained(path, local_files_only=True)
         except (OSError, ValueError) as error:
