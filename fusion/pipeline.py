@@ -276,6 +276,10 @@ class PipelineAnnotator:
                                                                      if pipeline.multimodal else ())
         self.reader = TrackReader.for_tagger(pipeline.tagger, lyrics="lyrics" in wanted,
                                              cover_size=pipeline.config["cover_size"] if "cover" in wanted else None)
+        device = next(pipeline.tagger.parameters()).device
+        # Loaded now, once, not inside the first batch (whose tracks would be charged for it).
+        self.lyrics = pipeline.lyrics_encoder.to(device) if self.reader.lyrics else None
+        self.cover = pipeline.cover_encoder.to(device) if self.reader.cover_size else None
 
     @classmethod
     def from_package(cls, directory: str | Path, device: str, allow_outside: bool = False) -> PipelineAnnotator:
@@ -293,9 +297,7 @@ class PipelineAnnotator:
         pipeline = self.pipeline
         device = next(pipeline.tagger.parameters()).device
         audio_scores: list[dict] = []
-        embeddings = content_embeddings(
-            tracks, pipeline.tagger, pipeline.lyrics_encoder.to(device) if self.reader.lyrics else None,
-            pipeline.cover_encoder.to(device) if self.reader.cover_size else None, device, audio_scores)
+        embeddings = content_embeddings(tracks, pipeline.tagger, self.lyrics, self.cover, device, audio_scores)
         results = []
         for index in range(len(tracks)):
             known = {m: column[index] for m, column in embeddings.items() if column[index] is not None}

@@ -19,12 +19,14 @@ The pieces every engine shares (``coldtag annotate`` in ``annotate.py`` picks th
   (`columns`) and turns a batch of decoded tracks into column values (`predict`).
 - `Records`: the part files of an output folder, which ids are done, and the writer of new parts.
 
-A track whose audio is silent (nothing above -60 dBFS) or shorter than one chunk gets a warning and no
-decided tags, graded values or factors: the model's numbers are kept, but they are not decisions about
-any music. A clipped track (0.1 % of its samples at 0.99 of full scale or more) is only flagged. A FLAC
-whose decoded samples differ from its MD5 signature (damaged frames, which FFmpeg decodes without a word)
-is an error record: its tags would describe the damage (`tagging.audio.verify_flac`; the check decodes a
-FLAC twice). Other codecs carry no such signature; their undecodable frames are errors (``corrupt``).
+A track whose audio is silent (nothing above -60 dBFS) or shorter than one chunk gets a warning; silent
+audio, or audio covering less than half a chunk (the rest being zero padding, which the model never saw
+in training), gets no decided tags, graded values or factors: the model's numbers are kept, but they are
+not decisions about any music. A clipped track (0.1 % of its samples at 0.99 of full scale or more) is
+only flagged. A FLAC whose decoded samples differ from its MD5 signature (damaged frames, which FFmpeg
+decodes without a word) is an error record: its tags would describe the damage
+(`tagging.audio.verify_flac`; the check decodes a FLAC twice). Other codecs carry no such signature;
+their undecodable frames are errors (``corrupt``).
 """
 
 from __future__ import annotations
@@ -61,7 +63,9 @@ LYRICS_SUFFIXES = (".txt",)
 COVER_SUFFIXES = (".jpg", ".jpeg", ".png")
 PARTS_DIR = "parts"
 SILENT, SHORT, CLIPPED = "silent", "short", "clipped"
-UNINFORMATIVE = (SILENT, SHORT)  # warnings under which nothing is decided from the audio
+# Audio covering less than this share of one chunk is mostly the zero padding the model never saw in
+# training: nothing is decided from it.
+DECIDABLE_SHARE = 0.5
 CLIPPED_SHARE = 1e-3
 _ERROR = pa.struct([("type", pa.string()), ("message", pa.string())])
 FILE_FIELDS = [
@@ -315,7 +319,8 @@ class TrackReader:
         if int(levels[2]) > CLIPPED_SHARE * length:
             warnings.append(CLIPPED)
         track.update(chunks=torch.stack(chunks), duration=length / self.sample_rate, sample_rate=info.sample_rate,
-                     channels=info.num_channels, warnings=warnings)
+                     channels=info.num_channels, warnings=warnings,
+                     informative=SILENT not in warnings and length >= DECIDABLE_SHARE * self.chunk_samples)
 
 
 def _padded(piece: torch.Tensor, size: int) -> torch.Tensor:
@@ -340,8 +345,9 @@ def error_value(error: BaseException) -> dict:
 
 
 def informative(track: dict) -> bool:
-    """Whether the track's audio carries anything to decide tags from (see the module notes)."""
-    return not any(warning in UNINFORMATIVE for warning in track["warnings"])
+    """Whether the track's audio carries anything to decide tags from: not silent, and at least half a
+    chunk long (see the module notes)."""
+    return track.get("informative", False)
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -559,7 +565,7 @@ def annotate_tracks(annotator, tracks: list[dict]) -> list[dict]:
     version = _version()
     for track in tracks:
         track.update(model_kind=package.get("kind"), model_sha256=package.get("sha256"), coldtag_version=version)
-        for name in ("chunks", "lyrics", "cover"):
+        for name in ("chunks", "lyrics", "cover", "informative"):
             track.pop(name, None)
     return tracks
 

@@ -38,7 +38,7 @@ TIMINGS = ("seconds",)
 @pytest.fixture(scope="module")
 def catalog(tiny_catalog, tmp_path_factory):
     """Two good files of each codec (some in a subfolder) beside one of each kind of bad file, a silent
-    file and a 0.2 s tone."""
+    file, a 0.2 s tone and a 0.7 s chirp (the tiny tagger's chunk is 1 s)."""
     root = tmp_path_factory.mktemp("uploads")
     manifest = pd.read_parquet(tiny_catalog / "manifest.parquet")
     good = []
@@ -52,6 +52,7 @@ def catalog(tiny_catalog, tmp_path_factory):
             good.append(name)
     _encode(root / "silent.wav", torch.zeros(1, 8000 * 5))
     _encode(root / "tone.wav", 0.5 * torch.sin(torch.arange(1600) * 2 * math.pi * 440 / 8000).unsqueeze(0))
+    _encode(root / "chirp.wav", 0.5 * torch.sin(torch.arange(5600) ** 2 * math.pi * 0.05 / 8000).unsqueeze(0))
     (root / "empty.wav").write_bytes(b"")
     (root / "noise.mp3").write_bytes(np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
     (root / "text.wav").write_text("not audio at all\n" * 50)
@@ -114,18 +115,18 @@ def test_good_files_are_annotated_and_every_bad_one_is_one_error_record(catalog,
     out, code = first_run
     assert code == 0
     records = _records(out)
-    assert sorted(records.index) == sorted([*good, *BAD, "silent.wav", "tone.wav"])
+    assert sorted(records.index) == sorted([*good, *BAD, "silent.wav", "tone.wav", "chirp.wav"])
     for name, reason in BAD.items():
         error = records.loc[name, "error"]
         assert error["type"] == "AudioDecodeError" and error["message"].startswith(reason), (name, error)
         assert records.loc[name, "genre"] is None and records.loc[name, "embedding"] is None
     fine = records[records["error"].isna()]
-    assert sorted(fine.index) == sorted([*good, "silent.wav", "tone.wav"])
+    assert sorted(fine.index) == sorted([*good, "silent.wav", "tone.wav", "chirp.wav"])
     assert (fine["model_sha256"] == AudioTagger.from_pretrained(tiny_tagger.export).package["sha256"]).all()
     assert fine["duration"].gt(0).all() and fine["sample_rate"].gt(0).all() and fine["channels"].ge(1).all()
     assert all(list(m) == ["audio"] for m in fine["modalities"])
     summary = json.loads((out / "summary.json").read_text())
-    assert (summary["done"], summary["failed"], summary["skipped"]) == (len(good) + 2, len(BAD), 0)
+    assert (summary["done"], summary["failed"], summary["skipped"]) == (len(good) + 3, len(BAD), 0)
     assert summary["failed_by_reason"]["AudioDecodeError: not audio"] == 2
     # Every part file has the same columns, the failed records' included.
     parts = sorted((out / "parts").glob("part-*.parquet"))
@@ -136,10 +137,12 @@ def test_silent_and_too_short_audio_is_flagged_and_gets_no_decided_tags(first_ru
     records = _records(first_run[0])
     assert list(records.loc["silent.wav", "warnings"]) == ["silent"]
     assert list(records.loc["tone.wav", "warnings"]) == ["short"]
-    for name in ("silent.wav", "tone.wav"):
+    for name in ("silent.wav", "tone.wav"):  # silence, and 0.2 s of a 1 s chunk: nothing decided
         assert list(records.loc[name, "genre"]["tags"]) == [] and records.loc[name, "graded"] is None
         assert len(records.loc[name, "genre"]["probabilities"]) > 0  # the model's numbers are kept
-    assert list(records.loc["wav0.wav", "warnings"]) == []
+    # 0.7 s of a 1 s chunk: flagged, and decided as the model decides.
+    assert list(records.loc["chirp.wav", "warnings"]) == ["short"] and records.loc["chirp.wav", "graded"] is not None
+    assert list(records.loc["wav0.wav", "warnings"]) == [] and records.loc["wav0.wav", "graded"] is not None
 
 
 def test_records_equal_annotate_on_the_loaded_file_whatever_the_batch(catalog, first_run, tiny_tagger, tmp_path):
