@@ -605,12 +605,17 @@ def decoding_loader(items: list[Item], reader: TrackReader, batch_size: int, wor
 
 def annotate_local(annotator, items: list[Item], batch_size: int, workers: int) -> Iterator[dict]:
     """The local engine: one record per item, in batches decoded by ``workers`` processes while the
-    model, loaded once in this process, runs."""
+    model, loaded once in this process, runs on the cores they leave (at least one thread)."""
     if not items:
         return
-    for batch in decoding_loader(items, annotator.reader, batch_size, workers):
-        checkpoint("decoded")
-        yield from annotate_tracks(annotator, batch)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - workers)))
+    try:
+        for batch in decoding_loader(items, annotator.reader, batch_size, workers):
+            checkpoint("decoded")
+            yield from annotate_tracks(annotator, batch)
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass
