@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from report import print_table
 
 from tagging.audio import load_audio
 from tagging.crops import load_crop
@@ -78,21 +79,13 @@ def main(args: list[str] | None = None) -> None:
                              "max diff at 16 kHz": f"{float((crop - exact).abs().max()):.2f}"})
     print(f"3.69 s crops at {RATE} Hz of a {options.seconds:.0f} s stereo 44.1 kHz file, median of "
           f"{options.repeats}, one thread\n")
-    _print_table(rows)
+    print_table(rows)
     print("\ntorchcodec 0.11.1 cannot seek in audio: `AudioDecoder` seeks only back to the start of the stream, "
           "its core `seek_to_pts` refuses audio streams, and `get_samples_played_in_range(start, stop)` on a "
           "fresh decoder decodes every frame before `start`. `load_crop` hands it only the bytes near the crop "
           "(`AudioDecoder(bytes)`). At the file's rate its samples are the exact ones; resampled, the crop "
           "starts up to half an output sample off (31 us at 16 kHz), which is what the 16 kHz column shows on "
           "this noisy signal.")
-
-
-def _print_table(rows: list[dict]) -> None:
-    # pandas' to_markdown needs tabulate, which is not installed here.
-    print("| " + " | ".join(rows[0]) + " |")
-    print("|" + "---|" * len(rows[0]))
-    for row in rows:
-        print("| " + " | ".join(str(v) for v in row.values()) + " |")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import torch
+from report import print_table
 
 from tagging.audio import load_audio, verify_flac
 
@@ -61,11 +62,7 @@ def main() -> None:
                 rows.append({"file": f"{args.seconds:g} s stereo {depth}-bit FLAC", "call": name,
                              "ms": round(1000 * median, 1), "x real time": round(args.seconds / median),
                              "x load_audio 16 kHz": round(median / reference, 2)})
-    # pandas' to_markdown needs tabulate, which is not installed here.
-    print("| " + " | ".join(rows[0]) + " |")
-    print("|" + "---|" * len(rows[0]))
-    for row in rows:
-        print("| " + " | ".join(str(value) for value in row.values()) + " |")
+    print_table(rows)
 
 
 if __name__ == "__main__":

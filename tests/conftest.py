@@ -29,6 +29,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small models run several times faster on one thread when other work shares the cores; a module
+    uses it with ``pytestmark = pytest.mark.usefixtures("one_thread")`` or asks for it by name."""
+    from fusion.ablation import torch_threads
+
+    with torch_threads(1):
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_catalog(tmp_path_factory):
     """The tiny preset of the toy catalog, built once per test session."""

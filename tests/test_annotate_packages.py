@@ -12,7 +12,6 @@ from annotate_corpus import EXPECTED_AUDIO, EXPECTED_SIDECARS, EXPECTED_WARNINGS
 
 from annotate import cli_main
 from coldtag.storage import reference
-from fusion.ablation import torch_threads
 from fusion.model import LateFusionRegressor
 from fusion.pipeline import ColdStartPipeline
 from recsys import Recommender
@@ -28,10 +27,7 @@ COVER_SIZE = 64
 N_FACTORS = 8
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from fusion.ablation import (
     FusionSettings,
     row_differences,
     run_ablation,
-    torch_threads,
     train_fusion,
 )
 from fusion.data import FUSION_SPLIT, split_warm_tracks, trainable
@@ -28,13 +27,6 @@ from tagging.labels import LabelSpace, read_manifest
 from tagging.models import AudioTagger
 
 DIMS = {"audio": 6, "lyrics": 5, "cover": 4}
-
-
-@pytest.fixture
-def one_thread():
-    """Small models train several times faster on one thread when other work shares the cores."""
-    with torch_threads(1):
-        yield
 
 
 def linear_split(n_items=600, n_users=80, n_factors=8, seed=0):

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from coldtag.storage import ProvenanceError, reference
-from fusion.ablation import torch_threads
 from fusion.data import assemble
 from fusion.model import LateFusionRegressor
 from fusion.pipeline import ColdStartPipeline
@@ -26,11 +25,7 @@ MODALITIES = ("audio", "lyrics", "cover")
 N_FACTORS = 8
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small models run several times faster on one thread when other work shares the cores."""
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
