@@ -18,13 +18,17 @@ import toycatalog.realistic
 from toycatalog import build_catalog, load_manifest
 from toycatalog.catalog import spectral_centroid
 from toycatalog.realistic import (
+    CHORD_INSTRUMENTS,
     GM_PROGRAMS,
+    GM_VARIANTS,
     INSTRUMENTS,
     KEY_PROFILES,
     RANGES,
     Piece,
     best_key,
+    draw_piece,
     fluidsynth_missing,
+    make_artists,
     midi_file,
     render_piece,
     write_score,
@@ -71,6 +75,11 @@ def test_midi_programs_are_the_instrument_tags():
     midi = midi_file(piece, write_score(piece, np.random.default_rng(0)))
     programs = {m.channel: m.program for m in midi.tracks[0] if m.type == "program_change"}
     assert programs == {i: GM_PROGRAMS[name] for i, name in enumerate(piece.instruments)}
+    varied = replace(piece, programs=(2, 34, 40, 73))  # electric grand, picked bass
+    midi = midi_file(varied, write_score(varied, np.random.default_rng(0)))
+    assert [m.program for m in midi.tracks[0] if m.type == "program_change"] == [2, 34, 40, 73]
+    with pytest.raises(ValueError, match="not GM variants"):
+        replace(piece, programs=(0, 40, 40, 73))  # a violin is no bass
     playing = {m.channel for m in midi.tracks[0] if m.type == "note_on"}
     assert playing == {0, 1, 2, 3, 9}  # every tagged instrument plays, and the drums on GM channel 10
 
@@ -80,6 +89,15 @@ def test_midi_programs_are_the_instrument_tags():
 def test_written_notes_fit_the_labelled_key(key_root, mode):
     piece = _piece(("piano", "bass", "clarinet"), mode=mode, key_root=key_root, duration=20.0)
     assert written_key(write_score(piece, np.random.default_rng(key_root))) == (key_root, mode)
+
+
+def test_drawn_pieces_vary_their_recordings():
+    artists = make_artists(40, 4.0, np.random.default_rng(0))
+    pieces = [draw_piece(artist, 20.0, np.random.default_rng(i)) for i, (artist, _) in enumerate(artists)]
+    assert all(2 <= len(p.instruments) <= 4 and set(p.instruments) & set(CHORD_INSTRUMENTS) for p in pieces)
+    assert all(p.programs[i] in GM_VARIANTS[name] for p in pieces for i, name in enumerate(p.instruments))
+    assert len({p.programs[p.instruments.index("piano")] for p in pieces if "piano" in p.instruments}) > 1
+    assert 0.2 < np.mean([p.lowpass_hz is None for p in pieces]) < 0.8
 
 
 def test_best_key_reads_a_profile_back():

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import mido
 import numpy as np
+from scipy import signal
 from scipy.io import wavfile
 
 from toycatalog.synth import METERS, SCALES
@@ -33,6 +34,11 @@ GM_PROGRAMS = {
     "saxophone": 65, "clarinet": 71, "flute": 73,
 }
 INSTRUMENTS = tuple(GM_PROGRAMS)
+# The GM programs a tag covers: recordings of different instruments of one kind, as a catalog has them.
+GM_VARIANTS = {
+    "piano": (0, 1, 2), "organ": (16, 17, 19), "acoustic_guitar": (24, 25), "bass": (32, 33, 34), "violin": (40,),
+    "strings": (48, 49), "trumpet": (56,), "saxophone": (64, 65, 66), "clarinet": (71,), "flute": (73,),
+}
 CHORD_INSTRUMENTS = ("piano", "organ", "acoustic_guitar", "strings")
 MELODY_INSTRUMENTS = ("violin", "trumpet", "saxophone", "clarinet", "flute")
 # The range (MIDI notes) each instrument plays its part in: inside the instrument's natural compass.
@@ -109,6 +115,9 @@ class Piece:
     density: float  # 0 sparse .. 1 busy
     reverb: int  # MIDI CC 91 send, 0-127
     channels: int
+    programs: tuple[int, ...] | None = None  # GM program per instrument (one of GM_VARIANTS); None: GM_PROGRAMS
+    levels_db: tuple[float, ...] | None = None  # mix level per instrument, 0 = full MIDI volume; None: all 0
+    lowpass_hz: float | None = None  # the master's low-pass (a dull recording or a small speaker); None: none
 
     def __post_init__(self):
         unknown = set(self.instruments) - set(INSTRUMENTS)
@@ -116,6 +125,12 @@ class Piece:
             raise ValueError(f"instruments must be a non-empty subset of {INSTRUMENTS}, got {self.instruments}")
         if self.meter not in METERS or self.mode not in SCALES:
             raise ValueError(f"unknown meter {self.meter!r} or mode {self.mode!r}")
+        pairs = zip(self.instruments, self.programs or (), strict=False)
+        if self.programs is not None and (len(self.programs) != len(self.instruments)
+                                          or any(program not in GM_VARIANTS[name] for name, program in pairs)):
+            raise ValueError(f"programs {self.programs} are not GM variants of {self.instruments}: {GM_VARIANTS}")
+        if self.levels_db is not None and len(self.levels_db) != len(self.instruments):
+            raise ValueError(f"levels_db {self.levels_db}: one level per instrument of {self.instruments}")
 
 
 @dataclass(frozen=True)
@@ -174,6 +189,10 @@ def draw_piece(artist: RealisticArtist, duration: float, rng: np.random.Generato
         drums=bool(rng.random() < artist.probs["drums"]),
         density=float(np.clip(artist.density + rng.normal(0, 0.1), 0.05, 0.95)),
         reverb=int(rng.integers(20, 90)), channels=2 if rng.random() < 0.6 else 1,
+        # Recordings differ: which instrument of a kind, how loud each sits in the mix, how dull the master.
+        programs=tuple(int(rng.choice(GM_VARIANTS[name])) for name in INSTRUMENTS if name in chosen),
+        levels_db=tuple(float(rng.uniform(-12.0, 0.0)) for name in INSTRUMENTS if name in chosen),
+        lowpass_hz=float(2 ** rng.uniform(np.log2(2500.0), np.log2(12000.0))) if rng.random() < 0.5 else None,
     )
 
 
@@ -314,8 +333,13 @@ def midi_file(piece: Piece, notes) -> mido.MidiFile:
     events = [(0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(piece.bpm))),
               (0, mido.MetaMessage("time_signature", numerator=numerator, denominator=denominator))]
     for channel, name in enumerate(piece.instruments):
-        events.append((0, mido.Message("program_change", channel=channel, program=GM_PROGRAMS[name])))
+        program = GM_PROGRAMS[name] if piece.programs is None else piece.programs[channel]
+        level_db = 0.0 if piece.levels_db is None else piece.levels_db[channel]
+        events.append((0, mido.Message("program_change", channel=channel, program=program)))
         events.append((0, mido.Message("control_change", channel=channel, control=91, value=piece.reverb)))
+        # FluidSynth's default volume curve: 40 log10(CC7 / 127) dB.
+        volume = round(127 * 10 ** (level_db / 40))
+        events.append((0, mido.Message("control_change", channel=channel, control=7, value=volume)))
     events.append((0, mido.Message("control_change", channel=_DRUMS_CHANNEL, control=91, value=piece.reverb // 2)))
     end = round(piece.duration * piece.bpm / 60.0 * TICKS)
     for channel, start, length, note, velocity in notes:
@@ -381,6 +405,9 @@ def render_piece(piece: Piece, notes, sample_rate: int = SAMPLE_RATE, loudness_d
     """Render and master a piece's notes (from `write_score`): (piece.channels, samples) float32 at
     `loudness_db` RMS, peaks <= 0.98."""
     audio = render_midi(midi_file(piece, notes), piece.duration, sample_rate)
+    if piece.lowpass_hz is not None and piece.lowpass_hz < 0.45 * sample_rate:
+        audio = signal.sosfilt(signal.butter(2, piece.lowpass_hz, "lowpass", fs=sample_rate, output="sos"),
+                               audio, axis=-1).astype(np.float32)
     if piece.channels == 1:
         audio = audio.mean(axis=0, keepdims=True)
     rms = float(np.sqrt(np.mean(audio**2)))
