@@ -16,6 +16,7 @@ pytest.importorskip("mido", reason="mido (a project dependency) is not installed
 import toycatalog.build
 import toycatalog.realistic
 from toycatalog import build_catalog, load_manifest
+from toycatalog.__main__ import main
 from toycatalog.catalog import spectral_centroid
 from toycatalog.realistic import (
     CHORD_INSTRUMENTS,
@@ -104,11 +105,15 @@ def test_best_key_reads_a_profile_back():
     assert best_key(np.roll(KEY_PROFILES["minor"], 9)) == (9, "minor")
 
 
-def test_missing_fluidsynth_is_named(tmp_path, monkeypatch):
+def test_missing_fluidsynth_is_named(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(toycatalog.realistic.shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match=r"fluidsynth command is not installed.*make setup-realistic"):
         build_catalog(tmp_path / "out", preset="realistic")
     assert not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["build", "--preset", "realistic", "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert "fluidsynth command is not installed" in capsys.readouterr().err
 
 
 @needs_fluidsynth
