@@ -14,13 +14,17 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export WANDB_SILENT := true
 
-.PHONY: demo test setup setup-bench
+.PHONY: demo test setup setup-bench setup-realistic
 
 setup:
 	@bash scripts/setup.sh dev,cluster
 
 setup-bench:
 	@bash scripts/setup.sh dev,cluster,bench
+
+# FluidSynth and a General MIDI soundfont besides, for python -m toycatalog build --preset realistic.
+setup-realistic:
+	@bash scripts/setup.sh dev realistic
 
 test: setup
 	.venv/bin/ruff check .

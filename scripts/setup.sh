@@ -3,9 +3,19 @@
 # decodes through them), a Python 3.11 virtual environment in .venv, and the project with its extras.
 # Re-running it when everything is there takes about a second: the install is keyed by a hash of
 # pyproject.toml and the extras asked for.
+#
+#   bash scripts/setup.sh [EXTRAS] [realistic]
+#
+# "realistic" also installs FluidSynth and a General MIDI soundfont (about 150 MB), which only the
+# realistic toy catalog (python -m toycatalog build --preset realistic) needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-dev}"
+realistic="${2:-}"
+if [ -n "$realistic" ] && [ "$realistic" != realistic ]; then
+    echo "setup: the second argument can only be 'realistic', got '$realistic'" >&2
+    exit 2
+fi
 
 have_ffmpeg() {
     command -v ffmpeg >/dev/null 2>&1 && ldconfig -p 2>/dev/null | grep -q 'libavcodec\.so'
@@ -19,6 +29,24 @@ if ! have_ffmpeg; then
         echo "setup: FFmpeg (its shared libraries, for torchcodec) is missing and this is not a root shell" \
              "on Debian/Ubuntu. Install it yourself (e.g. 'sudo apt-get install ffmpeg' or" \
              "'brew install ffmpeg'), then run this command again." >&2
+        exit 1
+    fi
+fi
+
+have_fluidsynth() {
+    command -v fluidsynth >/dev/null 2>&1 && [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ]
+}
+if [ -n "$realistic" ] && ! have_fluidsynth; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing FluidSynth and the General MIDI soundfont with apt-get"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fluidsynth \
+            fluid-soundfont-gm >/dev/null
+    else
+        echo "setup: the realistic toy catalog needs FluidSynth and a General MIDI soundfont, and this is not" \
+             "a root shell on Debian/Ubuntu. Install them yourself (e.g. 'sudo apt-get install fluidsynth" \
+             "fluid-soundfont-gm', or 'brew install fluid-synth' and set COLDTAG_SOUNDFONT to a GM .sf2 file)," \
+             "then run this command again." >&2
         exit 1
     fi
 fi

@@ -1,6 +1,7 @@
 """Command line:
 
-- `python -m toycatalog build --preset demo --out data/demo [--seed 0] [--workers 2] [--hidden-taste S]`
+- `python -m toycatalog build --preset demo --out data/demo [--seed 0] [--workers 2] [--hidden-taste S]`;
+  `--preset realistic` renders sampled General MIDI instruments with FluidSynth (toycatalog.realistic)
 - `python -m toycatalog plays --catalog data/demo --hidden-taste S --out FILE.parquet`: the catalog's listeners
   simulated again, with a share S of their taste following traits the audio carries and the vocabulary does
   not list; the plays go to FILE.parquet and the users (liked and disliked traits, hidden ones too) to
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out, args.preset, args.seed, workers=args.workers, overwrite=args.overwrite,
             hidden_taste=args.hidden_taste,
         )
-    except FileExistsError as err:
+    except (FileExistsError, RuntimeError) as err:  # RuntimeError: FluidSynth missing or failing
         parser.exit(2, f"{parser.prog}: error: {err}\n")
     sys.stdout.write(summary_markdown(summary))
     sys.stdout.write(f"\nwrote {args.out} in {time.perf_counter() - started:.1f} s (wall time)\n")

@@ -51,6 +51,9 @@ class Preset:
     tracks_per_artist: float
     items_per_user: float
     formats: tuple[float, float, float]  # shares of wav, flac, mp3
+    # "synth": toycatalog.synth's timbres, with lyrics, covers and listeners; "fluidsynth": sampled GM
+    # instruments (toycatalog.realistic), audio and tagging labels only.
+    renderer: str = "synth"
 
 
 PRESETS = {
@@ -60,6 +63,9 @@ PRESETS = {
                    formats=(0.15, 0.25, 0.6)),
     "large": Preset(n_tracks=10000, duration=30.0, n_users=50000, tracks_per_artist=10.0, items_per_user=40.0,
                     formats=(0.05, 0.15, 0.8)),
+    # The yardstick of issue 15, frozen with seed 0: 20 s clips of 2-4 sampled instruments each.
+    "realistic": Preset(n_tracks=800, duration=20.0, n_users=0, tracks_per_artist=6.0, items_per_user=0.0,
+                        formats=(0.15, 0.25, 0.6), renderer="fluidsynth"),
 }
 COVER_SHARE = 0.85
 ITEM_SPLIT = {"train": "warm", "val": "cold_val", "test": "cold_test"}
@@ -185,6 +191,13 @@ def build_catalog(out_dir, preset: str = "tiny", seed: int = 0, *, workers: int 
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     _check_share(hidden_taste)
+    if PRESETS[preset].renderer == "fluidsynth":
+        if hidden_taste:
+            raise ValueError(f"preset {preset!r} has no listeners, so no hidden taste; got {hidden_taste}")
+        missing = _realistic().fluidsynth_missing()
+        if missing:
+            raise RuntimeError(f"preset {preset!r} renders with FluidSynth, but {missing}; "
+                               "'make setup-realistic' installs it as root")
     workers = min(2, os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -196,7 +209,10 @@ def build_catalog(out_dir, preset: str = "tiny", seed: int = 0, *, workers: int 
     tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
     try:
         tmp.chmod(0o755)
-        summary = _build_into(tmp, PRESETS[preset], seed, workers, hidden_taste)
+        if PRESETS[preset].renderer == "fluidsynth":
+            summary = _realistic().build_into(tmp, PRESETS[preset], seed, workers)
+        else:
+            summary = _build_into(tmp, PRESETS[preset], seed, workers, hidden_taste)
         summary.update(preset=preset, seed=seed, hidden_taste=hidden_taste, workers=workers,
                        build_seconds=round(time.perf_counter() - started, 1))
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -212,6 +228,13 @@ def build_catalog(out_dir, preset: str = "tiny", seed: int = 0, *, workers: int 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return summary
+
+
+def _realistic():
+    """toycatalog.realistic_build, imported on first use: the synth presets need neither mido nor FluidSynth."""
+    import toycatalog.realistic_build
+
+    return toycatalog.realistic_build
 
 
 def _check_share(hidden_taste: float) -> None:
@@ -279,6 +302,8 @@ def replay_listeners(catalog, hidden_taste: float) -> tuple[pd.DataFrame, pd.Dat
         raise ValueError(f"{root / 'summary.json'}: needs a known preset and a seed, got preset {preset_name!r}, "
                          f"seed {seed!r}")
     preset = PRESETS[preset_name]
+    if preset.renderer != "synth":
+        raise ValueError(f"{root}: preset {preset_name!r} has no listeners to simulate again")
     rows, jobs, artist_index = _plan(preset, seed, root)
     manifest = load_manifest(root)
     planned = {"track_id": [row["track_id"] for row in rows], "artist_id": [row["artist_id"] for row in rows],
@@ -321,6 +346,8 @@ def _summarize(manifest: pd.DataFrame, plays: pd.DataFrame, n_users: int) -> dic
 
 def summary_markdown(s: dict) -> str:
     """The summary as the Markdown the CLI prints and summary.md holds."""
+    if PRESETS[s["preset"]].renderer == "fluidsynth":
+        return _realistic().summary_markdown(s)
     n = s["tracks"]
     lines = [
         f"# Toy catalog `{s['preset']}` (seed {s['seed']})", "",
@@ -351,7 +378,8 @@ def summary_markdown(s: dict) -> str:
 def load_manifest(root) -> pd.DataFrame:
     """The manifest with list columns as Python lists."""
     df = pd.read_parquet(Path(root) / "manifest.parquet")
-    for column in ("genre", "mood", "attribute", "true_attribute"):
-        df[column] = df[column].map(list)
+    for column in ("genre", "mood", "attribute", "true_attribute", "instrument"):
+        if column in df.columns:
+            df[column] = df[column].map(list)
     return df
 
