@@ -14,17 +14,14 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export WANDB_SILENT := true
 
-.PHONY: demo test setup setup-bench setup-realistic
+.PHONY: demo test setup setup-bench
 
+# "realistic": FluidSynth and a General MIDI soundfont, which the realistic toy catalog and its tests need.
 setup:
-	@bash scripts/setup.sh dev,cluster
+	@bash scripts/setup.sh dev,cluster realistic
 
 setup-bench:
-	@bash scripts/setup.sh dev,cluster,bench
-
-# FluidSynth and a General MIDI soundfont besides, for python -m toycatalog build --preset realistic.
-setup-realistic:
-	@bash scripts/setup.sh dev realistic
+	@bash scripts/setup.sh dev,cluster,bench realistic
 
 test: setup
 	.venv/bin/ruff check .

@@ -1,6 +1,6 @@
 """The realistic toy catalog: its tags are the GM programs that play, its key is the one its harmony writes.
 
-The tests that render audio need the fluidsynth command and a General MIDI soundfont (`make setup-realistic`);
+The tests that render audio need the fluidsynth command and a General MIDI soundfont (`make setup`);
 without them they are skipped, saying which is missing.
 """
 
@@ -107,7 +107,7 @@ def test_best_key_reads_a_profile_back():
 
 def test_missing_fluidsynth_is_named(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(toycatalog.realistic.shutil, "which", lambda name: None)
-    with pytest.raises(RuntimeError, match=r"fluidsynth command is not installed.*make setup-realistic"):
+    with pytest.raises(RuntimeError, match=r"fluidsynth command is not installed.*make setup"):
         build_catalog(tmp_path / "out", preset="realistic")
     assert not (tmp_path / "out").exists()
     with pytest.raises(SystemExit) as exit_info:

@@ -197,7 +197,7 @@ def build_catalog(out_dir, preset: str = "tiny", seed: int = 0, *, workers: int 
         missing = _realistic().fluidsynth_missing()
         if missing:
             raise RuntimeError(f"preset {preset!r} renders with FluidSynth, but {missing}; "
-                               "'make setup-realistic' installs it as root")
+                               "'make setup' installs it as root")
     workers = min(2, os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
