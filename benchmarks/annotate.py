@@ -6,8 +6,8 @@
    1), beside decoding alone (`TrackReader` through `decoding_loader`, the same workers and
    files, in the same run). Where the time goes is measured piece by piece on the same files, in this
    process: decoding (that decode-only pass), spectrogram (the tagger's ``frontend`` on the decoded
-   chunks), model (the rest of ``chunk_outputs``), records (turning outputs into record dicts,
-   `annotate_tracks` minus the forward pass) and writing (`Records.add` and ``commit``). Settings are
+   chunks), model (the rest of `annotate_tracks`: the forward pass and turning its outputs into record
+   dicts) and writing (`Records.add` and ``commit``). Settings are
    taken round-robin over ``--repeats`` and the median is printed, with the CPU seconds of the process and
    its workers and the 1-minute load average: on a shared machine wall time also counts waiting for CPUs.
 2. Peak memory and seconds for one 1-minute and one 60-minute MP3 (streamed: longer than
@@ -137,7 +137,8 @@ def _make_clips(sources: list[Path], folder: Path, count: int, seconds: float) -
             source = sources[index % len(sources)]
             room = max(0.0, durations[source] - seconds)
             offset = room * ((index // len(sources)) + 0.5) / per_source
-            inputs = ["-stream_loop", "-1", "-i", str(source), "-ss", f"{offset:.3f}"]
+            # Seeking in the input, not decoding up to the offset; looping for sources shorter than a clip.
+            inputs = ["-stream_loop", "-1", "-ss", f"{offset:.3f}", "-i", str(source)]
         else:
             inputs = ["-f", "lavfi", "-i", f"aevalsrc=0.3*sin(2*PI*(220+20*{index})*t)+0.05*(random(0)-0.5)"
                       f":s={FILE_RATE}:c=stereo"]
@@ -159,12 +160,13 @@ def _run_all(commands: list[list[str]], parallel: int) -> None:
 
 
 def _long_file(clips: list[Path], out: Path, seconds: float) -> Path:
-    """One MP3 of ``seconds``: the clips one after the other (repeated if needed), encoded as one file."""
+    """One MP3 of ``seconds``: the clips' frames one after the other (repeated if needed), not re-encoded (the
+    clips share one encoding, so the file is one valid MP3 stream)."""
     listing = out.with_suffix(".txt")
     repeats = -(-round(seconds) // round(sum(audio_info(c).duration for c in clips)))
     listing.write_text("".join(f"file '{c}'\n" for _ in range(repeats) for c in clips))
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "concat", "-safe", "0", "-i",
-                    str(listing), "-t", f"{seconds}", "-c:a", "libmp3lame", "-b:a", "192k", str(out)], check=True)
+                    str(listing), "-t", f"{seconds}", "-c", "copy", str(out)], check=True)
     return out
 
 
@@ -227,15 +229,15 @@ def _throughput(model: Path, clips: list[Path], scratch: Path, options: argparse
         return
     print("\nWhere the time goes: each piece alone, in this process, on the same decoded tracks (decoding: the "
           "decode-only pass without workers; the others: the least of 3 tries, wall s):\n")
-    print("| model threads | batch | decoding | spectrogram | model | records | writing | sum | x real time of the "
-          "sum | x real time after decoding |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| model threads | batch | decoding | spectrogram | model | writing | sum | x real time of the sum | "
+          "x real time after decoding |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for (threads, batch), found in pieces.items():
         decode = statistics.median(r["decode"][0] for r in runs[(threads, batch, 0)])
         median = {key: statistics.median(p[key] for p in found) for key in found[0]}
         after = sum(median.values())
         print(f"| {threads} | {batch} | {decode:.2f} | {median['spectrogram']:.2f} | {median['model']:.2f} | "
-              f"{median['records']:.2f} | {median['writing']:.2f} | {decode + after:.2f} | "
+              f"{median['writing']:.2f} | {decode + after:.2f} | "
               f"{audio_seconds / (decode + after):.0f} | {audio_seconds / after:.0f} |")
 
 
@@ -266,10 +268,6 @@ def _pieces(annotator: AudioAnnotator, batches: list[list[dict]], out: Path, tri
             for begin in range(0, len(flat), 64):  # chunk_outputs' chunk_batch
                 tagger.frontend(flat[begin:begin + 64])
 
-    def forward() -> None:
-        for b in batches:
-            tagger.chunk_outputs([t["chunks"] for t in b])
-
     def annotated() -> None:
         for b in batches:
             annotate_tracks(annotator, [dict(t) for t in b])
@@ -284,16 +282,15 @@ def _pieces(annotator: AudioAnnotator, batches: list[list[dict]], out: Path, tri
                 writer.commit()
         writer.commit()
 
-    times = {name: [] for name in ("spectrogram", "forward", "annotated", "writing")}
+    times = {name: [] for name in ("spectrogram", "annotated", "writing")}
     for _ in range(tries):
-        for name, step in (("spectrogram", spectrogram), ("forward", forward), ("annotated", annotated),
-                           ("writing", writing)):
+        for name, step in (("spectrogram", spectrogram), ("annotated", annotated), ("writing", writing)):
             started = time.perf_counter()
             step()
             times[name].append(time.perf_counter() - started)
     least = {name: min(values) for name, values in times.items()}
-    return {"spectrogram": least["spectrogram"], "model": least["forward"] - least["spectrogram"],
-            "records": least["annotated"] - least["forward"], "writing": least["writing"]}
+    return {"spectrogram": least["spectrogram"], "model": least["annotated"] - least["spectrogram"],
+            "writing": least["writing"]}
 
 
 # ---------------------------------------------------------------------------------------------- memory
