@@ -21,7 +21,7 @@ apt-get when this runs as root and it is missing), else the demo catalog's audio
 else a synthetic tone with noise; clips are cut and encoded (LAME, 192 kbit/s CBR) with the ``ffmpeg``
 command into a temporary folder.
 
-    .venv/bin/python benchmarks/annotate.py                 # 64 tracks, batch 4 and 16, workers 0 1 2, ~10 min
+    .venv/bin/python benchmarks/annotate.py   # 64 tracks, batch 4/16, workers 0/1/2: 5 min on 2 idle cores, 13 busy
     .venv/bin/python benchmarks/annotate.py --repeats 3     # on a busy machine
     .venv/bin/python benchmarks/annotate.py --tracks 32 --workers 0 1 --no-memory   # quicker
 """
