@@ -79,6 +79,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--batch-size", type=int, default=8, help="tracks per model batch")
     parser.add_argument("--part-size", type=int, default=256, help="records per committed part file")
     parser.add_argument("--limit", type=int, default=None, help="annotate at most this many tracks in this run")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of the model's process (default: the cores --workers leave, at least 1)")
     parser.add_argument("--device", default="auto", help="torch device of the model (auto: cuda if present)")
     parser.add_argument("--devices", type=int, default=1, help="ddp: processes (devices) per node")
     parser.add_argument("--num-nodes", type=int, default=1, help="ddp: nodes")
@@ -166,6 +168,8 @@ def _check_arguments(options: argparse.Namespace) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(options, name)}")
     if options.workers < 0:
         raise UsageError(f"--workers must be >= 0, got {options.workers}")
+    if options.threads is not None and options.threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {options.threads}")
     if options.limit is not None and options.limit < 1:
         raise UsageError(f"--limit must be >= 1, got {options.limit}")
     if options.engine != "ddp" and (options.devices > 1 or options.num_nodes > 1):
@@ -200,7 +204,7 @@ def _run_local(annotator, pending: list[Item], records: Records, run_number: int
     records.run = run_number
     progress = _progress(len(pending), options.no_progress)
     audio_seconds, started = 0.0, time.perf_counter()
-    for record in annotate_local(annotator, pending, options.batch_size, options.workers):
+    for record in annotate_local(annotator, pending, options.batch_size, options.workers, options.threads):
         records.add(record)
         audio_seconds += record["duration"] or 0.0
         if len(records.rows) >= options.part_size:

@@ -2,9 +2,10 @@
 
 1. x real time on ``--tracks`` 30-s stereo 44.1 kHz MP3s, end to end through ``annotate.cli_main`` (model
    load, listing, decoding workers, batches, Parquet parts, summary) for each ``--batch-sizes`` x
-   ``--workers`` and ``--threads`` (torch threads in the model's process: by default torch's own and
-   1), beside decoding alone (`TrackReader` through `decoding_loader`, the same workers and
-   files, in the same run). Where the time goes is measured piece by piece on the same files, in this
+   ``--workers`` and ``--threads`` (``coldtag annotate --threads``, torch threads in the model's
+   process, whose own default is the cores the workers leave; here by default torch's own count and 1),
+   beside decoding alone (`TrackReader` through `decoding_loader`, the same workers and files, in the
+   same run). Where the time goes is measured piece by piece on the same files, in this
    process: decoding (that decode-only pass), spectrogram (the tagger's ``frontend`` on the decoded
    chunks), model (the rest of `annotate_tracks`: the forward pass and turning its outputs into record
    dicts) and writing (`Records.add` and ``commit``). Settings are
@@ -186,12 +187,13 @@ def _throughput(model: Path, clips: list[Path], scratch: Path, options: argparse
     pieces: dict[tuple, list[dict]] = {}
     for repeat in range(options.repeats):
         for threads, batch, workers in settings:
-            torch.set_num_threads(threads)
+            torch.set_num_threads(threads)  # for the decode-only pass and the pieces below
             out = scratch / f"out-{threads}-{batch}-{workers}-{repeat}"
             load = os.getloadavg()[0]
             with _clock() as end_to_end, contextlib.redirect_stderr(io.StringIO()):
                 code = command.cli_main([str(clips[0].parent), "--model", str(model), "--out", str(out),
-                                         "--batch-size", str(batch), "--workers", str(workers), "--no-progress"])
+                                         "--batch-size", str(batch), "--workers", str(workers),
+                                         "--threads", str(threads), "--no-progress"])
             if code != 0:
                 raise RuntimeError(f"coldtag annotate exited with {code} (see {out}/annotate.log)")
             with _clock() as decode:

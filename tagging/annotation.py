@@ -603,19 +603,27 @@ def decoding_loader(items: list[Item], reader: TrackReader, batch_size: int, wor
                                        prefetch_factor=4 if workers else None)
 
 
-def annotate_local(annotator, items: list[Item], batch_size: int, workers: int) -> Iterator[dict]:
+def model_threads(workers: int) -> int:
+    """Torch threads for the model's process beside ``workers`` decoding processes: the cores they leave
+    (at least one). A second thread fighting two decoders for two cores slows everything (README,
+    benchmarks/annotate.py)."""
+    return max(1, len(os.sched_getaffinity(0)) - workers)
+
+
+def annotate_local(annotator, items: list[Item], batch_size: int, workers: int,
+                   threads: int | None = None) -> Iterator[dict]:
     """The local engine: one record per item, in batches decoded by ``workers`` processes while the
-    model, loaded once in this process, runs on the cores they leave (at least one thread)."""
+    model, loaded once in this process, runs on ``threads`` threads (default `model_threads`)."""
     if not items:
         return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - workers)))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or model_threads(workers))
     try:
         for batch in decoding_loader(items, annotator.reader, batch_size, workers):
             checkpoint("decoded")
             yield from annotate_tracks(annotator, batch)
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
 
 
 @dataclass
