@@ -5,7 +5,7 @@ evidence: five of ten odd-meter test tracks by one artist say much less than ten
 bootstrap that draws tracks treats them as independent and gives intervals that are too narrow; one that
 draws whole artists (clusters, with all their tracks) keeps that dependence (Field & Welsh, "Bootstrapping
 clustered data", JRSS-B 2007). Every comparison the project reports goes through `paired_difference`
-or `cluster_bootstrap`.
+(`runs_difference` for a model trained with several seeds) or `cluster_bootstrap`.
 """
 
 from __future__ import annotations
@@ -86,16 +86,33 @@ def paired_difference(metric: Callable[[np.ndarray, np.ndarray], float], truth: 
                       seed: int = 0) -> Difference:
     """``metric(truth, a) - metric(truth, b)`` with a cluster-bootstrap interval; both models are scored on
     the same resample (paired). ``metric`` may return NaN where it is undefined (it is then skipped)."""
-    truth, a, b = np.asarray(truth), np.asarray(a), np.asarray(b)
-    if not len(truth) == len(a) == len(b) == len(clusters):
-        raise ValueError(f"truth, a, b and clusters differ in length: {len(truth)}, {len(a)}, {len(b)}, "
-                         f"{len(clusters)}")
+    return runs_difference(metric, truth, [a], b, clusters, resamples, level, seed)
+
+
+def runs_difference(metric: Callable[[np.ndarray, np.ndarray], float], truth: np.ndarray,
+                    runs: Sequence[np.ndarray], b: np.ndarray, clusters: Sequence, resamples: int = 2000,
+                    level: float = 0.95, seed: int = 0) -> Difference:
+    """`paired_difference` of model ``b`` and model ``a`` trained several times (one score array per run,
+    e.g. per seed): ``a`` is the mean of ``metric`` over the runs, and every resample scores all runs and
+    ``b`` on the same rows, so the interval is that of the seed-averaged difference (one run: exactly
+    `paired_difference`)."""
+    truth, b = np.asarray(truth), np.asarray(b)
+    runs = [np.asarray(a) for a in runs]
+    if not runs:
+        raise ValueError("runs: no score arrays")
+    if not all(len(truth) == len(a) for a in runs) or not len(truth) == len(b) == len(clusters):
+        raise ValueError(f"truth, a, b and clusters differ in length: {len(truth)}, "
+                         f"{[len(a) for a in runs]}, {len(b)}, {len(clusters)}")
+
+    def mean_over_runs(rows: np.ndarray) -> float:
+        return float(np.mean([_safe(metric, truth[rows], a[rows]) for a in runs]))
 
     def statistic(rows: np.ndarray) -> float:
-        return _safe(metric, truth[rows], a[rows]) - _safe(metric, truth[rows], b[rows])
+        return mean_over_runs(rows) - _safe(metric, truth[rows], b[rows])
 
     difference, low, high, values = cluster_bootstrap(statistic, clusters, resamples, level, seed)
-    return Difference(a=_safe(metric, truth, a), b=_safe(metric, truth, b), difference=difference, low=low,
+    everything = np.arange(len(truth))
+    return Difference(a=mean_over_runs(everything), b=_safe(metric, truth, b), difference=difference, low=low,
                       high=high, p_not_positive=float(np.mean(values <= 0)) if len(values) else math.nan,
                       clusters=len(cluster_indices(clusters)), resamples=len(values))
 

@@ -25,14 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from coldtag.intervals import paired_difference
-from tagging.audio import load_audio
 from tagging.baseline import mean_logmel, predict
-from tagging.evaluate import ARTIST_COLUMN, resampling_clusters, roc_auc
+from tagging.evaluate import ARTIST_COLUMN, resampling_clusters, roc_auc, tagger_scores
 from tagging.labels import MULTILABEL, read_manifest
 from tagging.models import AudioTagger
 
@@ -90,16 +88,6 @@ def main() -> None:
         result = paired_difference(metric, y[test[known]], ours, base, clusters[known], resamples=args.resamples)
         print(f"| {label} | {result.a:.3f} | {result.b:.3f} | {result} | {result.p_not_positive:.3f} | "
               f"{result.clusters} |")
-
-
-def tagger_scores(model: AudioTagger, paths: list[str]) -> dict[str, np.ndarray]:
-    """Whole-track scores per group, ``(tracks, labels)``, of files the baseline already decoded."""
-    rows = []
-    with torch.inference_mode():
-        for path in paths:
-            scores = model.track_outputs(load_audio(path, model.sample_rate).unsqueeze(0)).scores
-            rows.append({name: values[0].numpy() for name, values in scores.items()})
-    return {name: np.array([row[name] for row in rows]) for name in model.labels.groups}
 
 
 if __name__ == "__main__":

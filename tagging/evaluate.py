@@ -24,9 +24,11 @@ import pandas as pd
 import torch
 
 from coldtag.intervals import paired_difference
+from tagging.audio import load_audio
 from tagging.data import SPLITS, split_of
 from tagging.features import TrackFeatures
 from tagging.labels import LabelSpace, nanmean, read_manifest
+from tagging.models import AudioTagger
 from tagging.multimodal import MultimodalTagger
 
 # Traits that live in time rather than in the average spectrum; the baseline cannot see them.
@@ -133,6 +135,17 @@ def modality_scores(model: MultimodalTagger, manifest: str | Path, features: Tra
     return ModalityScores(model.labels, frame, targets, {"tracks with all modalities": has_all,
                                                          "all tracks": np.ones(len(frame), dtype=bool)},
                           scored, scores)
+
+
+@torch.inference_mode()
+def tagger_scores(model: AudioTagger, paths: list[str]) -> dict[str, np.ndarray]:
+    """Whole-track scores of each file per group, ``(tracks, labels)`` (`AudioTagger.track_outputs`, one
+    file at a time); the files must decode (a baseline that already decoded them has checked)."""
+    rows = []
+    for path in paths:
+        scores = model.track_outputs(load_audio(path, model.sample_rate).unsqueeze(0)).scores
+        rows.append({name: values[0].numpy() for name, values in scores.items()})
+    return {name: np.array([row[name] for row in rows]) for name in model.labels.groups}
 
 
 def resampling_clusters(frame: pd.DataFrame, column: str | None,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from coldtag.intervals import cluster_indices, cluster_resamples, paired_difference
+from coldtag.intervals import cluster_indices, cluster_resamples, paired_difference, runs_difference
 from recsys import paired_ranking_difference, ranking_metrics
 
 
@@ -87,3 +87,20 @@ def test_recall_intervals_score_the_full_sample_as_ranking_metrics_does():
     assert result.a == pytest.approx(ranking_metrics(lambda users: a[users], relevant, ks=(5,), map_k=25)["recall@5"])
     assert result.b == pytest.approx(ranking_metrics(lambda users: b[users], relevant, ks=(5,), map_k=25)["recall@5"])
     assert result.low <= result.difference <= result.high
+
+
+def test_the_seed_averaged_difference_of_one_run_is_the_paired_difference_and_of_two_their_mean():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=40)
+    a1, a2, b = truth + rng.normal(size=40), truth + rng.normal(size=40), rng.normal(size=40)
+    artists = np.repeat(np.arange(10), 4)
+
+    def correlation(t, s):
+        return float(np.corrcoef(t, s)[0, 1])
+    assert runs_difference(correlation, truth, [a1], b, artists, resamples=100) == \
+        paired_difference(correlation, truth, a1, b, artists, resamples=100)
+    both = runs_difference(correlation, truth, [a1, a2], b, artists, resamples=100)
+    one, two = (paired_difference(correlation, truth, a, b, artists, resamples=100) for a in (a1, a2))
+    assert both.a == pytest.approx((one.a + two.a) / 2)
+    assert both.difference == pytest.approx((one.difference + two.difference) / 2)
+    assert both.low <= both.difference <= both.high and both.clusters == 10
