@@ -1,6 +1,7 @@
 """How much do the demo tagger's headline numbers move from one seed to the next?
 
     .venv/bin/python scripts/seed_spread.py --seeds 0 1 2 --out runs/seed_spread
+    .venv/bin/python scripts/seed_spread.py --manifest data/realistic/manifest.parquet --labels --out runs/realistic
 
 Trains and tests the tagger of ``--config`` once per seed (``train.py fit`` then ``test`` on the best
 checkpoint; ``seed_everything`` is the only thing that changes), then prints, per group and per
@@ -31,25 +32,29 @@ from fusion.chain import point_outputs_at  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/tagger_demo.yaml")
+    parser.add_argument("--manifest", default=None, help="train on this manifest instead of the config's")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("runs/seed_spread"))
     parser.add_argument("--labels", nargs="*", default=["odd_meter", "triple_meter", "swing", "syncopation", "tempo"])
     args = parser.parse_args()
     if len(args.seeds) < 2:
         parser.error("--seeds: a spread needs at least two seeds")
-    scores = {seed: run(seed, args.config, args.out / f"seed-{seed}") for seed in args.seeds}
+    scores = {seed: run(seed, args.config, args.out / f"seed-{seed}", args.manifest) for seed in args.seeds}
     print(table(scores, args.labels))
 
 
-def run(seed: int, config: str, folder: Path) -> dict:
-    """Fit and test one seed into ``folder``; its ``test_scores.json``."""
+def run(seed: int, config: str, folder: Path, manifest: str | None = None) -> dict:
+    """Fit and test one seed into ``folder`` (on ``manifest`` if given); its ``test_scores.json``."""
     result = folder / "test_scores.json"
     if result.is_file():
         return json.loads(result.read_text())
     started = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     seeded = folder / "config.yaml"
-    seeded.write_text(yaml.safe_dump(seed_config(yaml.safe_load((ROOT / config).read_text()), seed, folder)))
+    settings = seed_config(yaml.safe_load((ROOT / config).read_text()), seed, folder)
+    if manifest is not None:
+        settings["data"]["init_args"]["manifest"] = str(Path(manifest).resolve())
+    seeded.write_text(yaml.safe_dump(settings))
     subprocess.run([sys.executable, "train.py", "fit", "--config", str(seeded)], cwd=ROOT, check=True)
     subprocess.run([sys.executable, "train.py", "test", "--config", str(seeded),
                     f"--ckpt_path={folder / 'checkpoints' / 'best.ckpt'}"], cwd=ROOT, check=True)
