@@ -47,6 +47,7 @@ from tagging.annotation import (
     annotate_local,
     list_inputs,
     load_annotator,
+    log_to,
     read_annotations,
     record_schema,
 )
@@ -128,7 +129,7 @@ def run(options: argparse.Namespace) -> int:
         for path in [*records.files(), out / SUMMARY_FILE, out / JSONL_FILE]:
             path.unlink(missing_ok=True)
     if rank == 0:
-        _log_to(out / LOG_FILE)
+        log_to(out / LOG_FILE)
         for problem in problems:
             log.warning(problem)
     records.check_layout()
@@ -224,16 +225,6 @@ def _progress(total: int, disabled: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, unit="track", desc="coldtag annotate", file=sys.stderr, smoothing=0.1)
-
-
-def _log_to(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    for name in ("coldtag", "tagging", "fusion"):
-        logger = logging.getLogger(name)
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
 
 
 def _finish(options: argparse.Namespace, records: Records, run_number: int, files: int, skipped: int,

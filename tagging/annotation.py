@@ -52,7 +52,7 @@ from coldtag.storage import PACKAGE_FILE, atomic_path, file_sha256, input_packag
 from tagging.audio import AUDIO_SUFFIXES, audio_info, level_histogram, load_audio, read_ranges, scan_length, verify_flac
 from tagging.image import CoverEncoder, load_cover, packaged_cover_weights
 from tagging.labels import MULTILABEL
-from tagging.models import AudioTagger, TaggerBase, chunk_starts
+from tagging.models import AudioTagger, TaggerBase, chunk_starts, grid_chunks
 from tagging.multimodal import MultimodalTagger
 from tagging.text import LyricsEncoder, default_lyrics_model_path, read_lyrics
 
@@ -259,9 +259,10 @@ class TrackReader:
     def __call__(self, item: Item) -> dict:
         started = time.perf_counter()
         lyrics, cover = self.sidecars(item)
-        size, mtime = file_facts(item.path)
+        key = self.input_key(item)
+        _, size, mtime = json.loads(key)[0]  # the audio's facts, as the key records them
         track = {"id": item.id, "path": item.path, "size": size, "mtime": mtime, "lyrics_path": lyrics,
-                 "cover_path": cover, "input_key": self.input_key(item), "duration": None, "sample_rate": None,
+                 "cover_path": cover, "input_key": key, "duration": None, "sample_rate": None,
                  "channels": None, "modalities": [], "warnings": [], "sidecar_errors": [], "error": None,
                  "chunks": None, "lyrics": None, "cover": None}
         try:
@@ -302,15 +303,16 @@ class TrackReader:
         if info.duration is not None and info.duration <= self.stream_above_seconds:
             wave = load_audio(path, self.sample_rate)
             length, levels = len(wave), level_histogram(wave)
-            chunks = [_padded(wave[s:s + self.chunk_samples], self.chunk_samples)
-                      for s in chunk_starts(length, self.chunk_samples, self.max_chunks)]
+            chunks = grid_chunks(wave, self.chunk_samples, self.max_chunks)
         else:
             length, levels = scan_length(path, self.sample_rate)
             starts = chunk_starts(length, self.chunk_samples, self.max_chunks)
-            chunks = [_padded(wave[:max(0, min(self.chunk_samples, length - s))], self.chunk_samples)
-                      for s, wave in zip(starts, read_ranges(path, self.sample_rate,
-                                                             [(s, s + self.chunk_samples) for s in starts]),
-                                         strict=True)]
+            ranges = read_ranges(path, self.sample_rate, [(s, s + self.chunk_samples) for s in starts])
+            chunks = []
+            for start, wave in zip(starts, ranges, strict=True):
+                wave[max(0, length - start):] = 0  # past the scanned length, as grid_chunks pads
+                chunks.append(wave)
+            chunks = torch.stack(chunks)
         warnings = []
         if int(levels[1:].sum()) == 0:
             warnings.append(SILENT)
@@ -318,21 +320,35 @@ class TrackReader:
             warnings.append(SHORT)
         if int(levels[2]) > CLIPPED_SHARE * length:
             warnings.append(CLIPPED)
-        track.update(chunks=torch.stack(chunks), duration=length / self.sample_rate, sample_rate=info.sample_rate,
+        track.update(chunks=chunks, duration=length / self.sample_rate, sample_rate=info.sample_rate,
                      channels=info.num_channels, warnings=warnings,
                      informative=SILENT not in warnings and length >= DECIDABLE_SHARE * self.chunk_samples)
 
 
-def _padded(piece: torch.Tensor, size: int) -> torch.Tensor:
-    return torch.nn.functional.pad(piece, (0, size - len(piece)))
-
-
 class RefusedInput(ValueError):
-    """A manifest row that is not read (outside the input root, no path)."""
+    """An input that is not read: outside the input root, or a manifest row without a path."""
 
     def __init__(self, path: str, reason: str):
         super().__init__(f"{path}: {reason}")
         self.reason = reason
+
+
+LOGGERS = ("coldtag", "tagging", "fusion")
+
+
+def log_to(path: str | Path) -> None:
+    """Send this process's ``coldtag``, ``tagging`` and ``fusion`` logs (tracebacks of unexpected errors
+    among them) to the file ``path`` too; once per file, whichever process or worker asks."""
+    path = Path(path).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        if any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path for h in logger.handlers):
+            continue
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 def error_value(error: BaseException) -> dict:

@@ -41,7 +41,7 @@ import pyarrow as pa
 import ray
 import torch
 
-from tagging.annotation import Item, Records, TrackReader, annotate_tracks, checkpoint, load_annotator
+from tagging.annotation import Item, Records, TrackReader, annotate_tracks, checkpoint, load_annotator, log_to
 
 NUM_CPUS_ENV = "COLDTAG_RAY_NUM_CPUS"
 
@@ -115,7 +115,8 @@ def _unpack(blob: bytes) -> dict:
 
 
 def _decode(row: dict, reader: TrackReader, logs: list[str]) -> dict:
-    _log_to(logs)
+    for path in logs:
+        log_to(path)
     item = pickle.loads(row["item"])  # an Item this job pickled
     return {"id": item.id, "track": _pack(reader(item))}
 
@@ -125,7 +126,8 @@ class _Annotate:
 
     def __init__(self, model: str, annotators: dict[str, str], schema: pa.Schema, allow_outside: bool, device: str,
                  logs: list[str]):
-        _log_to(logs)
+        for path in logs:
+            log_to(path)
         self.annotator = load_annotator(model, annotators, device, allow_outside)
         self.schema = schema
 
@@ -141,13 +143,3 @@ def _log_files(out: Path) -> list[str]:
             if isinstance(h, logging.FileHandler) and Path(h.baseFilename).parent == Path(out).resolve()]
 
 
-def _log_to(paths: list[str]) -> None:
-    for name in ("tagging", "fusion"):
-        logger = logging.getLogger(name)
-        known = {h.baseFilename for h in logger.handlers if isinstance(h, logging.FileHandler)}
-        for path in paths:
-            if path not in known:
-                handler = logging.FileHandler(path)
-                handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-                logger.addHandler(handler)
-                logger.setLevel(logging.INFO)

@@ -240,6 +240,16 @@ def chunk_starts(n_samples: int, chunk: int, max_chunks: int | None = None) -> l
     return [round(i * last / (count - 1)) for i in range(count)]
 
 
+def grid_chunks(wave: torch.Tensor, chunk: int, max_chunks: int | None = None) -> torch.Tensor:
+    """One track ``(time,)`` -> the chunks ``(chunks, chunk)`` at its `chunk_starts`, zero-padded past its
+    end. A reader that streams a long file cuts the same chunks from the same starts without holding it."""
+    pieces = []
+    for start in chunk_starts(len(wave), chunk, max_chunks):
+        piece = wave[start:start + chunk]
+        pieces.append(F.pad(piece, (0, chunk - len(piece))))
+    return torch.stack(pieces)
+
+
 @dataclass
 class TrackOutputs:
     """Per-track results of `AudioTagger.track_outputs`; all tensors have a leading track dimension."""
@@ -452,13 +462,8 @@ class AudioTagger(TaggerBase):
     def track_chunks(self, wave: torch.Tensor) -> torch.Tensor:
         """One track ``(time,)`` -> its evaluation chunks ``(chunks, chunk_samples)``, zero-padded.
 
-        What `track_outputs` runs on; a reader that streams a long file produces the same chunks from
-        `chunk_starts` over the file's length without holding the whole waveform."""
-        pieces = []
-        for start in chunk_starts(len(wave), self.chunk_samples, self.eval_chunks):
-            piece = wave[start:start + self.chunk_samples]
-            pieces.append(F.pad(piece, (0, self.chunk_samples - len(piece))))
-        return torch.stack(pieces)
+        What `track_outputs` runs on (`grid_chunks` on the model's grid)."""
+        return grid_chunks(wave, self.chunk_samples, self.eval_chunks)
 
     def chunk_outputs(self, chunks: list[torch.Tensor], chunk_batch: int = 64) -> TrackOutputs:
         """Each track's chunks ``[(chunks_i, chunk_samples), ...]`` -> outputs averaged over its chunks."""
