@@ -98,6 +98,9 @@ def _start_ray() -> bool:
         cpus = 0
     if cpus is not None and cpus < 1:
         raise ValueError(f"{NUM_CPUS_ENV}={value!r}: must be a whole number >= 1")
+    # Ray reports usage statistics to its authors over the network unless told not to; nothing here may
+    # reach the internet at run time.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING)
     return True
 
