@@ -2,10 +2,12 @@
 
     .venv/bin/python scripts/seed_spread.py --seeds 0 1 2 --out runs/seed_spread
     .venv/bin/python scripts/seed_spread.py --manifest data/realistic/manifest.parquet --labels --out runs/realistic
+    .venv/bin/python scripts/seed_spread.py --set model.init_args.model.init_args.pooling=mean_max --out runs/mean_max
 
 Trains and tests the tagger of ``--config`` once per seed (``train.py fit`` then ``test`` on the best
 checkpoint; ``seed_everything`` is the only thing that changes), then prints, per group and per
-``--labels`` label, the test score of every seed with their mean and standard deviation. A finished
+``--labels`` label, the test score of every seed with their mean and standard deviation. ``--set
+dotted.key=value`` changes one setting of the config (the value read as YAML), for a variant of it. A finished
 seed (its ``test_scores.json`` exists) is reused, so an interrupted run picks up where it stopped.
 A difference between two models smaller than this spread is not a result. Not part of ``make demo``:
 each seed is a full training run (about 5 minutes on 2 cores for the demo config).
@@ -36,15 +38,41 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("runs/seed_spread"))
     parser.add_argument("--labels", nargs="*", default=["odd_meter", "triple_meter", "swing", "syncopation", "tempo"])
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="DOTTED.KEY=VALUE",
+                        help="change one setting of the config, e.g. model.init_args.model.init_args.harmony=true")
     args = parser.parse_args()
     if len(args.seeds) < 2:
         parser.error("--seeds: a spread needs at least two seeds")
-    scores = {seed: run(seed, args.config, args.out / f"seed-{seed}", args.manifest) for seed in args.seeds}
+    try:
+        changes = [parse_setting(text) for text in args.settings]
+    except ValueError as error:
+        parser.error(f"--set: {error}")
+    scores = {seed: run(seed, args.config, args.out / f"seed-{seed}", args.manifest, changes) for seed in args.seeds}
     print(table(scores, args.labels))
 
 
-def run(seed: int, config: str, folder: Path, manifest: str | None = None) -> dict:
-    """Fit and test one seed into ``folder`` (on ``manifest`` if given); its ``test_scores.json``."""
+def parse_setting(text: str) -> tuple[list[str], object]:
+    """``"a.b.c=value"`` -> (``["a", "b", "c"]``, the value read as YAML)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"expected DOTTED.KEY=VALUE, got {text!r}")
+    return key.split("."), yaml.safe_load(value)
+
+
+def apply_setting(config: dict, path: list[str], value: object) -> None:
+    """Set ``config[path[0]][path[1]]...`` to ``value``; every key above the last must exist."""
+    node = config
+    for depth, key in enumerate(path[:-1]):
+        if not isinstance(node, dict) or key not in node:
+            raise SystemExit(f"--set: the config has no {'.'.join(path[:depth + 1])}")
+        node = node[key]
+    node[path[-1]] = value
+
+
+def run(seed: int, config: str, folder: Path, manifest: str | None = None,
+        changes: list[tuple[list[str], object]] = ()) -> dict:
+    """Fit and test one seed into ``folder`` (on ``manifest`` if given, with the ``changes`` of
+    `parse_setting`); its ``test_scores.json``."""
     result = folder / "test_scores.json"
     if result.is_file():
         return json.loads(result.read_text())
@@ -54,6 +82,8 @@ def run(seed: int, config: str, folder: Path, manifest: str | None = None) -> di
     settings = seed_config(yaml.safe_load((ROOT / config).read_text()), seed, folder)
     if manifest is not None:
         settings["data"]["init_args"]["manifest"] = str(Path(manifest).resolve())
+    for path, value in changes:
+        apply_setting(settings, path, value)
     seeded.write_text(yaml.safe_dump(settings))
     subprocess.run([sys.executable, "train.py", "fit", "--config", str(seeded)], cwd=ROOT, check=True)
     subprocess.run([sys.executable, "train.py", "test", "--config", str(seeded),

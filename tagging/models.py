@@ -145,30 +145,121 @@ def _autocorrelation(x: torch.Tensor) -> torch.Tensor:
     return acf / torch.arange(n, 0, -1, device=x.device, dtype=x.dtype)
 
 
+# Krumhansl-Kessler key profiles, tonic first (Krumhansl, "Cognitive Foundations of Musical Pitch", 1990):
+# how well each pitch class fits a major or a minor key, from listeners' ratings.
+KEY_PROFILES = {
+    "major": (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88),
+    "minor": (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17),
+}
+
+
+class HarmonicFeatures(nn.Module):
+    """Which scale the music uses, relative to its tonic: ``chroma (batch, 12, frames) in dB -> (batch, 36)``.
+
+    The chunk's pitch-class profile (mean chroma magnitude, summing to 1) is correlated with the 24 rotated
+    key profiles (`KEY_PROFILES`, Krumhansl-Schmuckler key finding); the best key's tonic is the estimated
+    tonic. The features are the profile and the 24 correlations, both rotated so that the tonic comes first.
+    A CNN on a spectrogram sees a minor piece in each of 12 keys as 12 different pictures and, from a few
+    hundred tracks, learned mode no better than chance; read relative to the tonic, as the rhythm branch
+    reads its curves relative to the beat, a minor scale looks the same in every key. Estimating the tonic
+    in a fixed way (not a learned one) is what makes that hold for keys the training set lacks.
+    """
+
+    dim = 36
+
+    def __init__(self):
+        super().__init__()
+        profiles = torch.tensor([KEY_PROFILES["major"], KEY_PROFILES["minor"]])
+        rotations = (torch.arange(12).unsqueeze(0) - torch.arange(12).unsqueeze(1)).remainder(12)  # [root, pc]
+        keys = profiles[:, rotations]  # (mode, root, pitch class): each profile with its tonic on root
+        keys = keys - keys.mean(dim=2, keepdim=True)
+        self.register_buffer("keys", keys / keys.norm(dim=2, keepdim=True), persistent=False)
+
+    def profile(self, chroma: torch.Tensor) -> torch.Tensor:
+        """``(batch, 12, frames)`` in dB -> the mean magnitude per pitch class, summing to 1: ``(batch, 12)``."""
+        magnitude = torch.pow(10.0, chroma.float() / 20.0).mean(dim=2)
+        return magnitude / magnitude.sum(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def key_fits(self, profile: torch.Tensor) -> torch.Tensor:
+        """``(batch, 12) -> (batch, 2, 12)``: the correlation of the profile with each key [mode, tonic]."""
+        centred = profile - profile.mean(dim=1, keepdim=True)
+        centred = centred / centred.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return torch.einsum("bp,mrp->bmr", centred, self.keys)
+
+    def key(self, chroma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The best key of each chunk: tonic pitch class (0 = C) and mode (0 major, 1 minor), ``(batch,)`` each."""
+        best = self.key_fits(self.profile(chroma)).flatten(1).argmax(dim=1)
+        return best % 12, best // 12
+
+    def forward(self, chroma: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=chroma.device.type, enabled=False):
+            profile = self.profile(chroma)
+            fits = self.key_fits(profile)
+            tonic = fits.flatten(1).argmax(dim=1) % 12
+            order = (tonic.unsqueeze(1) + torch.arange(12, device=chroma.device)).remainder(12)  # (batch, 12)
+            relative_profile = profile.gather(1, order)
+            relative_fits = fits.gather(2, order.unsqueeze(1).expand(-1, 2, -1))
+        return torch.cat([relative_profile, relative_fits.flatten(1)], dim=1)
+
+
+class HarmonicBranch(nn.Module):
+    """`HarmonicFeatures` of a chroma, standardised and projected to ``dim``: ``(batch, 12, frames) ->
+    (batch, dim)``, joined to the CNN's vector beside the `RhythmBranch`."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        features = HarmonicFeatures()
+        self.encode = nn.Sequential(features, nn.BatchNorm1d(features.dim), nn.Linear(features.dim, dim), nn.ReLU())
+
+    def forward(self, chroma: torch.Tensor) -> torch.Tensor:
+        return self.encode(chroma)
+
+
+POOLINGS = ("max", "mean_max")
+
+
+def _pool(x: torch.Tensor, pooling: str) -> torch.Tensor:
+    """``(batch, channels, height, width)`` -> ``(batch, channels)`` (max) or ``(batch, 2 * channels)``."""
+    if pooling == "max":
+        return x.amax(dim=(2, 3))
+    return torch.cat([x.amax(dim=(2, 3)), x.mean(dim=(2, 3))], dim=1)
+
+
 class ShortChunkResNet(nn.Module):
-    """Seven strided residual blocks over the log-mel image, max-pooled to one vector per chunk.
+    """Seven strided residual blocks over the log-mel image, pooled to one vector per chunk.
 
     ``(batch, n_mels, frames) -> (batch, embedding_dim)``. Channels double at blocks 3 and 7 as in the
-    paper (width 128 there; smaller widths train on a CPU). ``rhythm=True`` adds a `RhythmBranch` beside
-    the pooled CNN vector (spectrogram ``frame_rate`` frames per second; our addition, off by default).
+    paper (width 128 there; smaller widths train on a CPU). ``pooling="max"`` is the paper's global max;
+    ``"mean_max"`` joins the mean to it, which keeps how much of the chunk a sound fills (a sustained
+    instrument under a louder one) where the maximum keeps only its strongest moment. ``rhythm=True`` adds a
+    `RhythmBranch` beside the pooled CNN vector (spectrogram ``frame_rate`` frames per second) and
+    ``harmony=True`` a `HarmonicBranch` on the chroma passed beside the spectrogram (our additions, off by
+    default).
     """
 
     def __init__(self, width: int = 128, embedding_dim: int = 512, n_blocks: int = 7, rhythm: bool = False,
-                 frame_rate: float = 0.0, timbre_dropout: float = 0.0):
+                 frame_rate: float = 0.0, timbre_dropout: float = 0.0, pooling: str = "max", harmony: bool = False):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         channels = [1, width, width] + [2 * width] * (n_blocks - 3) + [4 * width]
+        self.pooling = pooling
         self.input_norm = nn.BatchNorm2d(1)
         self.blocks = nn.Sequential(*[_ResBlock(c_in, c_out) for c_in, c_out in itertools.pairwise(channels)])
         self.rhythm = RhythmBranch(frame_rate, 4 * width, timbre_dropout) if rhythm else None
-        rhythm_dim = 4 * width if rhythm else 0
-        self.project = nn.Sequential(nn.Linear(channels[-1] + rhythm_dim, embedding_dim),
+        self.harmony = HarmonicBranch(4 * width) if harmony else None
+        pooled_dim = channels[-1] * (2 if pooling == "mean_max" else 1)
+        branch_dim = 4 * width * (int(rhythm) + int(harmony))
+        self.project = nn.Sequential(nn.Linear(pooled_dim + branch_dim, embedding_dim),
                                      nn.BatchNorm1d(embedding_dim), nn.ReLU())
 
-    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+    def forward(self, spec: torch.Tensor, chroma: torch.Tensor | None = None) -> torch.Tensor:
         x = self.blocks(self.input_norm(spec.unsqueeze(1)))  # (batch, channels, mels', frames')
-        x = x.amax(dim=(2, 3))  # (batch, channels)
+        x = _pool(x, self.pooling)  # (batch, channels or 2 * channels)
         if self.rhythm is not None:
             x = self.rhythm(x, spec)
+        if self.harmony is not None:
+            x = torch.cat([x, self.harmony(chroma)], dim=1)
         return self.project(x)
 
 
@@ -201,21 +292,28 @@ class TinyCNN(nn.Module):
     """Two convolutions and a pooled projection: for tests and smoke runs, not for results."""
 
     def __init__(self, width: int = 8, embedding_dim: int = 32, rhythm: bool = False, frame_rate: float = 0.0,
-                 timbre_dropout: float = 0.0):
+                 timbre_dropout: float = 0.0, pooling: str = "mean_max", harmony: bool = False):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.pooling = pooling
         self.input_norm = nn.BatchNorm2d(1)
         self.conv = nn.Sequential(
             nn.Conv2d(1, width, 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU())
         self.rhythm = RhythmBranch(frame_rate, 4 * width, timbre_dropout) if rhythm else None
-        rhythm_dim = 4 * width if rhythm else 0
-        self.project = nn.Sequential(nn.Linear(4 * width + rhythm_dim, embedding_dim), nn.ReLU())
+        self.harmony = HarmonicBranch(4 * width) if harmony else None
+        pooled_dim = 2 * width * (2 if pooling == "mean_max" else 1)
+        branch_dim = 4 * width * (int(rhythm) + int(harmony))
+        self.project = nn.Sequential(nn.Linear(pooled_dim + branch_dim, embedding_dim), nn.ReLU())
 
-    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+    def forward(self, spec: torch.Tensor, chroma: torch.Tensor | None = None) -> torch.Tensor:
         x = self.conv(self.input_norm(spec.unsqueeze(1)))  # (batch, 2*width, mels/4, frames/4)
-        x = torch.cat([x.amax(dim=(2, 3)), x.mean(dim=(2, 3))], dim=1)  # (batch, 4*width)
+        x = _pool(x, self.pooling)
         if self.rhythm is not None:
             x = self.rhythm(x, spec)
+        if self.harmony is not None:
+            x = torch.cat([x, self.harmony(chroma)], dim=1)
         return self.project(x)
 
 
@@ -389,6 +487,8 @@ class AudioTagger(TaggerBase):
     [0, 1] by the vocabulary's ranges (`LabelSpace.decode_regression` gives units back).
     ``rhythm=True`` adds the backbone's `RhythmBranch` (meter, swing and tempo cues); ``timbre_dropout`` is
     the share of training clips whose CNN vector that branch hides (0.3 was chosen on the demo's validation split).
+    ``harmony=True`` adds its `HarmonicBranch` (key and mode cues) on a chroma of half-second STFT frames,
+    from the same `Frontend`; ``pooling`` is the backbone's (`ShortChunkResNet`).
     """
 
     # What the weights do not depend on: a fine-tune (`from_pretrained` overrides) may set these anew.
@@ -410,6 +510,8 @@ class AudioTagger(TaggerBase):
         eval_chunks: int | None = 16,
         rhythm: bool = False,
         timbre_dropout: float = 0.3,
+        pooling: Literal["max", "mean_max"] = "max",
+        harmony: bool = False,
     ):
         super().__init__()
         if backbone not in BACKBONES:
@@ -422,20 +524,27 @@ class AudioTagger(TaggerBase):
             "vocab": vocab, "backbone": backbone, "width": width, "embedding_dim": embedding_dim,
             "dropout": dropout, "sample_rate": sample_rate, "n_fft": n_fft, "hop_length": hop_length,
             "n_mels": n_mels, "frontend_backend": frontend_backend, "chunk_seconds": chunk_seconds,
-            "eval_chunks": eval_chunks, "rhythm": rhythm, "timbre_dropout": timbre_dropout,
+            "eval_chunks": eval_chunks, "rhythm": rhythm, "timbre_dropout": timbre_dropout, "pooling": pooling,
+            "harmony": harmony,
         }
         self.sample_rate = sample_rate
         self.chunk_samples = round(chunk_seconds * sample_rate)
         self.eval_chunks = eval_chunks
         self.frontend = Frontend(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
                                  backend=frontend_backend)
+        # Half-second frames (the power of two nearest): a semitone at 110 Hz is 6.5 Hz, two FFT bins.
+        chroma_fft = 2 ** round(math.log2(0.5 * sample_rate))
+        self.chroma = Frontend(sample_rate=sample_rate, n_fft=chroma_fft, hop_length=chroma_fft // 4, kind="chroma") \
+            if harmony else None
         self.backbone = BACKBONES[backbone](width=width, embedding_dim=embedding_dim, rhythm=rhythm,
-                                            frame_rate=sample_rate / hop_length, timbre_dropout=timbre_dropout)
+                                            frame_rate=sample_rate / hop_length, timbre_dropout=timbre_dropout,
+                                            pooling=pooling, harmony=harmony)
         self._init_heads(vocab, embedding_dim, dropout)
 
     def forward_features(self, wave: torch.Tensor) -> torch.Tensor:
         """``(batch, time) -> (batch, embedding_dim)``."""
-        return self.backbone(self.frontend(wave))
+        chroma = self.chroma(wave) if self.chroma is not None else None
+        return self.backbone(self.frontend(wave), chroma)
 
     def forward(self, wave: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.forward_head(self.forward_features(wave))
