@@ -202,6 +202,25 @@ class HarmonicFeatures(nn.Module):
         return torch.cat([relative_profile, relative_fits.flatten(1)], dim=1)
 
 
+class BandStatistics(nn.Module):
+    """The mean and standard deviation over time of every band of the spectrogram, standardised and projected:
+    ``(batch, n_mels, frames) -> (batch, dim)``.
+
+    The clip-level statistics a linear baseline reads instruments from (`tagging.baseline`), inside the
+    model: a sustained instrument's spectral envelope is in them whole, where a pooled CNN vector keeps
+    whatever its filters learned from a few hundred tracks."""
+
+    def __init__(self, n_mels: int, dim: int):
+        super().__init__()
+        if n_mels < 1:
+            raise ValueError(f"BandStatistics needs the spectrogram's n_mels, got {n_mels}")
+        self.encode = nn.Sequential(nn.BatchNorm1d(2 * n_mels), nn.Linear(2 * n_mels, dim), nn.ReLU())
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        std, mean = torch.std_mean(spec.float(), dim=2)
+        return self.encode(torch.cat([mean, std], dim=1))
+
+
 class HarmonicBranch(nn.Module):
     """`HarmonicFeatures` of a chroma, standardised and projected to ``dim``: ``(batch, 12, frames) ->
     (batch, dim)``, joined to the CNN's vector beside the `RhythmBranch`."""
@@ -233,12 +252,14 @@ class ShortChunkResNet(nn.Module):
     ``"mean_max"`` joins the mean to it, which keeps how much of the chunk a sound fills (a sustained
     instrument under a louder one) where the maximum keeps only its strongest moment. ``rhythm=True`` adds a
     `RhythmBranch` beside the pooled CNN vector (spectrogram ``frame_rate`` frames per second) and
-    ``harmony=True`` a `HarmonicBranch` on the chroma passed beside the spectrogram (our additions, off by
-    default).
+    ``harmony=True`` a `HarmonicBranch` on the chroma passed beside the spectrogram, and ``band_stats=True``
+    the `BandStatistics` of its ``n_mels`` bands beside the CNN vector, hidden with it by the rhythm branch's
+    timbre dropout (our additions, off by default).
     """
 
     def __init__(self, width: int = 128, embedding_dim: int = 512, n_blocks: int = 7, rhythm: bool = False,
-                 frame_rate: float = 0.0, timbre_dropout: float = 0.0, pooling: str = "max", harmony: bool = False):
+                 frame_rate: float = 0.0, timbre_dropout: float = 0.0, pooling: str = "max", harmony: bool = False,
+                 band_stats: bool = False, n_mels: int = 0):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
@@ -248,14 +269,17 @@ class ShortChunkResNet(nn.Module):
         self.blocks = nn.Sequential(*[_ResBlock(c_in, c_out) for c_in, c_out in itertools.pairwise(channels)])
         self.rhythm = RhythmBranch(frame_rate, 4 * width, timbre_dropout) if rhythm else None
         self.harmony = HarmonicBranch(4 * width) if harmony else None
+        self.band_stats = BandStatistics(n_mels, 4 * width) if band_stats else None
         pooled_dim = channels[-1] * (2 if pooling == "mean_max" else 1)
-        branch_dim = 4 * width * (int(rhythm) + int(harmony))
+        branch_dim = 4 * width * (int(rhythm) + int(harmony) + int(band_stats))
         self.project = nn.Sequential(nn.Linear(pooled_dim + branch_dim, embedding_dim),
                                      nn.BatchNorm1d(embedding_dim), nn.ReLU())
 
     def forward(self, spec: torch.Tensor, chroma: torch.Tensor | None = None) -> torch.Tensor:
         x = self.blocks(self.input_norm(spec.unsqueeze(1)))  # (batch, channels, mels', frames')
         x = _pool(x, self.pooling)  # (batch, channels or 2 * channels)
+        if self.band_stats is not None:
+            x = torch.cat([x, self.band_stats(spec)], dim=1)
         if self.rhythm is not None:
             x = self.rhythm(x, spec)
         if self.harmony is not None:
@@ -292,7 +316,8 @@ class TinyCNN(nn.Module):
     """Two convolutions and a pooled projection: for tests and smoke runs, not for results."""
 
     def __init__(self, width: int = 8, embedding_dim: int = 32, rhythm: bool = False, frame_rate: float = 0.0,
-                 timbre_dropout: float = 0.0, pooling: str = "mean_max", harmony: bool = False):
+                 timbre_dropout: float = 0.0, pooling: str = "mean_max", harmony: bool = False,
+                 band_stats: bool = False, n_mels: int = 0):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
@@ -303,13 +328,16 @@ class TinyCNN(nn.Module):
             nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU())
         self.rhythm = RhythmBranch(frame_rate, 4 * width, timbre_dropout) if rhythm else None
         self.harmony = HarmonicBranch(4 * width) if harmony else None
+        self.band_stats = BandStatistics(n_mels, 4 * width) if band_stats else None
         pooled_dim = 2 * width * (2 if pooling == "mean_max" else 1)
-        branch_dim = 4 * width * (int(rhythm) + int(harmony))
+        branch_dim = 4 * width * (int(rhythm) + int(harmony) + int(band_stats))
         self.project = nn.Sequential(nn.Linear(pooled_dim + branch_dim, embedding_dim), nn.ReLU())
 
     def forward(self, spec: torch.Tensor, chroma: torch.Tensor | None = None) -> torch.Tensor:
         x = self.conv(self.input_norm(spec.unsqueeze(1)))  # (batch, 2*width, mels/4, frames/4)
         x = _pool(x, self.pooling)
+        if self.band_stats is not None:
+            x = torch.cat([x, self.band_stats(spec)], dim=1)
         if self.rhythm is not None:
             x = self.rhythm(x, spec)
         if self.harmony is not None:
@@ -488,7 +516,7 @@ class AudioTagger(TaggerBase):
     ``rhythm=True`` adds the backbone's `RhythmBranch` (meter, swing and tempo cues); ``timbre_dropout`` is
     the share of training clips whose CNN vector that branch hides (0.3 was chosen on the demo's validation split).
     ``harmony=True`` adds its `HarmonicBranch` (key and mode cues) on a chroma of half-second STFT frames,
-    from the same `Frontend`; ``pooling`` is the backbone's (`ShortChunkResNet`).
+    from the same `Frontend`; ``pooling`` and ``band_stats`` are the backbone's (`ShortChunkResNet`).
     """
 
     # What the weights do not depend on: a fine-tune (`from_pretrained` overrides) may set these anew.
@@ -512,6 +540,7 @@ class AudioTagger(TaggerBase):
         timbre_dropout: float = 0.3,
         pooling: Literal["max", "mean_max"] = "max",
         harmony: bool = False,
+        band_stats: bool = False,
     ):
         super().__init__()
         if backbone not in BACKBONES:
@@ -525,7 +554,7 @@ class AudioTagger(TaggerBase):
             "dropout": dropout, "sample_rate": sample_rate, "n_fft": n_fft, "hop_length": hop_length,
             "n_mels": n_mels, "frontend_backend": frontend_backend, "chunk_seconds": chunk_seconds,
             "eval_chunks": eval_chunks, "rhythm": rhythm, "timbre_dropout": timbre_dropout, "pooling": pooling,
-            "harmony": harmony,
+            "harmony": harmony, "band_stats": band_stats,
         }
         self.sample_rate = sample_rate
         self.chunk_samples = round(chunk_seconds * sample_rate)
@@ -538,7 +567,7 @@ class AudioTagger(TaggerBase):
             if harmony else None
         self.backbone = BACKBONES[backbone](width=width, embedding_dim=embedding_dim, rhythm=rhythm,
                                             frame_rate=sample_rate / hop_length, timbre_dropout=timbre_dropout,
-                                            pooling=pooling, harmony=harmony)
+                                            pooling=pooling, harmony=harmony, band_stats=band_stats, n_mels=n_mels)
         self._init_heads(vocab, embedding_dim, dropout)
 
     def forward_features(self, wave: torch.Tensor) -> torch.Tensor:
