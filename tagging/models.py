@@ -516,7 +516,8 @@ class AudioTagger(TaggerBase):
     ``rhythm=True`` adds the backbone's `RhythmBranch` (meter, swing and tempo cues); ``timbre_dropout`` is
     the share of training clips whose CNN vector that branch hides (0.3 was chosen on the demo's validation split).
     ``harmony=True`` adds its `HarmonicBranch` (key and mode cues) on a chroma of half-second STFT frames,
-    from the same `Frontend`; ``pooling`` and ``band_stats`` are the backbone's (`ShortChunkResNet`).
+    from the same `Frontend`; ``pooling`` (None: the backbone's default) and ``band_stats`` are the backbone's
+    (`ShortChunkResNet`).
     """
 
     # What the weights do not depend on: a fine-tune (`from_pretrained` overrides) may set these anew.
@@ -538,7 +539,7 @@ class AudioTagger(TaggerBase):
         eval_chunks: int | None = 16,
         rhythm: bool = False,
         timbre_dropout: float = 0.3,
-        pooling: Literal["max", "mean_max"] = "max",
+        pooling: Literal["max", "mean_max"] | None = None,
         harmony: bool = False,
         band_stats: bool = False,
     ):
@@ -567,7 +568,8 @@ class AudioTagger(TaggerBase):
             if harmony else None
         self.backbone = BACKBONES[backbone](width=width, embedding_dim=embedding_dim, rhythm=rhythm,
                                             frame_rate=sample_rate / hop_length, timbre_dropout=timbre_dropout,
-                                            pooling=pooling, harmony=harmony, band_stats=band_stats, n_mels=n_mels)
+                                            harmony=harmony, band_stats=band_stats, n_mels=n_mels,
+                                            **({} if pooling is None else {"pooling": pooling}))
         self._init_heads(vocab, embedding_dim, dropout)
 
     def forward_features(self, wave: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,8 @@ def _signals(seconds: float = 2.0) -> torch.Tensor:
 
 @pytest.mark.parametrize(
     ("arguments", "rows"),
-    [({}, 96), ({"backend": "nnaudio", "n_mels": 64}, 64), ({"kind": "cqt", "n_bins": 72}, 72)],
+    [({}, 96), ({"backend": "nnaudio", "n_mels": 64}, 64), ({"kind": "cqt", "n_bins": 72}, 72),
+     ({"kind": "chroma"}, 12)],
 )
 @pytest.mark.parametrize("n_samples", [16000, 16255, 16256])
 def test_shape_contract(arguments, rows, n_samples):
@@ -118,6 +119,8 @@ def test_cqt_puts_a_tone_in_its_semitone_bin():
         ({"hop_length": 2.5}, "hop_length must be a positive integer"),
         ({"kind": "cqt", "f_max": 4000.0}, "f_max does not apply to kind='cqt'"),
         ({"kind": "cqt", "n_bins": 120}, "top CQT bin"),
+        ({"kind": "chroma", "backend": "nnaudio"}, "folded from torch's STFT"),
+        ({"kind": "chroma", "f_min": 500.0, "f_max": 400.0}, "f_max must be in"),
     ],
 )
 def test_bad_arguments_name_the_argument(arguments, message):
@@ -144,3 +147,20 @@ def test_cuda_under_fp16_autocast_matches_cpu():
     meaningful = expected > expected.amax(dim=(1, 2), keepdim=True) - 60.0
     # The fp16 input itself is rounded to ~3 significant digits; the front-end adds nothing to that.
     assert (out.cpu() - expected)[meaningful].abs().max() < 0.5
+
+
+def test_chroma_puts_a_tone_in_its_pitch_class():
+    t = torch.arange(2 * RATE) / RATE
+    frontend = Frontend(kind="chroma", n_fft=8192, hop_length=2048)
+    for hz, pitch_class in [(440.0, 9), (110.0, 9), (261.63, 0), (92.50, 6)]:  # A4, A2, C4, F#2
+        out = frontend(0.5 * torch.sin(2 * math.pi * hz * t)[None])
+        assert out.shape == (1, 12, frontend.n_frames(2 * RATE)) and out.dtype == torch.float32
+        profile = out[0].mean(dim=1)
+        assert int(profile.argmax()) == pitch_class
+        # Each STFT bin is shared between its two nearest pitch classes, so the window's main lobe (within
+        # ~0.2 semitone at 440 Hz) leaks about a fifth of the power, -7 dB, into the neighbours; no more.
+        assert profile.max() - profile.sort().values[-2] > 6
+    # Below f_min (55 Hz by default) nothing is folded: away from the clip's edges (whose reflect padding
+    # clicks), a 40 Hz tone leaves only the window's far side lobes, 60 dB under the same tone at 440 Hz.
+    inside = frontend(0.5 * torch.sin(2 * math.pi * 40.0 * t)[None])[0, :, 2:-2].max()
+    assert frontend(0.5 * torch.sin(2 * math.pi * 440.0 * t)[None])[0, :, 2:-2].max() - inside > 60

@@ -9,12 +9,15 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 from torchcodec.decoders import AudioDecoder
 
 pytest.importorskip("mido", reason="mido (a project dependency) is not installed: pip install mido")
 
 import toycatalog.build
 import toycatalog.realistic
+from tagging.frontend import Frontend
+from tagging.models import KEY_PROFILES, HarmonicFeatures
 from toycatalog import build_catalog, load_manifest
 from toycatalog.__main__ import main
 from toycatalog.catalog import spectral_centroid
@@ -23,7 +26,6 @@ from toycatalog.realistic import (
     GM_PROGRAMS,
     GM_VARIANTS,
     INSTRUMENTS,
-    KEY_PROFILES,
     RANGES,
     Piece,
     best_key,
@@ -139,11 +141,15 @@ def test_same_piece_same_samples():
 @needs_fluidsynth
 def test_rendered_minor_piece_fits_its_minor_key():
     """A minor piece's chroma correlates better with its key's Krumhansl profile than with the relative or
-    the parallel major, and best of all 24 keys."""
-    chroma = _chroma(_render(_piece(("piano", "bass", "strings"), mode="minor", key_root=9, duration=12.0)))
+    the parallel major, and best of all 24 keys; the tagger's chroma and harmonic branch find that key too."""
+    audio = _render(_piece(("piano", "bass", "strings"), mode="minor", key_root=9, duration=12.0))
+    chroma = _chroma(audio)
     fit = _fit(chroma, 9, "minor")
     assert fit > _fit(chroma, 0, "major") and fit > _fit(chroma, 9, "major")
     assert best_key(chroma) == (9, "minor")
+    frontend = Frontend(sample_rate=SR, n_fft=8192, hop_length=2048, kind="chroma")
+    tonic, mode = HarmonicFeatures().key(frontend(torch.from_numpy(audio.mean(axis=0)).float().unsqueeze(0)))
+    assert (int(tonic), int(mode)) == (9, 1)
 
 
 @pytest.mark.slow

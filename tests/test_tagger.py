@@ -1,9 +1,10 @@
 import json
+import math
 
 import pytest
 import torch
 
-from tagging.models import AudioTagger, RhythmBranch, RhythmFeatures, chunk_starts
+from tagging.models import KEY_PROFILES, AudioTagger, HarmonicFeatures, RhythmBranch, RhythmFeatures, chunk_starts
 
 VOCAB = {"groups": {
     "genre": {"type": "multilabel", "labels": ["rock", "jazz", "folk"]},
@@ -184,3 +185,65 @@ def test_timbre_dropout_is_a_model_argument_kept_in_its_package(tmp_path):
     assert model.backbone.rhythm.timbre_dropout == 0.6
     model.save_pretrained(tmp_path / "model")
     assert AudioTagger.from_pretrained(tmp_path / "model").backbone.rhythm.timbre_dropout == 0.6
+
+
+def _progression(tonic: int, minor: bool, sample_rate: int) -> torch.Tensor:
+    """i-iv-V-i (I-IV-V-I in major), a second a chord: triads over the root an octave down, three
+    harmonics a note, the dominant major in minor as common-practice harmony writes it."""
+    t = torch.arange(sample_rate) / sample_rate
+
+    def note(midi: int) -> torch.Tensor:
+        hz = 440.0 * 2 ** ((midi - 69) / 12)
+        return sum(0.5 ** h * torch.sin(2 * math.pi * hz * (h + 1) * t) for h in range(3))
+
+    def triad(root: int, third: int) -> torch.Tensor:
+        return note(root - 12) + note(root) + note(root + third) + note(root + 7)
+
+    third = 3 if minor else 4
+    chords = [triad(60 + tonic, third), triad(65 + tonic, third), triad(67 + tonic, 4), triad(60 + tonic, third)]
+    return 0.05 * torch.cat(chords)
+
+
+@pytest.mark.parametrize("minor", [False, True])
+def test_harmonic_branch_finds_the_tonic_of_a_chord_progression(minor):
+    model = make_model(harmony=True)  # 8 kHz: the chroma of 4,096-sample frames
+    waves = torch.stack([_progression(tonic, minor, model.sample_rate) for tonic in range(12)])
+    tonic, mode = model.backbone.harmony.encode[0].key(model.chroma(waves))
+    assert tonic.tolist() == list(range(12)) and mode.tolist() == [int(minor)] * 12
+
+
+def test_harmonic_features_read_the_scale_relative_to_the_tonic():
+    """The same profile in every key gives the same features: a minor piece looks minor in a key the
+    training set lacked. (From a profile itself, so only the transposition changes.)"""
+    features = HarmonicFeatures()
+    profile = torch.tensor(KEY_PROFILES["minor"])
+    chroma = torch.stack([20 * torch.log10(profile.roll(k)) for k in range(12)]).unsqueeze(2).expand(-1, -1, 5)
+    out = features(chroma)
+    assert out.shape == (12, HarmonicFeatures.dim)
+    torch.testing.assert_close(out, out[:1].expand(12, -1))
+    assert out[0, 12 + 12] == pytest.approx(1.0)  # the minor profile on its own tonic fits perfectly
+    tonic, mode = features.key(chroma)
+    assert tonic.tolist() == list(range(12)) and mode.tolist() == [1] * 12
+
+
+@pytest.mark.parametrize("backbone", ["tiny", "short_chunk_resnet"])
+def test_pooling_and_branches_are_model_arguments_kept_in_its_package(tmp_path, backbone):
+    model = make_model(backbone=backbone, pooling="mean_max", harmony=True, band_stats=True, rhythm=True)
+    model.save_pretrained(tmp_path / "model")
+    loaded = AudioTagger.from_pretrained(tmp_path / "model")
+    assert loaded.config["pooling"] == "mean_max" and loaded.config["harmony"] and loaded.config["band_stats"]
+    wave = torch.randn(8000 * 2)
+    assert model.annotate(wave) == loaded.annotate(wave)
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        make_model(backbone=backbone, pooling="attention")
+
+
+def test_band_statistics_are_timbre_that_the_rhythm_branch_hides():
+    torch.manual_seed(0)
+    model = make_model(backbone="tiny", band_stats=True, rhythm=True, timbre_dropout=0.5).train()
+    joined = []
+    model.backbone.project.register_forward_hook(lambda module, args, out: joined.append(args[0]))
+    model.forward_features(torch.randn(400, 8000))
+    timbre = joined[0][:, :4 * 4 + 4 * 4]  # mean-and-max pooled CNN vector, then the band statistics
+    hidden = (timbre == 0).all(dim=1).float().mean()
+    assert 0.4 < hidden < 0.6

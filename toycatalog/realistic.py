@@ -23,9 +23,11 @@ from pathlib import Path
 
 import mido
 import numpy as np
+import torch
 from scipy import signal
 from scipy.io import wavfile
 
+from tagging.models import KEY_PROFILES, HarmonicFeatures
 from toycatalog.synth import METERS, SCALES
 
 # Instrument tag -> General MIDI program (0-based): ten timbres a listener names without hesitating.
@@ -419,18 +421,12 @@ def render_piece(piece: Piece, notes, sample_rate: int = SAMPLE_RATE, loudness_d
     return audio
 
 
-# Krumhansl-Kessler key profiles, tonic first (Krumhansl, Cognitive Foundations of Musical Pitch, 1990).
-KEY_PROFILES = {
-    "major": np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88]),
-    "minor": np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17]),
-}
-
-
 def best_key(chroma: np.ndarray) -> tuple[int, str]:
-    """(tonic pitch class, mode) whose rotated Krumhansl-Kessler profile correlates best with a 12-bin chroma."""
-    fits = {(root, mode): float(np.corrcoef(chroma, np.roll(profile, root))[0, 1])
-            for mode, profile in KEY_PROFILES.items() for root in range(12)}
-    return max(fits, key=fits.get)
+    """(tonic pitch class, mode) whose rotated Krumhansl-Kessler profile correlates best with a 12-bin chroma:
+    the key finder of the tagger's harmonic branch (`tagging.models.HarmonicFeatures`)."""
+    fits = HarmonicFeatures().key_fits(torch.as_tensor(chroma, dtype=torch.float32).unsqueeze(0))[0]  # (2, 12)
+    mode, root = divmod(int(fits.flatten().argmax()), 12)
+    return root, tuple(KEY_PROFILES)[mode]
 
 
 def written_key(notes) -> tuple[int, str]:
