@@ -90,30 +90,31 @@ def paired_difference(metric: Callable[[np.ndarray, np.ndarray], float], truth: 
 
 
 def runs_difference(metric: Callable[[np.ndarray, np.ndarray], float], truth: np.ndarray,
-                    runs: Sequence[np.ndarray], b: np.ndarray, clusters: Sequence, resamples: int = 2000,
-                    level: float = 0.95, seed: int = 0) -> Difference:
+                    runs: Sequence[np.ndarray], b: np.ndarray | list[np.ndarray], clusters: Sequence,
+                    resamples: int = 2000, level: float = 0.95, seed: int = 0) -> Difference:
     """`paired_difference` of model ``b`` and model ``a`` trained several times (one score array per run,
     e.g. per seed): ``a`` is the mean of ``metric`` over the runs, and every resample scores all runs and
     ``b`` on the same rows, so the interval is that of the seed-averaged difference (one run: exactly
-    `paired_difference`)."""
-    truth, b = np.asarray(truth), np.asarray(b)
+    `paired_difference`). ``b`` given as a list of arrays is several runs too, averaged the same way."""
+    truth = np.asarray(truth)
     runs = [np.asarray(a) for a in runs]
-    if not runs:
+    b_runs = [np.asarray(x) for x in b] if isinstance(b, list | tuple) else [np.asarray(b)]
+    if not runs or not b_runs:
         raise ValueError("runs: no score arrays")
-    if not all(len(truth) == len(a) for a in runs) or not len(truth) == len(b) == len(clusters):
+    if not all(len(truth) == len(x) for x in runs + b_runs) or len(truth) != len(clusters):
         raise ValueError(f"truth, a, b and clusters differ in length: {len(truth)}, "
-                         f"{[len(a) for a in runs]}, {len(b)}, {len(clusters)}")
+                         f"{[len(a) for a in runs]}, {[len(x) for x in b_runs]}, {len(clusters)}")
 
-    def mean_over_runs(rows: np.ndarray) -> float:
-        return float(np.mean([_safe(metric, truth[rows], a[rows]) for a in runs]))
+    def mean_over(arrays: list[np.ndarray], rows: np.ndarray) -> float:
+        return float(np.mean([_safe(metric, truth[rows], x[rows]) for x in arrays]))
 
     def statistic(rows: np.ndarray) -> float:
-        return mean_over_runs(rows) - _safe(metric, truth[rows], b[rows])
+        return mean_over(runs, rows) - mean_over(b_runs, rows)
 
     difference, low, high, values = cluster_bootstrap(statistic, clusters, resamples, level, seed)
     everything = np.arange(len(truth))
-    return Difference(a=mean_over_runs(everything), b=_safe(metric, truth, b), difference=difference, low=low,
-                      high=high, p_not_positive=float(np.mean(values <= 0)) if len(values) else math.nan,
+    return Difference(a=mean_over(runs, everything), b=mean_over(b_runs, everything), difference=difference,
+                      low=low, high=high, p_not_positive=float(np.mean(values <= 0)) if len(values) else math.nan,
                       clusters=len(cluster_indices(clusters)), resamples=len(values))
 
 

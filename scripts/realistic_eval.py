@@ -27,14 +27,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from coldtag.intervals import runs_difference
 from tagging.baseline import FEATURES, clip_features, predict
 from tagging.data import split_of
-from tagging.evaluate import ARTIST_COLUMN, markdown_table, resampling_clusters, roc_auc, tagger_scores
-from tagging.labels import MULTILABEL, LabelSpace, nanmean, read_manifest
+from tagging.evaluate import ARTIST_COLUMN, markdown_table, resampling_clusters, roc_auc, spearman, tagger_scores
+from tagging.labels import MULTILABEL, LabelSpace, read_manifest
 from tagging.models import AudioTagger
 
 SPLIT_NAMES = {"test": "test", "val": "validation"}
@@ -108,19 +107,6 @@ def baseline_scores(labels: LabelSpace, x: np.ndarray, targets: dict[str, np.nda
                 continue
             scores[name][:, i] = predict(x, y[:, i], fit, rows, multilabel=group.type == MULTILABEL)
     return scores
-
-
-def spearman(truth: np.ndarray, scores: np.ndarray) -> float:
-    """Mean Spearman correlation over the columns of ``(tracks, labels)`` (1-D: one label), each on its known
-    tracks; NaN where undefined (fewer than three tracks, or a constant column)."""
-    truth = np.asarray(truth, dtype=float).reshape(len(truth), -1)
-    scores = np.asarray(scores, dtype=float).reshape(len(scores), -1)
-    values = []
-    for t, s in zip(truth.T, scores.T, strict=True):
-        known = ~np.isnan(t) & ~np.isnan(s)
-        if known.sum() >= 3 and np.ptp(t[known]) > 0 and np.ptp(s[known]) > 0:
-            values.append(spearmanr(t[known], s[known]).statistic)
-    return nanmean(values)
 
 
 def comparison_rows(labels: LabelSpace, truth: dict[str, np.ndarray], runs: list[dict[str, np.ndarray]],

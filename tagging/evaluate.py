@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from scipy.stats import spearmanr
 
 from coldtag.intervals import paired_difference
 from tagging.audio import load_audio
@@ -160,6 +161,19 @@ def resampling_clusters(frame: pd.DataFrame, column: str | None,
     if column not in frame.columns:
         raise ValueError(f"{source}: manifest has no column {column!r} to resample by (has {list(frame.columns)})")
     return frame[column].to_numpy(dtype=object), column
+
+
+def spearman(truth: np.ndarray, scores: np.ndarray) -> float:
+    """Mean Spearman correlation over the columns of ``(tracks, labels)`` (1-D: one label), each on its known
+    tracks; NaN where undefined (fewer than three tracks, or a constant column)."""
+    truth = np.asarray(truth, dtype=float).reshape(len(truth), -1)
+    scores = np.asarray(scores, dtype=float).reshape(len(scores), -1)
+    values = []
+    for t, s in zip(truth.T, scores.T, strict=True):
+        known = ~np.isnan(t) & ~np.isnan(s)
+        if known.sum() >= 3 and np.ptp(t[known]) > 0 and np.ptp(s[known]) > 0:
+            values.append(spearmanr(t[known], s[known]).statistic)
+    return nanmean(values)
 
 
 def roc_auc(truth: np.ndarray, scores: np.ndarray) -> float:

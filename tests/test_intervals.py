@@ -104,3 +104,7 @@ def test_the_seed_averaged_difference_of_one_run_is_the_paired_difference_and_of
     assert both.a == pytest.approx((one.a + two.a) / 2)
     assert both.difference == pytest.approx((one.difference + two.difference) / 2)
     assert both.low <= both.difference <= both.high and both.clusters == 10
+    # Runs on both sides: b's seeds are averaged like a's, so two runs of b that are the same are one.
+    assert runs_difference(correlation, truth, [a1, a2], [b, b], artists, resamples=100) == both
+    swapped = runs_difference(correlation, truth, [b], [a1, a2], artists, resamples=100)
+    assert swapped.difference == pytest.approx(-both.difference)

@@ -52,3 +52,27 @@ def test_seed_mean_spread_and_artist_intervals_of_a_known_case():
     assert "| style / a | 6 | 0.500 (0.000–1.000, sd 0.707) | 1.000 | -0.500 [-0.500, -0.500] | 1.000 |" in table
     assert realistic_eval.comparison_rows(labels, truth, runs, baseline, artists, per_label=False,
                                           resamples=20)[1]["what"] == "graded / tempo (Spearman)"
+
+
+_VARIANTS = importlib.util.spec_from_file_location(
+    "tagger_variants", Path(__file__).resolve().parents[1] / "scripts" / "tagger_variants.py")
+tagger_variants = importlib.util.module_from_spec(_VARIANTS)
+_VARIANTS.loader.exec_module(tagger_variants)
+
+
+def test_each_variant_is_compared_with_the_one_before_it_over_all_seeds():
+    """Variant "before" ranks the tag backwards with both seeds, "pooled" perfectly with one seed and
+    backwards with the other, "harmony" perfectly with both: changes of +0.5 then +0.5 on every resample."""
+    labels = LabelSpace.from_dict({"groups": {"style": {"labels": ["a", "b"]}}})
+    a = np.tile([1.0, 0.0], 6)
+    truth = {"style": np.stack([a, 1 - a], axis=1)}
+    right, wrong = {"style": truth["style"].copy()}, {"style": 1 - truth["style"]}
+    scores = {"before": [wrong, wrong], "pooled": [right, wrong], "harmony": [right, right]}
+    table = tagger_variants.compare(labels, truth, scores, np.repeat(np.arange(6), 2), resamples=100)
+    assert [(e["variant"], e["seeds"]) for e in table] == [
+        ("before", [0.0, 0.0]), ("pooled", [1.0, 0.0]), ("harmony", [1.0, 1.0])]
+    assert "change" not in table[0]
+    for entry in table[1:]:
+        assert (entry["change"], entry["low"], entry["high"], entry["p_not_positive"]) == (0.5, 0.5, 0.5, 0.0)
+    text = tagger_variants.markdown(table)
+    assert "| pooled | 0.500, sd 0.707; +0.500 [+0.500, +0.500], P 0.00 |" in text
