@@ -53,6 +53,33 @@ def masked_losses(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Ten
     return losses
 
 
+def mix_clips(batch: dict, share: float, union_groups: list[str]) -> dict:
+    """Mixing augmentation (see `TaggerModule`): ``round(share * batch)`` clips, drawn with torch's generator,
+    get another clip of the batch added at a gain of 0.5 to 1; their ``union_groups`` targets become the
+    union of both clips' (1 if either is 1, 0 if both are 0, unknown otherwise), other groups' unknown."""
+    wave, targets = batch["wave"], batch["targets"]
+    size = len(wave)
+    count = round(share * size)
+    if count == 0 or size < 2:
+        return batch
+    mixed = torch.randperm(size, device=wave.device)[:count]
+    partner = (mixed + torch.randint(1, size, (count,), device=wave.device)) % size  # never itself
+    gain = 0.5 + 0.5 * torch.rand(count, 1, device=wave.device, dtype=wave.dtype)
+    wave = wave.clone()
+    wave[mixed] = wave[mixed] + gain * batch["wave"][partner]
+    new_targets = {}
+    for name, target in targets.items():
+        target = target.clone()
+        if name in union_groups:
+            a, b = target[mixed], target[partner]
+            union = torch.where((a == 1) | (b == 1), 1.0, torch.where((a == 0) & (b == 0), 0.0, torch.nan))
+            target[mixed] = union.to(target.dtype)
+        else:
+            target[mixed] = torch.nan
+        new_targets[name] = target
+    return {**batch, "wave": wave, "targets": new_targets}
+
+
 def decay_groups(module: nn.Module, weight_decay: float) -> list[dict]:
     """Optimizer parameter groups: weight decay on weight matrices and kernels only. On norms' scales and
     on biases it only pulls them towards zero, which is not regularisation (as nanoGPT's
@@ -213,6 +240,11 @@ class TaggerModule(LabelGroupsModule):
         lr, weight_decay: AdamW settings (decay on weight matrices only); the learning rate warms up, then
             anneals (one-cycle schedule).
         group_weights: loss weight per label group (default 1 each).
+        mix_share, mix_groups: mixing augmentation. That share of each training batch has another clip of the
+            batch added to it (at a random gain between -6 and 0 dB); the labels of ``mix_groups`` (sounds
+            that add up, such as instruments) become the union of both clips', every other group's are
+            unknown for a mixed clip (its loss skips them). A tagger that has heard instruments in other
+            company names them by their sound, not by the genre they usually come with.
         export_dir: where ``train.py`` writes the packaged model (`save_pretrained`) after ``fit``; a fine-tuned
             model's package names the package it started from as its ``"pretrained"`` input.
         tables_dir: where per-tag test scores are written (default: the logger's folder).
@@ -227,12 +259,21 @@ class TaggerModule(LabelGroupsModule):
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         group_weights: dict[str, float] | None = None,
+        mix_share: float = 0.0,
+        mix_groups: list[str] | None = None,
         export_dir: str | None = None,
         tables_dir: str | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=RUN_SETTINGS)
         self.model = _start_from(pretrained, model) if pretrained is not None else model
+        if not 0.0 <= mix_share <= 1.0:
+            raise ValueError(f"mix_share must be in [0, 1], got {mix_share}")
+        groups = self.model.labels.groups
+        bad = [name for name in mix_groups or [] if name not in groups or groups[name].type != MULTILABEL]
+        if bad:
+            raise ValueError(f"mix_groups: {bad} are not multilabel groups of the model ({list(groups)})")
+        self.mix_share, self.mix_groups = mix_share, list(mix_groups or [])
         self.freeze_backbone, self.compile_backbone = freeze_backbone, compile_backbone
         if freeze_backbone:
             for part in self._frozen_parts():
@@ -262,6 +303,11 @@ class TaggerModule(LabelGroupsModule):
 
     def forward(self, wave: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model(wave)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        if self.mix_share > 0:
+            batch = mix_clips(batch, self.mix_share, self.mix_groups)
+        return self._step(batch, "train")
 
     def _outputs(self, batch: dict, stage: str):
         if stage == "train":

@@ -247,3 +247,25 @@ def test_band_statistics_are_timbre_that_the_rhythm_branch_hides():
     timbre = joined[0][:, :4 * 4 + 4 * 4]  # mean-and-max pooled CNN vector, then the band statistics
     hidden = (timbre == 0).all(dim=1).float().mean()
     assert 0.4 < hidden < 0.6
+
+
+def test_mixing_adds_a_partner_clip_and_unites_only_the_additive_labels():
+    from tagging.lightning import TaggerModule, mix_clips
+
+    torch.manual_seed(0)
+    waves = torch.stack([torch.ones(100), 3 * torch.ones(100)])
+    nan = float("nan")
+    targets = {"instrument": torch.tensor([[1.0, 0.0, 0.0, nan], [0.0, 0.0, 1.0, 0.0]]),
+               "genre": torch.tensor([[1.0, 0.0], [0.0, 1.0]])}
+    batch = {"wave": waves, "targets": targets, "track_id": ["a", "b"]}
+    mixed = mix_clips(batch, 1.0, ["instrument"])  # two clips: each one's partner is the other
+    gains = (mixed["wave"][:, 0] - waves[:, 0]) / waves.flip(0)[:, 0]
+    assert ((gains >= 0.5) & (gains <= 1.0)).all()
+    torch.testing.assert_close(mixed["wave"] - waves, gains[:, None] * waves.flip(0))
+    union = torch.tensor([1.0, 0.0, 1.0, nan])  # present in either; absent in both; unknown and absent: unknown
+    torch.testing.assert_close(mixed["targets"]["instrument"], torch.stack([union, union]), equal_nan=True)
+    assert mixed["targets"]["genre"].isnan().all()
+    assert torch.equal(batch["wave"], waves) and batch["targets"]["genre"][0, 0] == 1  # the input is left alone
+    assert mix_clips(batch, 0.2, ["instrument"]) is batch  # no whole clip to mix
+    with pytest.raises(ValueError, match="mix_groups"):
+        TaggerModule(make_model(), mix_share=0.5, mix_groups=["graded"])
