@@ -208,7 +208,7 @@ class Frontend(nn.Module):
     def _apply(self, fn, recurse=True):
         # model.half() or bf16-true precision would cast the kernels too; the front-end stays float32.
         super()._apply(fn, recurse)
-        for module in self.transform.modules():
+        for module in self.modules():
             for name, buffer in list(module.named_buffers(recurse=False)):
                 if buffer.is_floating_point() and buffer.dtype != torch.float32:
                     setattr(module, name, buffer.float())

@@ -184,7 +184,7 @@ class HarmonicFeatures(nn.Module):
         """``(batch, 12) -> (batch, 2, 12)``: the correlation of the profile with each key [mode, tonic]."""
         centred = profile - profile.mean(dim=1, keepdim=True)
         centred = centred / centred.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        return torch.einsum("bp,mrp->bmr", centred, self.keys)
+        return torch.einsum("bp,mrp->bmr", centred, self.keys.to(centred.dtype))  # float32 even in a .half() model
 
     def key(self, chroma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The best key of each chunk: tonic pitch class (0 = C) and mode (0 major, 1 minor), ``(batch,)`` each."""

@@ -92,8 +92,10 @@ def test_float32_under_bf16_autocast_and_finite_on_silence(arguments):
     assert torch.all(silence == -100.0)  # the power floor, 1e-10
 
 
-def test_half_model_keeps_a_float32_front_end():
-    model = nn.Sequential(Frontend(), nn.Conv1d(96, 4, 3)).half()
+@pytest.mark.parametrize("arguments", [{}, {"kind": "chroma"}])
+def test_half_model_keeps_a_float32_front_end(arguments):
+    frontend = Frontend(**arguments)
+    model = nn.Sequential(frontend, nn.Conv1d(frontend.n_features, 4, 3)).half()
     assert {buffer.dtype for buffer in model[0].buffers()} == {torch.float32}
     out = model[0](_signals(1.0).half())
     assert out.dtype == torch.float32 and torch.isfinite(out).all()

@@ -226,6 +226,19 @@ def test_harmonic_features_read_the_scale_relative_to_the_tonic():
     assert tonic.tolist() == list(range(12)) and mode.tolist() == [1] * 12
 
 
+def test_branches_run_under_bf16_autocast_with_float32_features():
+    model = make_model(backbone="short_chunk_resnet", harmony=True, band_stats=True, rhythm=True)
+    wave = _progression(2, True, model.sample_rate).unsqueeze(0)
+    with torch.no_grad():
+        reference = model.forward_features(wave)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            features = model.backbone.harmony.encode[0](model.chroma(wave))
+            embedding = model.forward_features(wave)
+    assert features.dtype == torch.float32
+    assert torch.isfinite(embedding).all() and torch.nn.functional.cosine_similarity(
+        embedding.float(), reference).item() > 0.99
+
+
 @pytest.mark.parametrize("backbone", ["tiny", "short_chunk_resnet"])
 def test_pooling_and_branches_are_model_arguments_kept_in_its_package(tmp_path, backbone):
     model = make_model(backbone=backbone, pooling="mean_max", harmony=True, band_stats=True, rhythm=True)
