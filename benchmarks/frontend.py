@@ -8,6 +8,7 @@ compression; the plain library rows stop at the power mel spectrogram.
 
     .venv/bin/python benchmarks/frontend.py                # 32 clips x 30 s at 16 kHz, n_fft 512, hop 256, 96 mels
     .venv/bin/python benchmarks/frontend.py --clips 8 --cqt  # smaller batch, with the CQT rows
+    .venv/bin/python benchmarks/frontend.py --clips 8 --cqt --chroma  # and the harmonic branch's chroma
 """
 
 import argparse
@@ -38,6 +39,8 @@ def main(args: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cqt", action="store_true", help="also time the CQT (slow on CPU)")
+    parser.add_argument("--chroma", action="store_true",
+                        help="also time the chroma of the tagger's harmonic branch (half-second STFT frames)")
     parser.add_argument("--no-librosa", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     options = parser.parse_args(args)
@@ -118,6 +121,10 @@ def _candidates(options: argparse.Namespace, device: str) -> dict[str, Callable[
     if options.cqt:
         candidates["Frontend(kind='cqt') -> nnaudio CQT"] = Frontend(sr, hop_length=hop, kind="cqt").to(device)
         candidates["nnAudio CQT1992v2"] = CQT1992v2(sr=sr, hop_length=hop, verbose=False).to(device)
+    if options.chroma:  # as AudioTagger(harmony=True) builds it
+        chroma_fft = 2 ** round(np.log2(0.5 * sr))
+        candidates[f"Frontend(kind='chroma'), n_fft {chroma_fft}"] = Frontend(
+            sr, n_fft=chroma_fft, hop_length=chroma_fft // 4, kind="chroma").to(device)
     return candidates
 
 
