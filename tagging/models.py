@@ -250,11 +250,12 @@ class ShortChunkResNet(nn.Module):
     ``(batch, n_mels, frames) -> (batch, embedding_dim)``. Channels double at blocks 3 and 7 as in the
     paper (width 128 there; smaller widths train on a CPU). ``pooling="max"`` is the paper's global max;
     ``"mean_max"`` joins the mean to it, which keeps how much of the chunk a sound fills (a sustained
-    instrument under a louder one) where the maximum keeps only its strongest moment. ``rhythm=True`` adds a
-    `RhythmBranch` beside the pooled CNN vector (spectrogram ``frame_rate`` frames per second) and
-    ``harmony=True`` a `HarmonicBranch` on the chroma passed beside the spectrogram, and ``band_stats=True``
-    the `BandStatistics` of its ``n_mels`` bands beside the CNN vector, hidden with it by the rhythm branch's
-    timbre dropout (our additions, off by default).
+    instrument under a louder one) where the maximum keeps only its strongest moment; on the realistic
+    catalog it did not help, and the band statistics were what gave instruments their gain (README).
+    ``rhythm=True`` adds a `RhythmBranch` beside the pooled CNN vector (spectrogram ``frame_rate`` frames
+    per second) and ``harmony=True`` a `HarmonicBranch` on the chroma passed beside the spectrogram, and
+    ``band_stats=True`` the `BandStatistics` of its ``n_mels`` bands beside the CNN vector, hidden with it
+    by the rhythm branch's timbre dropout (our additions, off by default).
     """
 
     def __init__(self, width: int = 128, embedding_dim: int = 512, n_blocks: int = 7, rhythm: bool = False,
