@@ -169,7 +169,7 @@ class HarmonicFeatures(nn.Module):
 
     def __init__(self):
         super().__init__()
-        profiles = torch.tensor([KEY_PROFILES["major"], KEY_PROFILES["minor"]])
+        profiles = torch.tensor(list(KEY_PROFILES.values()))  # modes in KEY_PROFILES' order: major, minor
         rotations = (torch.arange(12).unsqueeze(0) - torch.arange(12).unsqueeze(1)).remainder(12)  # [root, pc]
         keys = profiles[:, rotations]  # (mode, root, pitch class): each profile with its tonic on root
         keys = keys - keys.mean(dim=2, keepdim=True)
@@ -244,7 +244,37 @@ def _pool(x: torch.Tensor, pooling: str) -> torch.Tensor:
     return torch.cat([x.amax(dim=(2, 3)), x.mean(dim=(2, 3))], dim=1)
 
 
-class ShortChunkResNet(nn.Module):
+class _Branched(nn.Module):
+    """What both backbones do with their CNN's feature map: pool it, and join the branches asked for.
+
+    The branch modules keep the attribute names ``rhythm``, ``harmony`` and ``band_stats`` on the backbone
+    itself, so packages saved before this class existed load unchanged."""
+
+    def _init_branches(self, channels: int, width: int, pooling: str, rhythm: bool, frame_rate: float,
+                       timbre_dropout: float, harmony: bool, band_stats: bool, n_mels: int) -> int:
+        """Build the branches; the width of the vector `_pool_and_join` returns (the projection's input)."""
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.pooling = pooling
+        self.rhythm = RhythmBranch(frame_rate, 4 * width, timbre_dropout) if rhythm else None
+        self.harmony = HarmonicBranch(4 * width) if harmony else None
+        self.band_stats = BandStatistics(n_mels, 4 * width) if band_stats else None
+        return channels * (2 if pooling == "mean_max" else 1) + 4 * width * (rhythm + harmony + band_stats)
+
+    def _pool_and_join(self, x: torch.Tensor, spec: torch.Tensor, chroma: torch.Tensor | None) -> torch.Tensor:
+        """``(batch, channels, height, width)`` feature map -> pooled vector, band statistics (both hidden
+        together by timbre dropout), rhythm and harmony features."""
+        x = _pool(x, self.pooling)
+        if self.band_stats is not None:
+            x = torch.cat([x, self.band_stats(spec)], dim=1)
+        if self.rhythm is not None:
+            x = self.rhythm(x, spec)
+        if self.harmony is not None:
+            x = torch.cat([x, self.harmony(chroma)], dim=1)
+        return x
+
+
+class ShortChunkResNet(_Branched):
     """Seven strided residual blocks over the log-mel image, pooled to one vector per chunk.
 
     ``(batch, n_mels, frames) -> (batch, embedding_dim)``. Channels double at blocks 3 and 7 as in the
@@ -262,30 +292,16 @@ class ShortChunkResNet(nn.Module):
                  frame_rate: float = 0.0, timbre_dropout: float = 0.0, pooling: str = "max", harmony: bool = False,
                  band_stats: bool = False, n_mels: int = 0):
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         channels = [1, width, width] + [2 * width] * (n_blocks - 3) + [4 * width]
-        self.pooling = pooling
         self.input_norm = nn.BatchNorm2d(1)
         self.blocks = nn.Sequential(*[_ResBlock(c_in, c_out) for c_in, c_out in itertools.pairwise(channels)])
-        self.rhythm = RhythmBranch(frame_rate, 4 * width, timbre_dropout) if rhythm else None
-        self.harmony = HarmonicBranch(4 * width) if harmony else None
-        self.band_stats = BandStatistics(n_mels, 4 * width) if band_stats else None
-        pooled_dim = channels[-1] * (2 if pooling == "mean_max" else 1)
-        branch_dim = 4 * width * (int(rhythm) + int(harmony) + int(band_stats))
-        self.project = nn.Sequential(nn.Linear(pooled_dim + branch_dim, embedding_dim),
-                                     nn.BatchNorm1d(embedding_dim), nn.ReLU())
+        joined = self._init_branches(channels[-1], width, pooling, rhythm, frame_rate, timbre_dropout, harmony,
+                                     band_stats, n_mels)
+        self.project = nn.Sequential(nn.Linear(joined, embedding_dim), nn.BatchNorm1d(embedding_dim), nn.ReLU())
 
     def forward(self, spec: torch.Tensor, chroma: torch.Tensor | None = None) -> torch.Tensor:
         x = self.blocks(self.input_norm(spec.unsqueeze(1)))  # (batch, channels, mels', frames')
-        x = _pool(x, self.pooling)  # (batch, channels or 2 * channels)
-        if self.band_stats is not None:
-            x = torch.cat([x, self.band_stats(spec)], dim=1)
-        if self.rhythm is not None:
-            x = self.rhythm(x, spec)
-        if self.harmony is not None:
-            x = torch.cat([x, self.harmony(chroma)], dim=1)
-        return self.project(x)
+        return self.project(self._pool_and_join(x, spec, chroma))
 
 
 class RhythmBranch(nn.Module):
@@ -313,37 +329,24 @@ class RhythmBranch(nn.Module):
         return torch.cat([pooled, self.encode(spec)], dim=1)
 
 
-class TinyCNN(nn.Module):
+class TinyCNN(_Branched):
     """Two convolutions and a pooled projection: for tests and smoke runs, not for results."""
 
     def __init__(self, width: int = 8, embedding_dim: int = 32, rhythm: bool = False, frame_rate: float = 0.0,
                  timbre_dropout: float = 0.0, pooling: str = "mean_max", harmony: bool = False,
                  band_stats: bool = False, n_mels: int = 0):
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        self.pooling = pooling
         self.input_norm = nn.BatchNorm2d(1)
         self.conv = nn.Sequential(
             nn.Conv2d(1, width, 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU())
-        self.rhythm = RhythmBranch(frame_rate, 4 * width, timbre_dropout) if rhythm else None
-        self.harmony = HarmonicBranch(4 * width) if harmony else None
-        self.band_stats = BandStatistics(n_mels, 4 * width) if band_stats else None
-        pooled_dim = 2 * width * (2 if pooling == "mean_max" else 1)
-        branch_dim = 4 * width * (int(rhythm) + int(harmony) + int(band_stats))
-        self.project = nn.Sequential(nn.Linear(pooled_dim + branch_dim, embedding_dim), nn.ReLU())
+        joined = self._init_branches(2 * width, width, pooling, rhythm, frame_rate, timbre_dropout, harmony,
+                                     band_stats, n_mels)
+        self.project = nn.Sequential(nn.Linear(joined, embedding_dim), nn.ReLU())
 
     def forward(self, spec: torch.Tensor, chroma: torch.Tensor | None = None) -> torch.Tensor:
         x = self.conv(self.input_norm(spec.unsqueeze(1)))  # (batch, 2*width, mels/4, frames/4)
-        x = _pool(x, self.pooling)
-        if self.band_stats is not None:
-            x = torch.cat([x, self.band_stats(spec)], dim=1)
-        if self.rhythm is not None:
-            x = self.rhythm(x, spec)
-        if self.harmony is not None:
-            x = torch.cat([x, self.harmony(chroma)], dim=1)
-        return self.project(x)
+        return self.project(self._pool_and_join(x, spec, chroma))
 
 
 BACKBONES = {"short_chunk_resnet": ShortChunkResNet, "tiny": TinyCNN}
