@@ -85,9 +85,10 @@ class Frontend(nn.Module):
             raise ValueError(f"Frontend: kind must be one of {KINDS}, got {kind!r}")
         if backend not in BACKENDS:
             raise ValueError(f"Frontend: backend must be one of {BACKENDS}, got {backend!r}")
-        if kind == "chroma" and backend == "nnaudio":
-            raise ValueError("Frontend: the chroma is folded from torch's STFT; use backend='auto' for kind='chroma'")
         if kind == "chroma":
+            if backend == "nnaudio":
+                raise ValueError(
+                    "Frontend: the chroma is folded from torch's STFT; use backend='auto' for kind='chroma'")
             f_min, f_max = f_min or CHROMA_DEFAULT_RANGE[0], f_max or min(CHROMA_DEFAULT_RANGE[1], sample_rate / 2)
         if kind == "cqt" and backend == "torchaudio":
             raise ValueError("Frontend: torchaudio has no CQT; use backend='nnaudio' or 'auto' for kind='cqt'")
