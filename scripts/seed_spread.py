@@ -39,7 +39,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/seed_spread"))
     parser.add_argument("--labels", nargs="*", default=["odd_meter", "triple_meter", "swing", "syncopation", "tempo"])
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="DOTTED.KEY=VALUE",
-                        help="change one setting of the config, e.g. model.init_args.model.init_args.harmony=true")
+                        help="change one setting of the config, e.g. model.init_args.model.init_args.harmony=true "
+                             "or trainer.callbacks.1.init_args.patience=60")
     args = parser.parse_args()
     if len(args.seeds) < 2:
         parser.error("--seeds: a spread needs at least two seeds")
@@ -60,13 +61,19 @@ def parse_setting(text: str) -> tuple[list[str], object]:
 
 
 def apply_setting(config: dict, path: list[str], value: object) -> None:
-    """Set ``config[path[0]][path[1]]...`` to ``value``; every key above the last must exist."""
+    """Set ``config[path[0]][path[1]]...`` to ``value``; every key above the last must exist. A number
+    indexes a list (``trainer.callbacks.1.init_args.patience``)."""
     node = config
-    for depth, key in enumerate(path[:-1]):
-        if not isinstance(node, dict) or key not in node:
+    for depth, key in enumerate(path):
+        last = depth == len(path) - 1
+        if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            key = int(key)
+        elif not isinstance(node, dict) or (key not in node and not last):
             raise SystemExit(f"--set: the config has no {'.'.join(path[:depth + 1])}")
-        node = node[key]
-    node[path[-1]] = value
+        if last:
+            node[key] = value
+        else:
+            node = node[key]
 
 
 def run(seed: int, config: str, folder: Path, manifest: str | None = None,

@@ -22,3 +22,12 @@ def test_a_setting_is_a_dotted_path_and_a_yaml_value():
         seed_spread.parse_setting("harmony")
     with pytest.raises(SystemExit, match=r"the config has no model\.init_args\.modle"):
         seed_spread.apply_setting(config, ["model", "init_args", "modle", "x"], 1)
+
+
+def test_a_number_in_the_path_indexes_a_list():
+    config = {"trainer": {"callbacks": [{"init_args": {"monitor": "val/loss"}},
+                                        {"init_args": {"patience": 8}}]}}
+    seed_spread.apply_setting(config, *seed_spread.parse_setting("trainer.callbacks.1.init_args.patience=60"))
+    assert config["trainer"]["callbacks"] == [{"init_args": {"monitor": "val/loss"}}, {"init_args": {"patience": 60}}]
+    with pytest.raises(SystemExit, match=r"the config has no trainer\.callbacks\.2"):
+        seed_spread.apply_setting(config, ["trainer", "callbacks", "2", "init_args", "patience"], 1)
