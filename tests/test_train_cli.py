@@ -2,6 +2,7 @@ import csv
 import json
 import logging
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,6 +12,7 @@ from tagging.models import AudioTagger
 from train import cli_main
 
 CONFIG = "configs/tagger_test.yaml"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def run(*args: str):
@@ -63,3 +65,22 @@ def test_bad_cli_arguments_are_rejected_with_their_name(tiny_catalog, capsys):
         run("fit", "--config", CONFIG, f"--data.init_args.manifest={tiny_catalog / 'manifest.parquet'}",
             "--model.init_args.model.init_args.backbone=not_a_model", "--trainer.fast_dev_run=true")
     assert "backbone" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_every_shipped_config_is_valid_for_train_py(config, capsys):
+    # Every argument is checked against the typed __init__s, without building anything: a renamed
+    # argument or a typo in a config fails here, not after a user's data has loaded.
+    with pytest.raises(SystemExit) as stop:
+        run("fit", "--config", str(CONFIGS / config), "--print_config")
+    assert stop.value.code == 0
+    assert "class_path: tagging." in capsys.readouterr().out
+
+
+def test_a_config_with_an_unknown_argument_is_refused(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((CONFIGS / "tagger.yaml").read_text().replace("harmony: true", "harmoni: true"))
+    with pytest.raises(SystemExit) as stop:
+        run("fit", "--config", str(bad), "--print_config")
+    assert stop.value.code != 0
+    assert "harmoni" in capsys.readouterr().err
