@@ -159,8 +159,11 @@ def run(options: argparse.Namespace) -> int:
     else:
         from tagging.annotation_ray import annotate_ray
         annotate_ray(options.model, ANNOTATORS, annotator.reader, pending, out, records.schema, run_number, options)
+    # Counted before the records this run superseded are dropped: an engine that annotated a track twice
+    # shows in the summary instead of vanishing with the older copy.
+    tally = _tally(records, run_number)
     records.latest()  # drops the records that this run's retries and changed files superseded
-    return _finish(options, records, run_number, len(items), skipped, problems, time.perf_counter() - started)
+    return _finish(options, records, tally, len(items), skipped, problems, time.perf_counter() - started)
 
 
 def _check_arguments(options: argparse.Namespace) -> None:
@@ -227,8 +230,8 @@ def _progress(total: int, disabled: bool):
     return tqdm(total=total, unit="track", desc="coldtag annotate", file=sys.stderr, smoothing=0.1)
 
 
-def _finish(options: argparse.Namespace, records: Records, run_number: int, files: int, skipped: int,
-            problems: list[str], seconds: float) -> int:
+def _tally(records: Records, run_number: int) -> tuple[int, float, Counter]:
+    """Records this run wrote: done, their audio seconds, and failures by reason."""
     done, audio_seconds, failed = 0, 0.0, Counter()
     for path in records.files():
         if int(path.name.split("-")[1]) != run_number:
@@ -240,6 +243,12 @@ def _finish(options: argparse.Namespace, records: Records, run_number: int, file
                 audio_seconds += row["duration"] or 0.0
             else:
                 failed[f"{row['error']['type']}: {row['error']['message'].split(':')[0]}"] += 1
+    return done, audio_seconds, failed
+
+
+def _finish(options: argparse.Namespace, records: Records, tally: tuple[int, float, Counter], files: int,
+            skipped: int, problems: list[str], seconds: float) -> int:
+    done, audio_seconds, failed = tally
     if problems:
         failed["manifest row left out"] = len(problems)
     if options.format == "jsonl" and records.files():

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from annotate_corpus import EXPECTED_AUDIO, EXPECTED_SIDECARS, EXPECTED_WARNINGS, write_corpus
+from compare import raw_records
 
 from annotate import cli_main
 from coldtag.storage import reference
@@ -79,6 +80,7 @@ def test_exactly_the_good_files_are_annotated_and_each_bad_one_is_an_error_recor
         corpus, tiny_tagger, tmp_path):
     records = _annotate(corpus, tiny_tagger.export, tmp_path / "out")
     assert sorted(records.index) == sorted(EXPECTED_AUDIO)
+    assert len(raw_records(tmp_path / "out")) == len(EXPECTED_AUDIO)  # each once in the part files
     for track, reason in EXPECTED_AUDIO.items():
         error = records.loc[track, "error"]
         if reason is None:

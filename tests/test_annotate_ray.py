@@ -5,12 +5,13 @@ import importlib.util
 import shutil
 import sys
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from compare import assert_same_records
 
 from annotate import cli_main
+from tagging.labels import LabelSpace
 
 NUM_CPUS_ENV = "COLDTAG_RAY_NUM_CPUS"  # tagging.annotation_ray.NUM_CPUS_ENV; importing it needs Ray
 GOOD = {"wav": 2, "flac": 1, "mp3": 1}
@@ -58,33 +59,14 @@ def test_the_ray_engine_gives_the_local_records_each_once_and_a_rerun_skips_them
     assert {p.name.split("-")[2] for p in (tmp_path / "ray" / "parts").iterdir()} == {"000"}
     assert all(len(pq.read_table(p)) <= 3 for p in (tmp_path / "ray" / "parts").iterdir())
 
-    local, ray = local.set_index("id"), ray.set_index("id")
-    assert ray.columns.equals(local.columns)
-    for track in ray.index:
-        mine, theirs = _leaves(ray.loc[track].drop("seconds")), _leaves(local.loc[track].drop("seconds"))
-        assert mine.keys() == theirs.keys(), track
-        for key, value in theirs.items():
-            if isinstance(value, float) or (isinstance(value, np.ndarray) and value.dtype.kind == "f"):
-                np.testing.assert_allclose(mine[key], value, atol=1e-5, err_msg=f"{track} {key}")
-            else:
-                assert mine[key] == value, (track, key)
+    local, ray = local.set_index("id").sort_index(), ray.set_index("id").sort_index()
+    assert_same_records(ray, local, LabelSpace.from_json(tiny_tagger.export / "vocab.json"))
     assert ray["error"].notna().sum() == len(BAD) and ray.loc[list(BAD), "error"].notna().all()
 
     capsys.readouterr()
     assert _run(uploads, tiny_tagger.export, tmp_path / "ray", "--engine", "ray", "--workers", "2") == 0
     assert f"0 done, {len(ray)} skipped, 0 failed" in capsys.readouterr().err
     assert len(_records(tmp_path / "ray")) == len(ray)
-
-
-def _leaves(value, key: str = "") -> dict:
-    """A record's values by their path (``genre.probabilities.rock``); arrays of numbers stay whole."""
-    if isinstance(value, dict | pd.Series):
-        return {k: v for name, item in value.items() for k, v in _leaves(item, f"{key}.{name}").items()}
-    if isinstance(value, np.ndarray) and value.dtype == object:
-        return {key: [_leaves(item) for item in value]}
-    if isinstance(value, np.ndarray):
-        return {key: value.astype(float)}
-    return {key: value}
 
 
 def test_without_ray_the_engine_is_refused_in_one_line_before_anything_is_read(tmp_path, monkeypatch, capsys):
