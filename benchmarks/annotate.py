@@ -12,7 +12,7 @@
    taken round-robin over ``--repeats`` and the median is printed, with the CPU seconds of the process and
    its workers and the 1-minute load average: on a shared machine wall time also counts waiting for CPUs.
 2. Peak memory and seconds for one 1-minute and one 60-minute MP3 (streamed: longer than
-   `TrackReader.stream_above_seconds`), each annotated by ``annotate.py`` in a fresh process with
+   `TrackReader.stream_above_seconds`), each annotated by ``python -m annotation`` in a fresh process with
    ``--workers 0`` and ``--workers 1``: the largest single process's peak RSS (``wait4``'s ``ru_maxrss``,
    workers included) and the peak of the process tree's summed PSS (``/proc/<pid>/smaps_rollup``, sampled
    every 50 ms; PSS counts pages shared by the forked worker once).
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import io
 import json
 import os
@@ -46,14 +45,11 @@ from pathlib import Path
 
 import torch
 
-from tagging.annotation import (
-    AudioAnnotator,
-    Records,
-    annotate_tracks,
-    decoding_loader,
-    list_inputs,
-    record_schema,
-)
+from annotation import cli as annotate_command
+from annotation.annotators import AudioAnnotator, annotate_tracks
+from annotation.inputs import list_inputs
+from annotation.reader import ReadItem, decoding_loader
+from annotation.records import Records, record_schema
 from tagging.audio import AUDIO_SUFFIXES, audio_info
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,14 +60,6 @@ FILE_RATE = 44100
 TARGET_REAL_TIME = 150.0
 TARGET_DECODE_SHARE = 0.6
 TARGET_MEMORY_RATIO = 1.25
-
-
-def _command_module():
-    """The repository's ``annotate.py`` (`coldtag annotate`): this script's own name hides it from ``import``."""
-    spec = importlib.util.spec_from_file_location("coldtag_annotate_command", ROOT / "annotate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def main(args: list[str] | None = None) -> None:
@@ -174,12 +162,11 @@ def _long_file(clips: list[Path], out: Path, seconds: float) -> Path:
 # ---------------------------------------------------------------------------------------------- speed
 
 def _throughput(model: Path, clips: list[Path], scratch: Path, options: argparse.Namespace) -> None:
-    command = _command_module()
     annotator = AudioAnnotator.from_package(model, "cpu")
     items, _ = list_inputs(clips[0].parent)
     audio_seconds = sum(audio_info(c).duration for c in clips)
     # Warm-up: the page cache, FFmpeg's and torch's first-use set-up.
-    annotator.predict(next(iter(decoding_loader(items[:4], annotator.reader, 4, 0))))
+    annotator.predict([read.track for read in next(iter(decoding_loader(items[:4], annotator.reader, 4, 0)))])
 
     settings = [(threads, batch, workers) for threads in options.threads for batch in options.batch_sizes
                 for workers in options.workers]
@@ -191,7 +178,7 @@ def _throughput(model: Path, clips: list[Path], scratch: Path, options: argparse
             out = scratch / f"out-{threads}-{batch}-{workers}-{repeat}"
             load = os.getloadavg()[0]
             with _clock() as end_to_end, contextlib.redirect_stderr(io.StringIO()):
-                code = command.cli_main([str(clips[0].parent), "--model", str(model), "--out", str(out),
+                code = annotate_command.cli_main([str(clips[0].parent), "--model", str(model), "--out", str(out),
                                          "--batch-size", str(batch), "--workers", str(workers),
                                          "--threads", str(threads), "--no-progress"])
             if code != 0:
@@ -259,25 +246,25 @@ def _cpu_seconds() -> float:
 
 
 @torch.inference_mode()
-def _pieces(annotator: AudioAnnotator, batches: list[list[dict]], out: Path, tries: int = 3) -> dict[str, float]:
+def _pieces(annotator: AudioAnnotator, batches: list[list[ReadItem]], out: Path, tries: int = 3) -> dict[str, float]:
     """Wall seconds of each step after decoding over all ``batches``: the least of ``tries`` (load from other
     processes only ever adds time)."""
     tagger = annotator.tagger
 
     def spectrogram() -> None:
         for b in batches:
-            flat = torch.cat([t["chunks"] for t in b])
+            flat = torch.cat([read.track.chunks for read in b])
             for begin in range(0, len(flat), 64):  # chunk_outputs' chunk_batch
                 tagger.frontend(flat[begin:begin + 64])
 
     def annotated() -> None:
         for b in batches:
-            annotate_tracks(annotator, [dict(t) for t in b])
+            annotate_tracks(annotator, b)
 
-    records = [r for b in batches for r in annotate_tracks(annotator, [dict(t) for t in b])]
+    records = [r for b in batches for r in annotate_tracks(annotator, b)]
 
     def writing() -> None:
-        writer = Records(out, record_schema(annotator))
+        writer = Records(out, record_schema(annotator.columns()))
         for record in records:
             writer.add(record)
             if len(writer.rows) >= 256:  # annotate's --part-size
@@ -312,7 +299,7 @@ def _memory(model: Path, clips: list[Path], scratch: Path, options: argparse.Nam
            "PYTHONPYCACHEPREFIX": str(scratch / "pycache")}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     _annotate_process(model, files[1.0].parent, scratch / "mem-warm-up", 0, env)
-    print(f"\nOne file annotated by `annotate.py` in a fresh process (files made from the tracks above in "
+    print(f"\nOne file annotated by `python -m annotation` in a fresh process (files made from the tracks above in "
           f"{made:.0f} s; "
           "process: its whole life, imports and model load included; annotating: the command's own count, "
           "summary.json):\n")
@@ -340,10 +327,10 @@ def _memory(model: Path, clips: list[Path], scratch: Path, options: argparse.Nam
 
 def _annotate_process(model: Path, folder: Path, out: Path, workers: int, env: dict) -> tuple[float, float, float]:
     """Seconds, the largest process's peak RSS (MB) and the tree's peak summed PSS (MB) of one run."""
-    command = [sys.executable, str(ROOT / "annotate.py"), str(folder), "--model", str(model), "--out", str(out),
+    command = [sys.executable, "-m", "annotation", str(folder), "--model", str(model), "--out", str(out),
                "--workers", str(workers), "--no-progress"]
     started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak_pss = 0.0
     while True:
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)

@@ -18,18 +18,17 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import torch
 
 from coldtag.storage import ProvenanceError, is_inside, read_package, save_package
 from fusion.data import SCORES, assemble, is_content, modality_of
 from fusion.model import LateFusionRegressor
 from recsys import Recommender, topk
-from tagging.annotation import Item, TrackReader, content_embeddings, group_fields, informative
-from tagging.image import CoverEncoder, CoverError, load_cover
+from tagging.image import CoverEncoder
 from tagging.models import AudioTagger
 from tagging.multimodal import MultimodalTagger
-from tagging.text import LyricsEncoder, LyricsError, read_lyrics
+from tagging.text import LyricsEncoder
+from tagging.tracks import DecodedTrack, TrackReader, encode_tracks
 
 MODALITIES = ("audio", "lyrics", "cover")
 CONFIG_FILE = "pipeline.json"
@@ -113,34 +112,27 @@ class ColdStartPipeline:
         ([{user_id, score}], best first, score x_uᵀŷ) and ``similar_tracks`` ([{track_id, similarity}],
         cosine of the factors). Audio is read on the tagger's chunk grid, streaming long files.
         """
-        paths = {"audio": audio, "lyrics": lyrics, "cover": cover}
-        if all(path is None for path in paths.values()):
+        if audio is None and lyrics is None and cover is None:
             raise ValueError(f"give at least one of {MODALITIES}")
-        embeddings, errors, warnings = {}, {}, []
-        audio_scores = None
-        if audio is not None:
-            track = TrackReader.for_tagger(self.tagger)(Item("", str(audio)))
-            if track["error"] is not None:
-                errors["audio"] = f"{audio}: {track['error']['message']}"
-            else:
-                warnings = track["warnings"]
-                outputs = self.tagger.chunk_outputs([track["chunks"]])
-                if informative(track):
-                    embeddings["audio"] = outputs.embedding[0]
-                    audio_scores = {group: value[0] for group, value in outputs.scores.items()}
-        for modality, path in (("lyrics", lyrics), ("cover", cover)):
-            if path is None:
-                continue
-            try:
-                if modality == "lyrics":
-                    encoder = self.lyrics_encoder
-                    embeddings["lyrics"] = encoder(**encoder.tokenize([read_lyrics(path)]))[0]
-                else:
-                    image = load_cover(path, self.config["cover_size"]).unsqueeze(0)
-                    embeddings["cover"] = self.cover_encoder(image)[0]
-            except (LyricsError, CoverError) as error:
-                errors[modality] = str(error)
-        return {"warnings": warnings, **self.predict(embeddings, audio_scores, errors)}
+        track = self.read(audio, lyrics, cover)
+        errors = {e["modality"]: f"{track.lyrics_path if e['modality'] == 'lyrics' else track.cover_path}: "
+                                 f"{e['message']}" for e in track.sidecar_errors}
+        if track.error is not None:
+            errors["audio"] = f"{audio}: {track.error['message']}"
+        encoded = encode_tracks([track], self.tagger, self.lyrics_encoder if track.lyrics is not None else None,
+                                self.cover_encoder if track.cover is not None else None)
+        known = encoded.known(0)
+        audio_scores = encoded.audio_scores[0] if "audio" in known else None
+        return {"warnings": track.warnings, **self.predict(known, audio_scores, errors)}
+
+    def read(self, audio: str | Path | None = None, lyrics: str | Path | None = None,
+             cover: str | Path | None = None) -> DecodedTrack:
+        """The files as the pipeline reads them (`tagging.tracks.TrackReader` on the tagger's grid), which is
+        how `tagging.features` read the tracks its fusion model learnt from."""
+        reader = TrackReader.for_tagger(self.tagger, lyrics=lyrics is not None,
+                                        cover_size=self.config["cover_size"] if cover is not None else None)
+        return reader(None if audio is None else str(audio), None if lyrics is None else str(lyrics),
+                      None if cover is None else str(cover))
 
     def predict(self, embeddings: dict[str, torch.Tensor], audio_scores: dict[str, torch.Tensor] | None,
                 errors: dict | None = None) -> dict:
@@ -261,53 +253,3 @@ def _audio_input_dims(tagger: AudioTagger, names: list[str]) -> dict[str, int]:
             raise ValueError(f"fusion input {name!r} is not among what the tagger gives: {sorted(sizes)}")
         dims[name] = sizes[name]
     return dims
-
-
-class PipelineAnnotator:
-    """`coldtag annotate` with a packaged `ColdStartPipeline` (`tagging.annotation`): the tag columns of
-    the model that tags (the multimodal tagger if the pipeline has one, else the audio tagger), ``tags_from``,
-    the predicted ``factors``, the ``users`` to recommend the track to and its ``similar_tracks``."""
-
-    def __init__(self, pipeline: ColdStartPipeline):
-        self.pipeline = pipeline
-        self.package = pipeline.package
-        self.tagging_model = pipeline.multimodal or pipeline.tagger
-        wanted = set(map(modality_of, pipeline.fusion.inputs)) | set(pipeline.multimodal.modalities
-                                                                     if pipeline.multimodal else ())
-        self.reader = TrackReader.for_tagger(pipeline.tagger, lyrics="lyrics" in wanted,
-                                             cover_size=pipeline.config["cover_size"] if "cover" in wanted else None)
-        device = next(pipeline.tagger.parameters()).device
-        # Loaded now, once, not inside the first batch (whose tracks would be charged for it).
-        self.lyrics = pipeline.lyrics_encoder.to(device) if self.reader.lyrics else None
-        self.cover = pipeline.cover_encoder.to(device) if self.reader.cover_size else None
-
-    @classmethod
-    def from_package(cls, directory: str | Path, device: str, allow_outside: bool = False) -> PipelineAnnotator:
-        return cls(ColdStartPipeline.from_pretrained(directory, map_location=device, allow_outside=allow_outside))
-
-    def columns(self) -> list[pa.Field]:
-        return [*group_fields(self.tagging_model), pa.field("tags_from", pa.string()),
-                pa.field("factors", pa.list_(pa.float32())),
-                pa.field("users", pa.list_(pa.struct([("user_id", pa.string()), ("score", pa.float64())]))),
-                pa.field("similar_tracks", pa.list_(pa.struct([("track_id", pa.string()),
-                                                               ("similarity", pa.float64())])))]
-
-    @torch.inference_mode()
-    def predict(self, tracks: list[dict]) -> list[dict]:
-        pipeline = self.pipeline
-        device = next(pipeline.tagger.parameters()).device
-        audio_scores: list[dict] = []
-        embeddings = content_embeddings(tracks, pipeline.tagger, self.lyrics, self.cover, device, audio_scores)
-        results = []
-        for index in range(len(tracks)):
-            known = {m: column[index] for m, column in embeddings.items() if column[index] is not None}
-            record = pipeline.predict(known, audio_scores[index] if "audio" in known else None)
-            tags = record["tags"] or {name: None for name in self.tagging_model.labels.groups}
-            users = [{"user_id": str(u["user_id"]), "score": u["score"]} for u in record["users"]]
-            similar = [{"track_id": str(t["track_id"]), "similarity": t["similarity"]}
-                       for t in record["similar_tracks"]]
-            results.append({"modalities": record["modalities"], **{g: tags.get(g) for g in tags},
-                            "embedding": known["audio"].tolist() if "audio" in known else None,
-                            "tags_from": record["tags_from"], "factors": record["factors"], "users": users,
-                            "similar_tracks": similar})
-        return results

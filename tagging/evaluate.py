@@ -16,6 +16,7 @@ import csv
 import json
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +33,6 @@ from tagging.labels import LabelSpace, nanmean, read_manifest
 from tagging.models import AudioTagger
 from tagging.multimodal import MultimodalTagger
 
-# Traits that live in time rather than in the average spectrum; the baseline cannot see them.
-TEMPORAL = ("odd_meter", "triple_meter", "swing", "syncopation", "tempo")
 # The manifest column of artists (`tagging.datasets`), resampled as clusters when a command is not told another.
 ARTIST_COLUMN = "artist_id"
 # The row of the audio tagger's own scores, which the multimodal rows are compared with.
@@ -239,8 +238,9 @@ def _ranked(truth: np.ndarray, scores: np.ndarray, descending: bool) -> tuple | 
     return positive, known, group_start, group_end, defined
 
 
-def baseline_rows(tagger_scores: dict, baseline: dict) -> list[dict]:
-    """Per group and per temporal trait: the tagger's test score beside the baseline's."""
+def baseline_rows(tagger_scores: dict, baseline: dict, labels: Sequence[str] = ()) -> list[dict]:
+    """Per group, then per label of ``labels`` (e.g. the traits that live in time, which a baseline on the
+    average spectrum cannot see): the tagger's test score beside the baseline's."""
     rows = []
     for group, result in tagger_scores.items():
         metric = "roc_auc" if "roc_auc" in result else "spearman"
@@ -249,7 +249,7 @@ def baseline_rows(tagger_scores: dict, baseline: dict) -> list[dict]:
     for group, result in tagger_scores.items():
         metric = "roc_auc" if "roc_auc" in result else "spearman"
         for label, scores in result.get("per_label", {}).items():
-            if label in TEMPORAL:
+            if label in labels:
                 base = baseline.get(group, {}).get("per_label", {}).get(label, {}).get(metric, math.nan)
                 rows.append({"what": f"{label} ({metric})", "tagger": scores[metric], "baseline": base})
     return rows
@@ -301,6 +301,7 @@ def main(argv: list[str] | None = None) -> None:
     base = commands.add_parser("baseline", help="the audio tagger beside the logistic-regression baseline")
     base.add_argument("--tagger", required=True, help="test_scores.json written by train.py test")
     base.add_argument("--baseline", required=True, help="JSON written by python -m tagging.baseline")
+    base.add_argument("--labels", nargs="*", default=[], help="labels to list one by one after the groups")
     base.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     if args.command == "modalities":
@@ -322,7 +323,8 @@ def main(argv: list[str] | None = None) -> None:
                      "independent, so the intervals are too narrow where tracks share an artist.")
         print(write_table(differences, args.out, "modalities_vs_tagger", note))
     else:
-        rows = baseline_rows(json.loads(Path(args.tagger).read_text()), json.loads(Path(args.baseline).read_text()))
+        rows = baseline_rows(json.loads(Path(args.tagger).read_text()), json.loads(Path(args.baseline).read_text()),
+                             args.labels)
         print(write_table(rows, args.out, "tagger_vs_baseline"))
 
 

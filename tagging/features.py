@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from coldtag.storage import atomic_path, file_sha256, reference
-from tagging.audio import AudioDecodeError, load_audio
-from tagging.image import CoverEncoder, CoverError, load_cover
+from tagging.image import CoverEncoder
 from tagging.labels import read_manifest
 from tagging.models import AudioTagger
-from tagging.text import LyricsEncoder, LyricsError, read_lyrics
+from tagging.text import LyricsEncoder
+from tagging.tracks import DecodedTrack, TrackReader, encode_tracks
 
 log = logging.getLogger(__name__)
 
@@ -79,31 +79,64 @@ class TrackFeatures:
 def extract_features(manifest: str | Path, tagger: AudioTagger | None, lyrics: LyricsEncoder | None = None,
                      cover: CoverEncoder | None = None, cover_size: int = 224, batch_size: int = 8,
                      device: str | torch.device = "cpu") -> TrackFeatures:
-    """Run each given encoder over every track of ``manifest``; an encoder left as None is skipped."""
+    """Run each given encoder over every track of ``manifest``; an encoder left as None is skipped.
+
+    Tracks are read and encoded as the cold-start pipeline and ``coldtag annotate`` read and encode a new
+    track (`tagging.tracks`): a damaged FLAC is an error, and silent audio or audio under half a chunk is
+    not used, so a model learns from the inputs it will be served."""
     frame = read_manifest(manifest)
     n = len(frame)
     features = TrackFeatures(track_ids=frame["track_id"].to_numpy().astype(str))
-    errors = [[] for _ in range(n)]
+    encoders = [m.to(device).eval() if m is not None else None for m in (tagger, lyrics, cover)]
+    tagger, lyrics, cover = encoders
+    options = {"lyrics": lyrics is not None, "cover_size": cover_size if cover is not None else None}
+    # Without a tagger no audio is read, so the grid is never used.
+    reader = TrackReader.for_tagger(tagger, **options) if tagger is not None else TrackReader(0, 0, None, **options)
+    columns = {name: frame[f"{name}_path"].tolist() if f"{name}_path" in frame.columns else [None] * n
+               for name in ("audio", "lyrics", "cover")}
+    dims = {"audio": tagger.embedding_dim if tagger is not None else 0,
+            "lyrics": lyrics.dim if lyrics is not None else 0, "cover": cover.dim if cover is not None else 0}
+    wanted = [m for m, encoder in zip(MODALITIES, encoders, strict=True) if encoder is not None]
+    for modality in wanted:
+        features.arrays[modality] = np.zeros((n, dims[modality]), dtype=np.float32)
+        features.present[modality] = np.zeros(n, dtype=bool)
     if tagger is not None:
-        _audio(features, frame["audio_path"].tolist(), tagger.to(device).eval(), batch_size, errors, device)
-    if lyrics is not None:
-        lyrics = lyrics.to(device).eval()
-        paths = frame["lyrics_path"].tolist() if "lyrics_path" in frame.columns else [None] * n
-        _embed(features, "lyrics", paths, read_lyrics, (LyricsError,),
-               lambda texts: lyrics(**{k: v.to(device) for k, v in lyrics.tokenize(texts).items()}),
-               lyrics.dim, 32, errors)
-    if cover is not None:
-        cover = cover.to(device).eval()
-        paths = frame["cover_path"].tolist() if "cover_path" in frame.columns else [None] * n
-        _embed(features, "cover", paths, lambda p: load_cover(p, cover_size), (CoverError,),
-               lambda images: cover(torch.stack(images).to(device)), cover.dim, batch_size, errors)
+        features.arrays.update({f"scores/{name}": np.zeros((n, len(group)), dtype=np.float32)
+                                for name, group in tagger.labels.groups.items()})
+    errors = [[] for _ in range(n)]
+    for begin in range(0, n, batch_size):
+        rows = range(begin, min(begin + batch_size, n))
+        tracks = [reader(columns["audio"][row] if tagger is not None else None, columns["lyrics"][row],
+                         columns["cover"][row]) for row in rows]
+        encoded = encode_tracks(tracks, tagger, lyrics, cover)
+        for index, (row, track) in enumerate(zip(rows, tracks, strict=True)):
+            errors[row] += _reasons(track, tagger is not None)
+            for modality, embedding in encoded.known(index).items():
+                features.arrays[modality][row] = embedding.float().cpu().numpy()
+                features.present[modality][row] = True
+                if modality == "audio":
+                    for name, value in encoded.audio_scores[index].items():
+                        features.arrays[f"scores/{name}"][row] = value.float().cpu().numpy()
     features.errors = np.array(["; ".join(e) for e in errors], dtype=str)
     features.sources = encoder_sources(tagger, lyrics, cover, cover_size)
     failed = sum(1 for e in errors if e)
     if failed:
-        log.warning("%s: %d track(s) miss a modality because a file could not be read; first: %s",
-                    manifest, failed, next(e for e in errors if e)[0])
+        log.warning("%s: %d track(s) miss a modality because a file could not be read or its audio is not "
+                    "informative; first: %s", manifest, failed, next(e for e in errors if e)[0])
     return features
+
+
+def _reasons(track: DecodedTrack, audio: bool) -> list[str]:
+    """Why a track misses a modality it was given: its files' errors, or audio that is not informative."""
+    reasons = []
+    if audio and track.error is not None:
+        reasons.append(f"{track.audio_path}: {track.error['message']}")
+    elif audio and track.chunks is not None and not track.informative:
+        reasons.append(f"{track.audio_path}: not used ({', '.join(track.warnings)})")
+    for error in track.sidecar_errors:
+        path = track.lyrics_path if error["modality"] == "lyrics" else track.cover_path
+        reasons.append(f"{path}: {error['message']}")
+    return reasons
 
 
 def encoder_sources(tagger: AudioTagger | None, lyrics: LyricsEncoder | None, cover: CoverEncoder | None,
@@ -125,64 +158,6 @@ def encoder_sources(tagger: AudioTagger | None, lyrics: LyricsEncoder | None, co
     for ref in sources.values():
         ref.pop("bundle", None)
     return sources
-
-
-def _audio(features: TrackFeatures, paths: list[str], tagger: AudioTagger, batch_size: int,
-           errors: list[list[str]], device) -> None:
-    n = len(paths)
-    embeddings = np.zeros((n, tagger.embedding_dim), dtype=np.float32)
-    scores = {name: np.zeros((n, len(group)), dtype=np.float32) for name, group in tagger.labels.groups.items()}
-    present = np.zeros(n, dtype=bool)
-    for begin in range(0, n, batch_size):
-        waves, rows = [], []
-        for row in range(begin, min(begin + batch_size, n)):
-            try:
-                waves.append(load_audio(paths[row], tagger.sample_rate))
-                rows.append(row)
-            except AudioDecodeError as error:
-                errors[row].append(str(error))
-        if not waves:
-            continue
-        lengths = torch.tensor([len(w) for w in waves])
-        batch = torch.zeros(len(waves), int(lengths.max()))
-        for i, wave in enumerate(waves):
-            batch[i, :len(wave)] = wave
-        outputs = tagger.track_outputs(batch.to(device), lengths.to(device))
-        embeddings[rows] = outputs.embedding.cpu().numpy()
-        for name, value in outputs.scores.items():
-            scores[name][rows] = value.cpu().numpy()
-        present[rows] = True
-    features.arrays["audio"] = embeddings
-    features.arrays.update({f"scores/{name}": value for name, value in scores.items()})
-    features.present["audio"] = present
-
-
-def _embed(features: TrackFeatures, modality: str, paths: list, read, read_errors: tuple, encode, dim: int,
-           batch_size: int, errors: list[list[str]]) -> None:
-    n = len(paths)
-    out = np.zeros((n, dim), dtype=np.float32)
-    present = np.zeros(n, dtype=bool)
-    items, rows = [], []
-
-    def flush():
-        if items:
-            out[rows] = encode(items).float().cpu().numpy()
-            present[rows] = True
-            items.clear()
-            rows.clear()
-    for row, path in enumerate(paths):
-        if path is None:
-            continue
-        try:
-            items.append(read(path))
-            rows.append(row)
-        except read_errors as error:
-            errors[row].append(str(error))
-        if len(items) == batch_size:
-            flush()
-    flush()
-    features.arrays[modality] = out
-    features.present[modality] = present
 
 
 def main(argv: list[str] | None = None) -> None:

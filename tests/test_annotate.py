@@ -17,12 +17,14 @@ import torch
 from compare import assert_same_records, raw_records
 from torchcodec.encoders import AudioEncoder
 
-import tagging.annotation as annotation
-from annotate import cli_main
-from tagging.annotation import Item, TrackReader, read_annotations
+import annotation.records as records_module
+import tagging.tracks as tracks_module
+from annotation.cli import cli_main
+from annotation.records import read_annotations
 from tagging.audio import load_audio
 from tagging.labels import LabelSpace
 from tagging.models import AudioTagger, chunk_starts
+from tagging.tracks import TrackReader
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD_PER_CODEC = 2
@@ -141,15 +143,15 @@ def test_a_long_file_is_streamed_chunk_by_chunk_on_the_grid_of_its_length(catalo
     model = AudioTagger.from_pretrained(tiny_tagger.export)
     for name in good:
         wave = load_audio(root / name, model.sample_rate)
-        streamed = TrackReader.for_tagger(model, stream_above_seconds=0.5)(Item(name, str(root / name)))
-        length = round(streamed["duration"] * model.sample_rate)
+        streamed = TrackReader.for_tagger(model, stream_above_seconds=0.5)(str(root / name))
+        length = round(streamed.duration * model.sample_rate)
         assert abs(length - len(wave)) <= 1, name  # the length, found without resampling
         starts = chunk_starts(length, model.chunk_samples, model.eval_chunks)
-        assert len(streamed["chunks"]) == len(starts)
+        assert len(streamed.chunks) == len(starts)
         # Each chunk holds the samples of the whole decode from its start on, except the last few of the
         # file, which only a whole-file decode flushes out of the resampler (as in test_audio).
         end = len(wave) - 64
-        for start, chunk in zip(starts, streamed["chunks"], strict=True):
+        for start, chunk in zip(starts, streamed.chunks, strict=True):
             stop = min(start + model.chunk_samples, end)
             torch.testing.assert_close(chunk[:stop - start], wave[start:stop], rtol=0, atol=0)
             assert not chunk[length - start:].any()  # zero-padded past the end
@@ -188,8 +190,8 @@ def test_a_second_run_skips_everything_and_retry_errors_retries_only_the_failure
 
 KILLER = """
 import os, signal, sys
-import tagging.annotation as annotation
-from annotate import cli_main
+import annotation.records as records
+from annotation.cli import cli_main
 
 event, at, seen = sys.argv[1], int(sys.argv[2]), [0]
 
@@ -199,7 +201,7 @@ def checkpoint(name):
         if seen[0] == at:
             os.kill(os.getpid(), signal.SIGKILL)
 
-annotation.checkpoint = checkpoint
+records.checkpoint = checkpoint
 sys.exit(cli_main(sys.argv[3:]))
 """
 
@@ -318,14 +320,14 @@ def test_a_glob_and_the_jsonl_format(catalog, tiny_tagger, tmp_path):
 
 def test_an_unexpected_exception_on_one_file_is_recorded_not_raised(catalog, tiny_tagger, tmp_path, monkeypatch):
     root, good = catalog
-    real = annotation.load_audio
+    real = tracks_module.load_audio
 
     def flaky(path, sample_rate):
         if str(path).endswith("wav0.wav"):
             raise RuntimeError("decoder crashed")
         return real(path, sample_rate)
 
-    monkeypatch.setattr(annotation, "load_audio", flaky)
+    monkeypatch.setattr(tracks_module, "load_audio", flaky)
     assert _run(root, tiny_tagger.export, tmp_path / "out", "--workers", "0") == 0
     records = _records(tmp_path / "out")
     assert records.loc["wav0.wav", "error"] == {"type": "RuntimeError", "message": "decoder crashed"}
@@ -343,7 +345,7 @@ def test_a_file_that_vanishes_mid_run_is_an_error_record(catalog, tiny_tagger, t
         if event == "decoded":
             (uploads / last).unlink(missing_ok=True)
 
-    monkeypatch.setattr(annotation, "checkpoint", vanish)
+    monkeypatch.setattr(records_module, "checkpoint", vanish)
     assert _run(uploads, tiny_tagger.export, tmp_path / "out", "--workers", "0", "--batch-size", "2") == 0
     assert _records(tmp_path / "out").loc[last, "error"]["message"].startswith("missing")
 
@@ -353,7 +355,7 @@ def test_two_ddp_processes_give_the_records_of_one(catalog, tiny_tagger, first_r
     root, _ = catalog
     # Lightning's ddp re-launches the command line for the second process: the real command runs in a
     # subprocess (gloo on the CPU).
-    done = subprocess.run([sys.executable, "annotate.py", str(root), "--model", str(tiny_tagger.export), "--out",
+    done = subprocess.run([sys.executable, "-m", "annotation", str(root), "--model", str(tiny_tagger.export), "--out",
                            str(tmp_path / "ddp"), "--engine", "ddp", "--devices", "2", "--workers", "1",
                            "--batch-size", "3", "--part-size", "2", "--no-progress"],
                           cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)}, capture_output=True, timeout=600)

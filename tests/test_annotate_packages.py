@@ -11,12 +11,12 @@ import torch
 from annotate_corpus import EXPECTED_AUDIO, EXPECTED_SIDECARS, EXPECTED_WARNINGS, write_corpus
 from compare import raw_records
 
-from annotate import cli_main
+from annotation.cli import cli_main
+from annotation.records import read_annotations
 from coldtag.storage import reference
 from fusion.model import LateFusionRegressor
 from fusion.pipeline import ColdStartPipeline
 from recsys import Recommender
-from tagging.annotation import read_annotations
 from tagging.features import encoder_sources
 from tagging.image import CoverEncoder
 from tagging.labels import LabelSpace

@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 from compare import assert_same_records
 
-from annotate import cli_main
+from annotation.cli import cli_main
 from tagging.labels import LabelSpace
 
-NUM_CPUS_ENV = "COLDTAG_RAY_NUM_CPUS"  # tagging.annotation_ray.NUM_CPUS_ENV; importing it needs Ray
+NUM_CPUS_ENV = "COLDTAG_RAY_NUM_CPUS"  # annotation.engines.ray.NUM_CPUS_ENV; importing it needs Ray
 GOOD = {"wav": 2, "flac": 1, "mp3": 1}
 BAD = ("empty.wav", "text.wav", "folder.mp3", "dangling.flac")
 

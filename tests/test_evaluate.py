@@ -24,13 +24,13 @@ from tagging.multimodal import MultimodalTagger
 VOCAB = {"groups": {"genre": {"type": "multilabel", "labels": ["a", "b"]}}}
 
 
-def test_baseline_rows_put_groups_first_then_temporal_traits():
+def test_baseline_rows_put_groups_first_then_the_labels_asked_for():
     tagger = {"attribute": {"roc_auc": 0.8, "pr_auc": 0.5, "per_label": {"banjo": {"roc_auc": 0.9},
                                                                           "swing": {"roc_auc": 0.85}}},
               "graded": {"spearman": 0.7, "per_label": {"tempo": {"spearman": 0.9}, "energy": {"spearman": 0.6}}}}
     baseline = {"attribute": {"roc_auc": 0.7, "per_label": {"swing": {"roc_auc": 0.55}}},
                 "graded": {"spearman": 0.5, "per_label": {"tempo": {"spearman": 0.3}}}}
-    rows = baseline_rows(tagger, baseline)
+    rows = baseline_rows(tagger, baseline, labels=("swing", "tempo"))
     assert [r["what"] for r in rows] == ["attribute (macro roc_auc)", "graded (macro spearman)",
                                          "swing (roc_auc)", "tempo (spearman)"]
     assert rows[2] == {"what": "swing (roc_auc)", "tagger": 0.85, "baseline": 0.55}

@@ -8,8 +8,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from torchcodec.encoders import AudioEncoder
 
 from coldtag.storage import ProvenanceError, reference
 from fusion.data import assemble
@@ -20,6 +22,7 @@ from tagging.features import extract_features
 from tagging.labels import LabelSpace, read_manifest
 from tagging.models import AudioTagger
 from tagging.multimodal import MultimodalTagger
+from tagging.tracks import encode_tracks
 
 MODALITIES = ("audio", "lyrics", "cover")
 N_FACTORS = 8
@@ -194,3 +197,32 @@ def test_a_copied_pipeline_runs_alone_and_models_made_from_another_tagger_are_re
     (tmp_path / "moved" / "recommender.npz").write_bytes(b"tampered")
     with pytest.raises(ProvenanceError, match=r"recommender\.npz: differs"):
         ColdStartPipeline.from_pretrained(tmp_path / "moved")
+
+
+def test_training_features_are_what_the_pipeline_computes_for_the_same_files(pipeline, files, tmp_path):
+    """Fusion learns from `extract_features`; a new track is served through `ColdStartPipeline`: both read
+    and encode through `tagging.tracks`, so one file gives one set of inputs, and audio the pipeline would
+    not use (silent) is left out of training too."""
+    silent = tmp_path / "silent.wav"
+    AudioEncoder(torch.zeros(1, 8000 * 3), sample_rate=8000).to_file(str(silent))
+    rows = [files, {**files, "audio": str(silent)}]
+    frame = pd.DataFrame([{"track_id": f"t{i}", **{f"{m}_path": row[m] for m in MODALITIES}}
+                          for i, row in enumerate(rows)])
+    frame.to_parquet(tmp_path / "two.parquet")
+    cached = extract_features(tmp_path / "two.parquet", pipeline.tagger, pipeline.lyrics_encoder,
+                              pipeline.cover_encoder)
+    for index, row in enumerate(rows):
+        track = pipeline.read(**row)
+        served = encode_tracks([track], pipeline.tagger, pipeline.lyrics_encoder, pipeline.cover_encoder)
+        known = served.known(0)
+        assert sorted(m for m in MODALITIES if cached.present[m][index]) == sorted(known)
+        for modality, embedding in known.items():
+            scale = max(1.0, float(embedding.abs().max()))
+            np.testing.assert_allclose(cached.arrays[modality][index], embedding.numpy(), atol=1e-5 * scale,
+                                       rtol=0, err_msg=modality)
+        if "audio" in known:
+            for group, scores in served.audio_scores[0].items():  # probabilities, and graded values on [0, 1]
+                np.testing.assert_allclose(cached.arrays[f"scores/{group}"][index], scores.numpy(), atol=1e-5,
+                                           rtol=0, err_msg=group)
+    assert list(cached.present["audio"]) == [True, False]  # silence is no training input
+    assert "silent" in cached.errors[1]

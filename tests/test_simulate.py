@@ -4,7 +4,7 @@ share of the taste can follow features the content does not list."""
 import numpy as np
 import pytest
 
-from recsys.simulate import simulate_plays
+from toycatalog.simulate import simulate_plays
 
 
 @pytest.fixture(scope="module")

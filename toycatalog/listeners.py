@@ -1,5 +1,5 @@
 """The listeners of a toy catalog: each track as a vector of traits, listed and hidden, and the plays and
-users simulated over them (`recsys.simulate.simulate_plays`).
+users simulated over them (`toycatalog.simulate.simulate_plays`).
 
 Listed traits are those the vocabulary names (genres, moods, attributes, graded values); hidden ones are
 what the audio carries beyond them (`toycatalog.catalog.hidden_traits`). With a hidden taste of 0 users
@@ -10,8 +10,8 @@ to know; a hidden taste above 0 gives audio something to hear that no annotation
 import numpy as np
 import pandas as pd
 
-from recsys.simulate import simulate_plays
 from toycatalog.catalog import ATTRIBUTES, GENRES, GRADED, GRADED_RANGES, HIDDEN_TRAITS, MOODS, hidden_traits
+from toycatalog.simulate import simulate_plays
 from toycatalog.synth import TrackSpec
 
 # Zipf exponent of artist and track popularity: the top tenth of tracks draws about a third of listeners.

@@ -10,18 +10,15 @@ INPUT is a folder (audio files below it, with lyrics ``.txt`` and cover ``.jpg``
 same stem; a track's id is its path relative to the folder), a manifest (CSV/TSV/JSONL/Parquet with
 ``track_id`` and ``audio_path``, optional ``lyrics_path`` and ``cover_path``, relative to the manifest and
 confined to its folder unless ``--allow-outside``) or a glob. ``--model`` is an `AudioTagger`, a
-`MultimodalTagger` or a `ColdStartPipeline` package (`tagging.annotation`, `fusion.pipeline`).
+`MultimodalTagger` or a `ColdStartPipeline` package (`annotation.annotators`).
 
-Every record has the same columns, a failed file's too (`tagging.annotation.record_schema`). Records
+Every record has the same columns, a failed file's too (`annotation.records.record_schema`). Records
 are committed in whole part files under ``OUT/parts``; a re-run skips every track whose audio and
 sidecars (path, size, mtime) were annotated by the same model, retries failures only with
 ``--retry-errors``, and ``--overwrite`` starts over. ``OUT/summary.json`` and the last line say what was
 done, skipped and failed by reason; ``OUT/annotate.log`` holds the tracebacks of unexpected errors.
 The exit code is 0 unless nothing could be annotated (1) or an argument, the input or the model is
 unusable (2, one line).
-
-This module is the command only; nothing imports it (``tagging`` may not import ``fusion``, the
-cold-start pipeline's package).
 """
 
 from __future__ import annotations
@@ -37,28 +34,15 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from annotation.annotators import load_annotator
+from annotation.engines.local import run_local
+from annotation.inputs import InputError, list_inputs
+from annotation.reader import input_key, log_to
+from annotation.records import JSONL_FILE, LOG_FILE, SUMMARY_FILE, Records, read_annotations, record_schema
 from coldtag.storage import write_json
-from tagging.annotation import (
-    InputError,
-    Item,
-    Records,
-    annotate_local,
-    list_inputs,
-    load_annotator,
-    log_to,
-    read_annotations,
-    record_schema,
-)
 
-ANNOTATORS = {"AudioTagger": "tagging.annotation:AudioAnnotator",
-              "MultimodalTagger": "tagging.annotation:MultimodalAnnotator",
-              "ColdStartPipeline": "fusion.pipeline:PipelineAnnotator"}
 ENGINES = ("local", "ddp", "ray")
-SUMMARY_FILE = "summary.json"
-LOG_FILE = "annotate.log"
-JSONL_FILE = "annotations.jsonl"
 log = logging.getLogger("coldtag.annotate")
 
 
@@ -124,44 +108,36 @@ def run(options: argparse.Namespace) -> int:
     items, problems = list_inputs(options.input, options.allow_outside)
     device = _device(options.device)
     annotator = _load(Path(options.model), device, options.allow_outside)
-    records = Records(out, record_schema(annotator))
+    records = Records(out, record_schema(annotator.columns()))
     if options.overwrite and rank == 0:
-        for path in [*records.files(), out / SUMMARY_FILE, out / JSONL_FILE]:
-            path.unlink(missing_ok=True)
+        records.clear()
     if rank == 0:
         log_to(out / LOG_FILE)
         for problem in problems:
             log.warning(problem)
     records.check_layout()
     started = time.perf_counter()
-    previous = records.latest(prune=rank == 0)  # one process rewrites parts
-    model_hash = annotator.package["sha256"]
-    pending, skipped = [], 0
-    for item in items:
-        old = previous.get(item.id)
-        if (old is not None and old["model_sha256"] == model_hash
-                and old["input_key"] == annotator.reader.input_key(item)
-                and (old["error"] is None or not options.retry_errors)):
-            skipped += 1
-        else:
-            pending.append(item)
+    pending, skipped = records.pending(items, lambda item: input_key(annotator.reader, item),
+                                       annotator.package["sha256"], options.retry_errors,
+                                       prune=rank == 0)  # one process rewrites parts
     if options.limit is not None:
         pending = pending[:options.limit]
-    run_number = records.next_run()
+    records.run = run_number = records.next_run()
 
     if options.engine == "local":
-        _run_local(annotator, pending, records, run_number, options)
+        run_local(annotator, pending, records, options.batch_size, options.workers, options.threads,
+                  options.part_size, progress=not options.no_progress)
     elif options.engine == "ddp":
-        from tagging.annotation_engines import annotate_ddp
-        annotate_ddp(options.model, ANNOTATORS, annotator.reader, pending, out, records.schema, run_number, options)
+        from annotation.engines.ddp import annotate_ddp
+        annotate_ddp(options.model, annotator.reader, pending, out, records.schema, run_number, options)
         if rank != 0:
             return 0
     else:
-        from tagging.annotation_ray import annotate_ray
-        annotate_ray(options.model, ANNOTATORS, annotator.reader, pending, out, records.schema, run_number, options)
+        from annotation.engines.ray import annotate_ray
+        annotate_ray(options.model, annotator.reader, pending, out, records.schema, run_number, options)
     # Counted before the records this run superseded are dropped: an engine that annotated a track twice
     # shows in the summary instead of vanishing with the older copy.
-    tally = _tally(records, run_number)
+    tally = records.tally(run_number)
     records.latest()  # drops the records that this run's retries and changed files superseded
     return _finish(options, records, tally, len(items), skipped, problems, time.perf_counter() - started)
 
@@ -198,52 +174,9 @@ def _device(name: str) -> str:
 
 def _load(directory: Path, device: str, allow_outside: bool):
     try:
-        return load_annotator(directory, ANNOTATORS, device, allow_outside)
+        return load_annotator(directory, device, allow_outside)
     except (OSError, ValueError, RuntimeError) as error:  # ProvenanceError is a ValueError
         raise UsageError(f"--model {directory}: cannot be used ({error})") from None
-
-
-def _run_local(annotator, pending: list[Item], records: Records, run_number: int,
-               options: argparse.Namespace) -> None:
-    records.run = run_number
-    progress = _progress(len(pending), options.no_progress)
-    audio_seconds, started = 0.0, time.perf_counter()
-    for record in annotate_local(annotator, pending, options.batch_size, options.workers, options.threads):
-        records.add(record)
-        audio_seconds += record["duration"] or 0.0
-        if len(records.rows) >= options.part_size:
-            records.commit()
-        if progress is not None:
-            elapsed = max(time.perf_counter() - started, 1e-9)
-            progress.set_postfix_str(f"{audio_seconds / elapsed:.0f}x real time", refresh=False)
-            progress.update()
-    records.commit()
-    if progress is not None:
-        progress.close()
-
-
-def _progress(total: int, disabled: bool):
-    if disabled or total == 0:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="track", desc="coldtag annotate", file=sys.stderr, smoothing=0.1)
-
-
-def _tally(records: Records, run_number: int) -> tuple[int, float, Counter]:
-    """Records this run wrote: done, their audio seconds, and failures by reason."""
-    done, audio_seconds, failed = 0, 0.0, Counter()
-    for path in records.files():
-        if int(path.name.split("-")[1]) != run_number:
-            continue
-        table = pq.read_table(path, columns=["error", "duration"]).to_pylist()
-        for row in table:
-            if row["error"] is None:
-                done += 1
-                audio_seconds += row["duration"] or 0.0
-            else:
-                failed[f"{row['error']['type']}: {row['error']['message'].split(':')[0]}"] += 1
-    return done, audio_seconds, failed
 
 
 def _finish(options: argparse.Namespace, records: Records, tally: tuple[int, float, Counter], files: int,

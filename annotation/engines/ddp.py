@@ -3,7 +3,7 @@
 Every rank loads the model once, decodes its own share of the tracks (every ``world``-th, so no track is
 read twice and none is padded in) with ``--workers`` processes, and commits its records as its own part
 files (``part-<run>-<rank>-<seq>.parquet``) through a prediction writer. The records are those of the
-local engine (`tagging.annotation.annotate_tracks`); rank 0 merges after the last barrier.
+local engine (`annotation.annotators.annotate_tracks`); rank 0 merges after the last barrier.
 
 Lightning's ``ddp`` strategy re-runs the command line in each new process, so these engines are reached
 from the ``coldtag annotate`` command, never from an interactive session.
@@ -20,7 +20,11 @@ import torch
 import torch.distributed as dist
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from tagging.annotation import Item, Records, TrackReader, annotate_tracks, decoding_loader, load_annotator
+from annotation.annotators import annotate_tracks, load_annotator
+from annotation.inputs import Item
+from annotation.reader import ReadItem, decoding_loader
+from annotation.records import Records
+from tagging.tracks import TrackReader
 
 
 class _RankShare(torch.utils.data.Sampler):
@@ -41,19 +45,18 @@ class _RankShare(torch.utils.data.Sampler):
 
 
 class _Annotate(pl.LightningModule):
-    def __init__(self, model: str, annotators: dict[str, str], allow_outside: bool):
+    def __init__(self, model: str, allow_outside: bool):
         super().__init__()
-        self.model_dir, self.annotators, self.allow_outside, self.annotator = model, annotators, allow_outside, None
+        self.model_dir, self.allow_outside, self.annotator = model, allow_outside, None
 
     def setup(self, stage: str) -> None:
         # Loaded on each rank's own device, once.
-        self.annotator = load_annotator(self.model_dir, self.annotators, self.trainer.strategy.root_device,
-                                        self.allow_outside)
+        self.annotator = load_annotator(self.model_dir, self.trainer.strategy.root_device, self.allow_outside)
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         return batch  # the annotator moves each track's inputs itself
 
-    def predict_step(self, batch: list[dict], batch_idx: int) -> list[dict]:
+    def predict_step(self, batch: list[ReadItem], batch_idx: int) -> list[dict]:
         return annotate_tracks(self.annotator, batch)
 
 
@@ -77,7 +80,7 @@ class _PartWriter(BasePredictionWriter):
         trainer.strategy.barrier("annotate: every rank committed")
 
 
-def annotate_ddp(model: str, annotators: dict[str, str], reader: TrackReader, pending: list[Item], out: Path,
+def annotate_ddp(model: str, reader: TrackReader, pending: list[Item], out: Path,
                  schema: pa.Schema, run: int, options: argparse.Namespace) -> None:
     """Annotate ``pending`` on ``options.devices`` x ``options.num_nodes`` processes (GPUs when there are)."""
     accelerator = "gpu" if options.device.startswith("cuda") or (options.device == "auto"
@@ -88,5 +91,5 @@ def annotate_ddp(model: str, annotators: dict[str, str], reader: TrackReader, pe
                          enable_checkpointing=False, enable_progress_bar=not options.no_progress,
                          use_distributed_sampler=False, default_root_dir=str(out))
     loader = decoding_loader(pending, reader, options.batch_size, options.workers, _RankShare(len(pending)))
-    module = _Annotate(str(model), annotators, options.allow_outside)
+    module = _Annotate(str(model), options.allow_outside)
     trainer.predict(module, dataloaders=loader, return_predictions=False)

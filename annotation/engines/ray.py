@@ -34,6 +34,7 @@ import argparse
 import logging
 import os
 import pickle
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,12 +42,17 @@ import pyarrow as pa
 import ray
 import torch
 
-from tagging.annotation import Item, Records, TrackReader, annotate_tracks, checkpoint, load_annotator, log_to
+from annotation import records as records_module
+from annotation.annotators import annotate_tracks, load_annotator
+from annotation.inputs import Item
+from annotation.reader import ReadItem, log_to, read_item
+from annotation.records import Records
+from tagging.tracks import TrackReader
 
 NUM_CPUS_ENV = "COLDTAG_RAY_NUM_CPUS"
 
 
-def annotate_ray(model: str | Path, annotators: dict[str, str], reader: TrackReader, pending: list[Item], out: Path,
+def annotate_ray(model: str | Path, reader: TrackReader, pending: list[Item], out: Path,
                  schema: pa.Schema, run: int, options: argparse.Namespace) -> None:
     """Annotate ``pending`` on Ray Data and commit the records as parts of run ``run`` under ``out``."""
     if not pending:
@@ -70,13 +76,13 @@ def annotate_ray(model: str | Path, annotators: dict[str, str], reader: TrackRea
                              compute=ray.data.TaskPoolStrategy(size=workers))
         records = decoded.map_batches(
             _Annotate, batch_size=options.batch_size, batch_format="numpy", compute=pool,
-            fn_constructor_kwargs={"model": str(model), "annotators": annotators, "schema": schema,
+            fn_constructor_kwargs={"model": str(model), "schema": schema,
                                    "allow_outside": options.allow_outside,
                                    "device": "cuda" if on_gpu else "cpu", "logs": logs},
             **resources)
         writer = Records(out, schema, run=run, rank=0)
         for block in records.iter_batches(batch_size=None, batch_format="pyarrow"):
-            checkpoint("decoded")  # records received and not yet committed: where a kill test cuts in
+            records_module.checkpoint("decoded")  # records received and not yet committed: where a kill test cuts in
             for record in block.to_pylist():
                 writer.add(record)
                 if len(writer.rows) >= options.part_size:
@@ -105,33 +111,36 @@ def _start_ray() -> bool:
     return True
 
 
-def _pack(track: dict) -> bytes:
-    tensors = {name: value.numpy() for name, value in track.items() if isinstance(value, torch.Tensor)}
-    rest = {name: value for name, value in track.items() if name not in tensors}
-    return pickle.dumps((rest, tensors), protocol=5)
+def _pack(read: ReadItem) -> bytes:
+    track = read.track
+    tensors = {name: getattr(track, name).numpy() for name in ("chunks", "cover") if getattr(track, name) is not None}
+    bare = replace(read, track=replace(track, chunks=None, cover=None))
+    return pickle.dumps((bare, tensors), protocol=5)
 
 
-def _unpack(blob: bytes) -> dict:
+def _unpack(blob: bytes) -> ReadItem:
     # Only what `_decode` packed in this job is unpickled; no file a user handed in.
-    rest, tensors = pickle.loads(blob)
-    return {**rest, **{name: torch.from_numpy(value) for name, value in tensors.items()}}
+    read, tensors = pickle.loads(blob)
+    for name, value in tensors.items():
+        setattr(read.track, name, torch.from_numpy(value))
+    return read
 
 
 def _decode(row: dict, reader: TrackReader, logs: list[str]) -> dict:
     for path in logs:
         log_to(path)
     item = pickle.loads(row["item"])  # an Item this job pickled
-    return {"id": item.id, "track": _pack(reader(item))}
+    return {"id": item.id, "track": _pack(read_item(reader, item))}
 
 
 class _Annotate:
     """An inference actor: the model loaded once, batches of decoded tracks -> records in ``schema``."""
 
-    def __init__(self, model: str, annotators: dict[str, str], schema: pa.Schema, allow_outside: bool, device: str,
+    def __init__(self, model: str, schema: pa.Schema, allow_outside: bool, device: str,
                  logs: list[str]):
         for path in logs:
             log_to(path)
-        self.annotator = load_annotator(model, annotators, device, allow_outside)
+        self.annotator = load_annotator(model, device, allow_outside)
         self.schema = schema
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:

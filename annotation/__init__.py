@@ -1,0 +1,14 @@
+"""Bulk annotation of a catalog: one record per audio file, the same columns for every file, committed in
+atomic Parquet parts so that a run can be killed at any moment and resumed (``coldtag annotate``).
+
+The package sits above ``tagging``, ``recsys`` and ``fusion`` and is split by job:
+
+- `annotation.inputs`: a folder, manifest or glob -> `Item`\\ s, confined to the input root.
+- `annotation.reader`: an item -> its file facts and the `tagging.tracks.DecodedTrack` a model reads, in
+  decoding workers.
+- `annotation.annotators`: a packaged model (audio tagger, multimodal tagger, cold-start pipeline) ->
+  record columns, chosen by the package's kind.
+- `annotation.records`: the record layout, the part files, the resume rule.
+- `annotation.engines`: local, Lightning DDP and Ray Data.
+- `annotation.cli`: the command.
+"""
