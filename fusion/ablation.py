@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import EarlyStopping
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
 from coldtag.intervals import Difference, paired_difference
@@ -350,11 +350,15 @@ def _fit(module: FactorRegressionModule, data: FactorDataModule, max_epochs: int
     if unit_dir.exists():
         shutil.rmtree(unit_dir)  # a run that died half-way: start that row again
     batches = max(1, -(-n_train // batch_size))
+    # The best validation epoch's weights are Lightning's checkpoint, restored below; the trainer takes a
+    # GPU when there is one (accelerator auto), like train.py's configs.
+    best = ModelCheckpoint(dirpath=unit_dir / "checkpoints", filename="best", monitor="val/cosine_distance",
+                           mode="min", save_weights_only=True, save_last=False)
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_epochs=max_epochs, deterministic=True, num_sanity_val_steps=0,
+        accelerator="auto", devices=1, max_epochs=max_epochs, deterministic=True, num_sanity_val_steps=0,
         logger=CSVLogger(unit_dir, name="logs", version=0), log_every_n_steps=min(50, batches),
-        callbacks=[EarlyStopping(monitor="val/cosine_distance", mode="min", patience=patience)],
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+        callbacks=[EarlyStopping(monitor="val/cosine_distance", mode="min", patience=patience), best],
+        enable_progress_bar=False, enable_model_summary=False)
     started = time.perf_counter()
     with warnings.catch_warnings():
         # One process on a shared 2-core machine: loading in the training process is deliberate.
@@ -362,8 +366,11 @@ def _fit(module: FactorRegressionModule, data: FactorDataModule, max_epochs: int
         trainer.fit(module, datamodule=data)
     seconds = time.perf_counter() - started
     epochs = trainer.current_epoch
-    if module.best_epoch >= 0:  # zero epochs (a baseline of the untrained model) keeps the initial weights
-        module.restore_best()
+    if best.best_model_path:  # zero epochs (a baseline of the untrained model) keeps the initial weights
+        # Our own checkpoint holds tensors and plain values only; nothing else is unpickled.
+        state = torch.load(best.best_model_path, map_location=module.device, weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+        shutil.rmtree(unit_dir / "checkpoints")  # the package below holds the same weights
     module.model.save_pretrained(unit_dir / "model", inputs=made_by)
     return trainer, {"epochs": epochs, "best_epoch": module.best_epoch + 1, "fit_seconds": seconds,
                      "seconds_per_epoch": seconds / max(epochs, 1), "val": module.best_metrics}

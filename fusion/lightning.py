@@ -31,7 +31,8 @@ class FactorRegressionModule(pl.LightningModule):
     its subset's items) and either ``inputs`` / ``present`` (fusion) or ``wave`` / ``length`` (audio).
     Audio is scored whole-track in validation and test, pooled by ``pooling`` (``"track"`` or
     ``"centre"``); ``test_prefix`` renames the test metrics, so one model can be tested both ways.
-    The weights of the best validation epoch are kept in memory; `restore_best` puts them back.
+    The ranking metrics of the best validation epoch so far are kept (``best_metrics``, ``best_epoch``);
+    the weights of that epoch are a ``ModelCheckpoint``'s on ``val/cosine_distance``.
 
     Args:
         model: the content -> factors network.
@@ -48,7 +49,6 @@ class FactorRegressionModule(pl.LightningModule):
         self.pooling, self.test_prefix = "track", "test"
         self.best_score, self.best_epoch = math.inf, -1
         self.best_metrics: dict[str, float] = {}
-        self._best_state: dict[str, torch.Tensor] | None = None
         self.predicted: np.ndarray | None = None
 
     def _predict(self, batch: dict, stage: str) -> torch.Tensor:
@@ -102,7 +102,6 @@ class FactorRegressionModule(pl.LightningModule):
             self.best_metrics = evaluate_cold_start(self.predicted, self.split, self.ks, self.map_k, "cold_val")
             self._log_metrics("val", self.best_metrics)
             self.best_score, self.best_epoch = distance, self.current_epoch
-            self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def on_test_epoch_start(self) -> None:
         self._start("test")
@@ -111,12 +110,6 @@ class FactorRegressionModule(pl.LightningModule):
         self.test_metrics = evaluate_cold_start(self.predicted, self.split, self.ks, self.map_k, "cold_test")
         self.log(f"{self.test_prefix}/cosine_distance", self.test_metrics["cosine_distance"])
         self._log_metrics(self.test_prefix, self.test_metrics)
-
-    def restore_best(self) -> None:
-        """Load the weights of the epoch with the lowest validation cosine distance."""
-        if self._best_state is None:
-            raise RuntimeError("no validation epoch has run: nothing to restore")
-        self.model.load_state_dict(self._best_state)
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.lr)
