@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from coldtag.storage import atomic_write
+from tagging.runs import point_outputs_at
 
 TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "train.py"
 DEFAULT_TAGGER_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tagger_demo.yaml"
@@ -132,24 +133,6 @@ def write_tagger_config(base: Path, out: Path, max_epochs: int | None) -> Path:
     atomic_write(path, f"# {base} with its paths under {out}; written by python -m fusion chain\n"
                        + yaml.safe_dump(config, sort_keys=False))
     return path
-
-
-def point_outputs_at(config: dict, folder: Path) -> dict:
-    """A tagger's LightningCLI ``config`` (a dict) with everything its run writes in ``folder``: the
-    trainer's root, every logger's ``save_dir``, every callback's ``dirpath`` (``folder/checkpoints``),
-    the exported model (``folder/model``) and the tables."""
-    trainer = config.setdefault("trainer", {})
-    trainer["default_root_dir"] = str(folder)
-    loggers = trainer.get("logger")
-    for entry in loggers if isinstance(loggers, list) else [loggers]:
-        if isinstance(entry, dict) and "save_dir" in entry.get("init_args", {}):
-            entry["init_args"]["save_dir"] = str(folder)
-    for entry in trainer.get("callbacks") or []:
-        if isinstance(entry, dict) and "dirpath" in entry.get("init_args", {}):
-            entry["init_args"]["dirpath"] = str(folder / "checkpoints")
-    model = config.setdefault("model", {}).setdefault("init_args", {})
-    model["export_dir"], model["tables_dir"] = str(folder / "model"), str(folder)
-    return config
 
 
 def _given(options: argparse.Namespace, *names: str) -> list[str]:

@@ -22,18 +22,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from coldtag.intervals import runs_difference
-from tagging.baseline import FEATURES, clip_features, predict
+from tagging.baseline import FEATURES, clip_features
+from tagging.comparison import baseline_scores, comparison_markdown, comparison_rows
 from tagging.data import split_of
-from tagging.evaluate import ARTIST_COLUMN, markdown_table, resampling_clusters, roc_auc, spearman, tagger_scores
-from tagging.labels import MULTILABEL, LabelSpace, read_manifest
+from tagging.evaluate import ARTIST_COLUMN, resampling_clusters, tagger_scores
+from tagging.labels import read_manifest
 from tagging.models import AudioTagger
 
 SPLIT_NAMES = {"test": "test", "val": "validation"}
@@ -80,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         results[SPLIT_NAMES[name]] = table
         artists = len(set(clusters[rows]))
         sections.append(f"{SPLIT_NAMES[name].capitalize()} split: {len(rows)} tracks, {artists} "
-                        f"{'artists' if column else 'tracks as clusters'}\n\n{markdown(table, len(models))}")
+                        f"{'artists' if column else 'tracks as clusters'}\n\n{comparison_markdown(table, len(models))}")
     note = (f"Tagger: {len(models)} seed(s) ({', '.join(str(p) for p in args.model)}); baseline: logistic regression "
             f"(ridge for regression) on `{args.features}` clip features fitted on the {int(train.sum())} train "
             f"tracks. Difference: tagger mean minus baseline, 95 % interval and P(difference <= 0) from "
@@ -91,73 +90,6 @@ def main(argv: list[str] | None = None) -> None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "realistic_eval.md").write_text(text)
         (args.out / "realistic_eval.json").write_text(json.dumps(results, indent=2))
-
-
-def baseline_scores(labels: LabelSpace, x: np.ndarray, targets: dict[str, np.ndarray], train: np.ndarray,
-                    rows: np.ndarray) -> dict[str, np.ndarray]:
-    """The baseline's ``(len(rows), labels)`` scores per group, one model per label (`tagging.baseline.predict`)
-    fitted on the ``train`` tracks that have the label; NaN for a label with one class in training."""
-    scores = {}
-    for name, group in labels.groups.items():
-        y = targets[name]
-        scores[name] = np.full((len(rows), len(group.labels)), np.nan)
-        for i in range(len(group.labels)):
-            fit = train & ~np.isnan(y[:, i])
-            if group.type == MULTILABEL and len(np.unique(y[fit, i])) < 2:
-                continue
-            scores[name][:, i] = predict(x, y[:, i], fit, rows, multilabel=group.type == MULTILABEL)
-    return scores
-
-
-def comparison_rows(labels: LabelSpace, truth: dict[str, np.ndarray], runs: list[dict[str, np.ndarray]],
-                    baseline: dict[str, np.ndarray], clusters: np.ndarray, per_label: bool = True,
-                    resamples: int = 2000, seed: int = 0) -> list[dict]:
-    """One row per group (macro ROC-AUC, or mean Spearman for a regression group; a group of one label is
-    that label's row) and, with ``per_label``, one per label below it: the tagger's score on each run
-    (seed), the baseline's, and the seed-averaged difference with its interval from resampling
-    ``clusters``. ``truth``, each run's and ``baseline``'s arrays are ``(tracks, labels)`` per group, on the
-    same tracks as ``clusters``."""
-    table = []
-    for name, group in labels.groups.items():
-        metric, metric_name = (roc_auc, "ROC-AUC") if group.type == MULTILABEL else (spearman, "Spearman")
-        if len(group.labels) == 1:  # the group's row is its label's
-            columns = [(f"{name} / {group.labels[0]} ({metric_name})", slice(None), group.labels[0])]
-        else:
-            columns = [(f"{name} (macro {metric_name})", slice(None), None)]
-        if per_label and len(group.labels) > 1:
-            columns += [(f"{name} / {label}", [i], label) for i, label in enumerate(group.labels)]
-        for what, keep, label in columns:
-            y = truth[name][:, keep]
-            result = runs_difference(metric, y, [run[name][:, keep] for run in runs], baseline[name][:, keep],
-                                     clusters, resamples=resamples, seed=seed)
-            per_run = [metric(y, run[name][:, keep]) for run in runs]
-            positives = int(np.nansum(y)) if group.type == MULTILABEL and label is not None else None
-            table.append({"what": what, "positives": positives, "tagger": per_run, "tagger_mean": result.a,
-                          "baseline": result.b, "difference": result.difference, "low": result.low,
-                          "high": result.high, "p_not_positive": result.p_not_positive,
-                          "clusters": result.clusters})
-    return table
-
-
-def markdown(table: list[dict], seeds: int) -> str:
-    """``comparison_rows`` as a Markdown table; with several seeds the tagger column reads
-    ``mean (min-max, sd)``."""
-    def number(value: float) -> str:
-        return "–" if value is None or math.isnan(value) else f"{value:.3f}"
-
-    def tagger(row: dict) -> str:
-        if seeds == 1 or math.isnan(row["tagger_mean"]):
-            return number(row["tagger_mean"])
-        values = np.array(row["tagger"])  # NaN throughout for a tag with one class in the split
-        return (f"{number(row['tagger_mean'])} ({number(values.min())}–{number(values.max())}, "
-                f"sd {number(values.std(ddof=1))})")
-    name = "tagger" if seeds == 1 else f"tagger, mean of {seeds} seeds (min–max, sd)"
-    rows = [{"group / tag": row["what"], "positives": "" if row["positives"] is None else row["positives"],
-             name: tagger(row), "baseline": number(row["baseline"]),
-             "difference [95 % interval]": "–" if math.isnan(row["difference"]) else
-             f"{row['difference']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}]",
-             "P(difference ≤ 0)": number(row["p_not_positive"])} for row in table]
-    return markdown_table(rows)
 
 
 if __name__ == "__main__":

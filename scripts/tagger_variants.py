@@ -20,17 +20,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from coldtag.intervals import runs_difference
+from tagging.comparison import variant_rows, variants_markdown
 from tagging.data import split_of
-from tagging.evaluate import markdown_table, resampling_clusters, roc_auc, spearman, tagger_scores
-from tagging.labels import MULTILABEL, read_manifest
+from tagging.evaluate import resampling_clusters, tagger_scores
+from tagging.labels import read_manifest
 from tagging.models import AudioTagger
 
 
@@ -61,9 +60,9 @@ def main(argv: list[str] | None = None) -> None:
     clusters = clusters[rows]
     paths = frame["audio_path"].iloc[rows].tolist()
     scores = {name: [tagger_scores(model, paths) for model in models] for name, models in variants.items()}
-    table = compare(labels, targets, scores, clusters, args.resamples)
+    table = variant_rows(labels, targets, scores, clusters, args.resamples)
     text = (f"{args.split} split of {args.manifest}: {len(rows)} tracks, {len(set(clusters))} "
-            f"{column or 'tracks as clusters'}\n\n{markdown(table)}\n\nEach cell: the mean over the variant's "
+            f"{column or 'tracks as clusters'}\n\n{variants_markdown(table)}\n\nEach cell: the mean over the variant's "
             f"seeds (sd); change: from the variant above, 95 % interval and P(change <= 0) from "
             f"{args.resamples} resamples of the split's {column or 'tracks'} (`coldtag.intervals.runs_difference`).\n")
     print(text)
@@ -71,44 +70,6 @@ def main(argv: list[str] | None = None) -> None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / f"variants_{args.split}.md").write_text(text)
         (args.out / f"variants_{args.split}.json").write_text(json.dumps(table, indent=2))
-
-
-def compare(labels, targets: dict[str, np.ndarray], scores: dict[str, list[dict[str, np.ndarray]]],
-            clusters: np.ndarray, resamples: int = 2000) -> list[dict]:
-    """One entry per variant and group: its per-seed scores and its change from the variant before it."""
-    table, previous = [], None
-    for name, runs in scores.items():
-        for group_name, group in labels.groups.items():
-            metric = roc_auc if group.type == MULTILABEL else spearman
-            truth = targets[group_name]
-            per_seed = [metric(truth, run[group_name]) for run in runs]
-            entry = {"variant": name, "group": group_name, "seeds": per_seed}
-            if previous is not None:
-                change = runs_difference(metric, truth, [run[group_name] for run in runs],
-                                         [run[group_name] for run in scores[previous]], clusters,
-                                         resamples=resamples)
-                entry |= {"change": change.difference, "low": change.low, "high": change.high,
-                          "p_not_positive": change.p_not_positive}
-            table.append(entry)
-        previous = name
-    return table
-
-
-def markdown(table: list[dict]) -> str:
-    groups = list(dict.fromkeys(entry["group"] for entry in table))
-    rows = []
-    for variant in dict.fromkeys(entry["variant"] for entry in table):
-        row = {"variant": variant}
-        for entry in (e for e in table if e["variant"] == variant):
-            seeds = entry["seeds"]
-            sd = f", sd {statistics.stdev(seeds):.3f}" if len(seeds) > 1 else ""
-            cell = f"{statistics.mean(seeds):.3f}{sd}"
-            if "change" in entry:
-                cell += (f"; {entry['change']:+.3f} [{entry['low']:+.3f}, {entry['high']:+.3f}], "
-                         f"P {entry['p_not_positive']:.2f}")
-            row[entry["group"]] = cell
-        rows.append(row)
-    return markdown_table(rows, columns=["variant", *groups])
 
 
 if __name__ == "__main__":

@@ -1,17 +1,11 @@
-"""The realistic-catalog evaluation table (scripts/realistic_eval.py) on a case whose every number is known."""
-
-import importlib.util
-from pathlib import Path
+"""The tagger-against-baseline table (`tagging.comparison`, scripts/realistic_eval.py) on a case whose every
+number is known."""
 
 import numpy as np
 import pytest
 
+from tagging.comparison import comparison_markdown, comparison_rows, variant_rows, variants_markdown
 from tagging.labels import LabelSpace
-
-_SPEC = importlib.util.spec_from_file_location(
-    "realistic_eval", Path(__file__).resolve().parents[1] / "scripts" / "realistic_eval.py")
-realistic_eval = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(realistic_eval)
 
 
 def test_seed_mean_spread_and_artist_intervals_of_a_known_case():
@@ -29,7 +23,7 @@ def test_seed_mean_spread_and_artist_intervals_of_a_known_case():
             {"style": np.stack([1 - a, 1 - a], axis=1), "graded": tempo ** 2}]
     baseline = {"style": np.stack([a, a], axis=1), "graded": -tempo}
     artists = np.repeat(["p", "q", "r", "s", "t", "u"], 2)
-    rows = realistic_eval.comparison_rows(labels, truth, runs, baseline, artists, resamples=200)
+    rows = comparison_rows(labels, truth, runs, baseline, artists, resamples=200)
     by_name = {row["what"]: row for row in rows}
     assert list(by_name) == ["style (macro ROC-AUC)", "style / a", "style / b", "graded / tempo (Spearman)"]
 
@@ -48,16 +42,10 @@ def test_seed_mean_spread_and_artist_intervals_of_a_known_case():
     assert tempo_row["tagger"] == pytest.approx([1.0, 1.0]) and tempo_row["baseline"] == pytest.approx(-1.0)
     assert tempo_row["difference"] == pytest.approx(2.0)
 
-    table = realistic_eval.markdown(rows, seeds=2)
+    table = comparison_markdown(rows, seeds=2)
     assert "| style / a | 6 | 0.500 (0.000–1.000, sd 0.707) | 1.000 | -0.500 [-0.500, -0.500] | 1.000 |" in table
-    assert realistic_eval.comparison_rows(labels, truth, runs, baseline, artists, per_label=False,
+    assert comparison_rows(labels, truth, runs, baseline, artists, per_label=False,
                                           resamples=20)[1]["what"] == "graded / tempo (Spearman)"
-
-
-_VARIANTS = importlib.util.spec_from_file_location(
-    "tagger_variants", Path(__file__).resolve().parents[1] / "scripts" / "tagger_variants.py")
-tagger_variants = importlib.util.module_from_spec(_VARIANTS)
-_VARIANTS.loader.exec_module(tagger_variants)
 
 
 def test_each_variant_is_compared_with_the_one_before_it_over_all_seeds():
@@ -68,11 +56,11 @@ def test_each_variant_is_compared_with_the_one_before_it_over_all_seeds():
     truth = {"style": np.stack([a, 1 - a], axis=1)}
     right, wrong = {"style": truth["style"].copy()}, {"style": 1 - truth["style"]}
     scores = {"before": [wrong, wrong], "pooled": [right, wrong], "harmony": [right, right]}
-    table = tagger_variants.compare(labels, truth, scores, np.repeat(np.arange(6), 2), resamples=100)
+    table = variant_rows(labels, truth, scores, np.repeat(np.arange(6), 2), resamples=100)
     assert [(e["variant"], e["seeds"]) for e in table] == [
         ("before", [0.0, 0.0]), ("pooled", [1.0, 0.0]), ("harmony", [1.0, 1.0])]
     assert "change" not in table[0]
     for entry in table[1:]:
         assert (entry["change"], entry["low"], entry["high"], entry["p_not_positive"]) == (0.5, 0.5, 0.5, 0.0)
-    text = tagger_variants.markdown(table)
+    text = variants_markdown(table)
     assert "| pooled | 0.500, sd 0.707; +0.500 [+0.500, +0.500], P 0.00 |" in text
