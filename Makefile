@@ -90,7 +90,7 @@ $(RUNS)/multimodal/modalities.md: $(RUNS)/multimodal/model/model.safetensors
 
 # 5. Content -> factors: every row of the Oramas, Nieto et al. (2017) ablation, trained on the fusion share of
 #    the warm tracks, then the packaged pipeline (the best content row a new track can run) on one cold-test track.
-$(RUNS)/fusion/table.md: $(RUNS)/features.npz $(RUNS)/recsys/baselines.md
+$(RUNS)/fusion/table.md: $(RUNS)/features.npz $(RUNS)/recsys/baselines.md configs/fusion_demo.yaml configs/fusion_audio_demo.yaml
 	$(PY) -m fusion ablation --manifest $(RUNS)/manifest.parquet --features $(RUNS)/features.npz \
 	    --recsys $(RUNS)/recsys --genome attribute graded --out $(RUNS)/fusion
 

@@ -17,14 +17,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tagging.lightning import LabelGroupsModule
-from train import TaggerCLI
+from train import cli_main
 
 
 def measure(config: str, workers: int, steps: int, warmup: int, device: str) -> dict:
-    cli = TaggerCLI(LabelGroupsModule, subclass_mode_model=True, subclass_mode_data=True, run=False,
-                    args=["--config", config, f"--data.init_args.num_workers={workers}", "--trainer.logger=false",
-                          "--trainer.callbacks=[]"])
+    cli = cli_main(["--config", config, f"--data.init_args.num_workers={workers}", "--trainer.logger=false",
+                    "--trainer.callbacks=[]"], run=False)
     module, data = cli.model.to(device), cli.datamodule
     data.setup("fit")
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)

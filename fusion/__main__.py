@@ -27,6 +27,9 @@ from coldtag.storage import atomic_path, atomic_write
 from fusion import chain as whole_chain
 from fusion.data import is_content
 
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+FUSION_CONFIG, AUDIO_CONFIG = CONFIGS / "fusion_demo.yaml", CONFIGS / "fusion_audio_demo.yaml"
+
 
 def main(args: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fusion", description=__doc__.splitlines()[0],
@@ -61,16 +64,14 @@ def main(args: list[str] | None = None) -> int:
     ablation.add_argument("--seed", type=int, default=0)
     ablation.add_argument("--threads", type=int, default=1, help="torch threads (one is fastest on a busy machine)")
     ablation.add_argument("--skip-audio", action="store_true", help="leave out the end-to-end audio rows (slow)")
-    ablation.add_argument("--batch-size", type=int, default=256)
-    ablation.add_argument("--hidden", type=int, default=256)
-    ablation.add_argument("--max-epochs", type=int, default=300)
-    ablation.add_argument("--patience", type=int, default=20)
-    ablation.add_argument("--audio-batch-size", type=int, default=64)
-    ablation.add_argument("--audio-width", type=int, default=32)
-    ablation.add_argument("--audio-patch-seconds", type=float, default=3.0)
-    ablation.add_argument("--audio-patches-per-track", type=int, default=1)
-    ablation.add_argument("--audio-max-epochs", type=int, default=50)
-    ablation.add_argument("--audio-patience", type=int, default=8)
+    ablation.add_argument("--fusion-config", type=Path, default=FUSION_CONFIG,
+                          help="LightningCLI config of the late-fusion rows (train.py); each row sets its inputs")
+    ablation.add_argument("--audio-config", type=Path, default=AUDIO_CONFIG,
+                          help="LightningCLI config of the end-to-end audio rows")
+    ablation.add_argument("--set", dest="settings", action="append", default=[], metavar="DOTTED.KEY=VALUE",
+                          help="change a setting of the late-fusion rows' config, e.g. trainer.max_epochs=50")
+    ablation.add_argument("--audio-set", dest="audio_settings", action="append", default=[],
+                          metavar="DOTTED.KEY=VALUE", help="change a setting of the audio rows' config")
 
     package = commands.add_parser("package", help="bundle tagger, fusion model and recommender into a pipeline")
     package.add_argument("--tagger", type=Path, required=True, help="save_pretrained AudioTagger directory")
@@ -147,32 +148,45 @@ def _split(options: argparse.Namespace) -> int:
 def _ablation(options: argparse.Namespace) -> int:
     from datasets import disable_progress_bars
 
-    from fusion.ablation import AudioSettings, DataPaths, FusionSettings, markdown, run_ablation
+    from fusion.ablation import DataPaths, markdown, run_ablation
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     disable_progress_bars()  # the audio cache's filter bars, one per split
     # Lightning's banners (accelerators, tips) say nothing about the rows; its warnings still show.
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    fusion = FusionSettings(batch_size=options.batch_size, hidden=options.hidden, max_epochs=options.max_epochs,
-                            patience=options.patience)
-    audio = AudioSettings(batch_size=options.audio_batch_size, width=options.audio_width,
-                          patch_seconds=options.audio_patch_seconds,
-                          patches_per_track=options.audio_patches_per_track, max_epochs=options.audio_max_epochs,
-                          patience=options.audio_patience)
+    fusion = _config(options.fusion_config, options.settings, "--set")
+    audio = None if options.skip_audio else _config(options.audio_config, options.audio_settings, "--audio-set")
     started = time.perf_counter()
     paths = (DataPaths.catalog(options.catalog, options.features, options.recsys) if options.catalog else
              DataPaths(options.manifest, options.vocab or options.manifest.parent / "vocab.json", options.features,
                        options.recsys))
     artist_col = None if options.artist_col == "none" else options.artist_col
-    table = run_ablation(paths, options.out, options.genome, not options.skip_audio, fusion, audio, options.seed,
-                         threads=options.threads, artist_col=artist_col, resamples=options.resamples)
+    table = run_ablation(paths, options.out, fusion, audio, options.genome, options.seed, threads=options.threads,
+                         artist_col=artist_col, resamples=options.resamples)
     print(markdown(table))
     print()
     print((options.out / "differences.md").read_text())
     print(f"wall time {time.perf_counter() - started:.0f} s; wrote {options.out}/table.md, table.csv, table.png, "
           f"rows.json, differences.md, differences.csv")
     return 0
+
+
+def _config(path: Path, settings: list[str], flag: str) -> dict:
+    """A LightningCLI config file as a dict, with the ``DOTTED.KEY=VALUE`` changes of ``flag``."""
+    import yaml
+
+    from tagging.runs import apply_setting, parse_setting
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: config not found")
+    config = yaml.safe_load(path.read_text())
+    for text in settings:
+        try:
+            apply_setting(config, *parse_setting(text))
+        except ValueError as error:
+            raise ValueError(f"{flag} {text}: {error}") from None
+    return config
 
 
 def _package(options: argparse.Namespace) -> int:

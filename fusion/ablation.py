@@ -9,7 +9,7 @@ hashing its settings and the bytes of the files it learnt from, so a re-run reus
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import hashlib
 import json
 import logging
@@ -25,28 +25,21 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger
+import yaml
 
 from coldtag.intervals import Difference, paired_difference
 from coldtag.storage import atomic_path, atomic_write, file_sha256, write_json
-from fusion.data import (
-    ANNOTATED,
-    FUSION_SPLIT,
-    SCORES,
-    AudioFactorDataset,
-    FeatureFactorDataset,
-    assemble,
-    catalog_sources,
-    collate_waves,
-    modality_of,
-    trainable,
+from coldtag.training import cli_main
+from fusion.data import ANNOTATED, SCORES, catalog_sources
+from fusion.lightning import (
+    AudioFactorDataModule,
+    FactorRegressionModule,
+    FeatureFactorDataModule,
+    mean_cosine_distance,
+    training_items,
 )
-from fusion.lightning import FactorDataModule, FactorRegressionModule, mean_cosine_distance
-from fusion.model import AudioFactorRegressor, LateFusionRegressor
 from recsys import ColdStartSplit, baseline_metrics
 from recsys.evaluation import paired_ranking_difference
-from tagging.data import CatalogDataModule, TrackDataset
 from tagging.evaluate import resampling_clusters
 from tagging.features import TrackFeatures
 from tagging.labels import LabelSpace, read_manifest
@@ -54,6 +47,7 @@ from tagging.labels import LabelSpace, read_manifest
 log = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
+DATA_PATHS = ("manifest", "vocab", "recsys", "features")
 ROWS_FILE = "rows.json"
 
 
@@ -101,36 +95,6 @@ def ablation_rows(groups: Sequence[str], genome: Sequence[str], sources: Collect
 
 
 @dataclass(frozen=True)
-class FusionSettings:
-    """Late-fusion rows: the paper's 50 % dropout and Adam defaults; 256 tracks per batch for attributes."""
-
-    hidden: int = 256
-    dropout: float = 0.5
-    batch_size: int = 256
-    lr: float = 1e-3
-    max_epochs: int = 300
-    patience: int = 20
-
-
-@dataclass(frozen=True)
-class AudioSettings:
-    """The end-to-end audio row: patches of ``patch_seconds``, 64 per batch as in the paper, which drew 3
-    patches per track and epoch (``patches_per_track``)."""
-
-    sample_rate: int = 16000
-    n_mels: int = 96
-    width: int = 32
-    embedding_dim: int = 256
-    dropout: float = 0.5
-    patch_seconds: float = 3.0
-    patches_per_track: int = 1
-    batch_size: int = 64
-    lr: float = 1e-3
-    max_epochs: int = 50
-    patience: int = 8
-
-
-@dataclass(frozen=True)
 class DataPaths:
     """Where an ablation reads from: the manifest and its vocabulary, the cached features and the output
     folder of ``python -m recsys coldstart``."""
@@ -155,13 +119,18 @@ class DataPaths:
                 raise FileNotFoundError(f"{path}: not found (see `python -m fusion ablation --help`)")
 
 
-def run_ablation(paths: DataPaths, out: str | Path, genome: Sequence[str] | None = None, audio_rows: bool = True,
-                 fusion: FusionSettings = FusionSettings(), audio: AudioSettings = AudioSettings(), seed: int = 0,
-                 ks: tuple[int, ...] = (50,), map_k: int = 500, threads: int = 1, artist_col: str | None = "auto",
-                 resamples: int = 1000) -> pd.DataFrame:
+def run_ablation(paths: DataPaths, out: str | Path, fusion_config: dict, audio_config: dict | None = None,
+                 genome: Sequence[str] | None = None, seed: int = 0, ks: tuple[int, ...] = (50,), map_k: int = 500,
+                 threads: int = 1, artist_col: str | None = "auto", resamples: int = 1000) -> pd.DataFrame:
     """Train (or reuse) every row of `ablation_rows`, then write ``table.md``, ``table.csv``,
     ``table.png``, ``rows.json`` and the row differences (``differences.md``, ``differences.csv``) into
     ``out``; returns the table (rows, then the baselines of `recsys.baseline_metrics`).
+
+    Each row is a ``train.py`` run (`coldtag.training`): ``fusion_config`` (a LightningCLI config as a dict,
+    e.g. ``configs/fusion_demo.yaml``) for the late-fusion rows, ``audio_config`` (``configs/fusion_audio_demo.yaml``)
+    for the end-to-end audio rows, which are left out when it is None; the row's inputs, the data paths, the
+    seed and the output folder replace the config's. Each row's config is kept beside its model
+    (``units/<row>/config.yaml``), so ``python train.py fit --config`` reruns it alone.
 
     ``genome``: the attribute groups (default: every group of the vocabulary). The fusion stage trains
     on the warm items the manifest's `fusion.data.FUSION_SPLIT` column marks ``train`` when it has one
@@ -172,7 +141,7 @@ def run_ablation(paths: DataPaths, out: str | Path, genome: Sequence[str] | None
     ran them 3-4 times faster than two (threads waiting on each other).
     """
     with torch_threads(threads):
-        return _run(paths, Path(out), genome, audio_rows, fusion, audio, seed, ks, map_k, artist_col, resamples)
+        return _run(paths, Path(out), fusion_config, audio_config, genome, seed, ks, map_k, artist_col, resamples)
 
 
 @contextmanager
@@ -188,31 +157,31 @@ def torch_threads(n: int):
         torch.set_num_threads(previous)
 
 
-def _run(paths: DataPaths, out: Path, genome: Sequence[str] | None, audio_rows: bool, fusion: FusionSettings,
-         audio: AudioSettings, seed: int, ks: tuple[int, ...], map_k: int, artist_col: str | None,
+def _run(paths: DataPaths, out: Path, fusion_config: dict, audio_config: dict | None,
+         genome: Sequence[str] | None, seed: int, ks: tuple[int, ...], map_k: int, artist_col: str | None,
          resamples: int) -> pd.DataFrame:
     paths.check()
     split = ColdStartSplit.load(paths.coldstart)
     manifest, labels = read_manifest(paths.manifest), LabelSpace.from_json(paths.vocab)
     features = TrackFeatures.load(paths.features)
     content = catalog_sources(features, manifest, labels, split.item_ids)
-    rows = ablation_rows(list(labels.groups), genome or list(labels.groups), content[0], audio_rows)
-    train, training_items = _training_items(split, manifest)
+    rows = ablation_rows(list(labels.groups), genome or list(labels.groups), content[0], audio_config is not None)
+    train, training = training_items(split, manifest)
     artists = item_artists(split, manifest, artist_col, paths.manifest)
     digest = {path.name: file_sha256(path) for path in (paths.manifest, paths.vocab, paths.coldstart)}
     feature_digest = file_sha256(paths.features)
-    # What the models are fed, recorded in their packages: the split's factors, and for fusion rows the
-    # packages and encoders that made the cached features.
-    factors = {"factors": {"kind": "ColdStartSplit", "source": str(paths.coldstart.resolve()),
-                           "sha256": digest[paths.coldstart.name]}}
     units: dict[str, dict] = {}
     keys: dict[Row, str] = {}
     for row in rows:
         is_audio = not row.inputs
-        settings = dataclasses.asdict(audio if is_audio else fusion)
-        config = {"inputs": list(row.inputs), "settings": settings, "seed": seed, "ks": list(ks), "map_k": map_k,
-                  "data": digest if is_audio else {**digest, paths.features.name: feature_digest}}
-        key = keys[row] = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+        config = row_config(audio_config if is_audio else fusion_config, row, paths, seed, ks, map_k)
+        # The key: the row's settings and the bytes of its data files, not where they lie.
+        settings = copy.deepcopy(config)
+        for name in DATA_PATHS:
+            settings["data"]["init_args"].pop(name, None)
+        data = digest if is_audio else {**digest, paths.features.name: feature_digest}
+        key = keys[row] = hashlib.sha256(json.dumps({"config": settings, "data": data}, sort_keys=True)
+                                         .encode()).hexdigest()[:12]
         inputs = "+".join(name.replace("/", "-") for name in row.inputs) or "audio-cnn"
         unit_dir = out / "units" / f"{inputs}-{key}"
         if key not in units:
@@ -221,15 +190,7 @@ def _run(paths: DataPaths, out: Path, genome: Sequence[str] | None, audio_rows: 
                 log.info("%s: reused %s", row.name, unit_dir)
             else:
                 log.info("%s: training ...", row.name)
-                if is_audio:
-                    cached = _train_audio(paths, split, train, AudioSettings(**settings), seed, ks, map_k, unit_dir,
-                                          factors)
-                else:
-                    modalities = {modality_of(name) for name in row.inputs}
-                    made_by = {m: ref for m, ref in features.sources.items() if m in modalities} | factors
-                    cached = train_fusion(row.inputs, split, content, train, fusion, seed, ks, map_k, unit_dir,
-                                          made_by)
-                cached |= {"key": key, "config": config}
+                cached = train_row(config, unit_dir) | {"key": key, "config": config}
                 write_json(unit_dir / RESULT_FILE, cached)
             units[key] = cached | {"dir": str(unit_dir)}
         result = units[key]
@@ -237,7 +198,7 @@ def _run(paths: DataPaths, out: Path, genome: Sequence[str] | None, audio_rows: 
         log.info("%s: cosine distance %.4f, recall@%d %.4f (%d epochs)", row.name, test["cosine_distance"],
                  ks[0], test[f"recall@{ks[0]}"], result["epochs"])
     summary = [{"name": row.name, "inputs": list(row.inputs), "pooling": row.pooling,
-                "training_items": len(train), "training": training_items,
+                "training_items": len(train), "training": training,
                 **{k: v for k, v in units[keys[row]].items() if k != "config"}} for row in rows]
     table = _table(rows, summary, baseline_metrics(split, ks, map_k, subset="cold_test", seed=seed), ks, map_k)
     predictions = {row.name: np.load(Path(units[keys[row]]["dir"]) / _predictions_file(row)) for row in rows}
@@ -246,25 +207,11 @@ def _run(paths: DataPaths, out: Path, genome: Sequence[str] | None, audio_rows: 
     write_json(out / ROWS_FILE, summary)
     atomic_write(out / "table.csv", table.to_csv())
     atomic_write(out / "differences.csv", differences.to_csv(index=False))
-    atomic_write(out / "differences.md", differences_markdown(differences, artists, training_items, len(train)))
+    atomic_write(out / "differences.md", differences_markdown(differences, artists, training, len(train)))
     bar_chart(table, out / "table.png", ks[0])
     # Last and atomically: a build tool may take table.md as the sign that the ablation is done.
     atomic_write(out / "table.md", markdown(table) + "\n")
     return table
-
-
-def _training_items(split: ColdStartSplit, manifest: pd.DataFrame) -> tuple[np.ndarray, str]:
-    """Positions (within the warm items) the fusion models learn from, and which they are: the warm items
-    the manifest's fusion column marks ``train``, or every warm item without one."""
-    warm = split.items("warm")
-    positions = trainable(split, "warm")
-    if FUSION_SPLIT not in manifest.columns:
-        return positions, "every warm item (no fusion_split column: features may be in-sample)"
-    marked = set(manifest.loc[manifest[FUSION_SPLIT] == "train", "track_id"].astype(str))
-    chosen = np.array([p for p in positions if str(split.item_ids[warm[p]]) in marked], dtype=np.int64)
-    if len(chosen) == 0:
-        raise ValueError(f"no warm item with plays is marked train in the manifest's {FUSION_SPLIT!r} column")
-    return chosen, f"warm items marked train in {FUSION_SPLIT}"
 
 
 def item_artists(split: ColdStartSplit, manifest: pd.DataFrame, artist_col: str | None,
@@ -279,104 +226,60 @@ def item_artists(split: ColdStartSplit, manifest: pd.DataFrame, artist_col: str 
     return artists if column is not None else np.full(len(items), None, dtype=object)
 
 
-def train_fusion(inputs: tuple[str, ...], split: ColdStartSplit,
-                 content: tuple[dict[str, np.ndarray], dict[str, np.ndarray]], train: np.ndarray,
-                 settings: FusionSettings, seed: int, ks: tuple[int, ...], map_k: int, unit_dir: Path,
-                 made_by: dict | None = None) -> dict:
-    """Fit a `LateFusionRegressor` on the named inputs of the warm items at positions ``train``, early-stopped
-    on cold_val, and test it on cold_test (predictions in ``unit_dir/test_predictions.npy``).
-
-    ``content`` is ``(sources, presence)`` row-aligned with ``split.item_ids`` (`fusion.data.catalog_sources`).
-    The best model goes to ``unit_dir/model`` (recording ``made_by``, the packages and files its inputs and
-    targets came from), Lightning's CSV log to ``unit_dir/logs``. Returns epochs,
-    timing, and the ``val`` (best epoch) and ``test`` metrics of `recsys.evaluate_cold_start`.
-    """
-    pl.seed_everything(seed, verbose=False)
-    features, masks = assemble(*content, inputs)
-    datasets = {}
-    for stage, subset in (("train", "warm"), ("val", "cold_val"), ("test", "cold_test")):
-        items = split.items(subset)
-        positions = train if stage == "train" else np.arange(len(items))
-        datasets[stage] = FeatureFactorDataset({n: x[items] for n, x in features.items()},
-                                               {n: m[items] for n, m in masks.items()},
-                                               split.item_factors[items], positions)
-    model = LateFusionRegressor({n: x.shape[1] for n, x in features.items()}, split.item_factors.shape[1],
-                                hidden=settings.hidden, dropout=settings.dropout)
-    module = FactorRegressionModule(model, split, lr=settings.lr, ks=ks, map_k=map_k)
-    data = FactorDataModule(datasets, settings.batch_size, eval_batch_size=1024)
-    trainer, result = _fit(module, data, settings.max_epochs, settings.patience, unit_dir,
-                           len(datasets["train"]), settings.batch_size, made_by)
-    result["test"] = _test(trainer, module, data, unit_dir / _PREDICTIONS["track"])
-    return {"kind": "fusion", **result}
+def row_config(base: dict, row: Row, paths: DataPaths, seed: int, ks: tuple[int, ...], map_k: int) -> dict:
+    """The LightningCLI config of one row: ``base`` with the row's inputs, the data paths, the seed and the
+    metrics' cut-offs (its outputs are placed by `train_row`)."""
+    config = copy.deepcopy(base)
+    config["seed_everything"] = seed
+    config["model"]["init_args"] |= {"ks": list(ks), "map_k": map_k}
+    data = config["data"]["init_args"]
+    data |= {"manifest": str(paths.manifest), "vocab": str(paths.vocab), "recsys": str(paths.recsys)}
+    if row.inputs:
+        data |= {"features": str(paths.features), "inputs": list(row.inputs)}
+    else:
+        data["seed"] = seed
+    return config
 
 
-def _train_audio(paths: DataPaths, split: ColdStartSplit, train: np.ndarray, settings: AudioSettings, seed: int,
-                 ks, map_k, unit_dir: Path, made_by: dict) -> dict:
-    pl.seed_everything(seed, verbose=False)
-    # The tagger's datamodule decodes the catalog once into its int16 audio cache; the tagger at the same
-    # sample rate shares it.
-    catalog = CatalogDataModule(str(paths.manifest), vocab=str(paths.vocab), sample_rate=settings.sample_rate,
-                                clip_seconds=settings.patch_seconds, cache_audio=True, seed=seed)
-    catalog.setup()
-    table = catalog.tables["all"]
-    row_of = {str(t): i for i, t in enumerate(table["track_id"])}
-    groups = list(catalog.labels.groups)
-    datasets = {}
-    for stage, subset in (("train", "warm"), ("val", "cold_val"), ("test", "cold_test")):
-        items = split.items(subset)
-        candidates = train if stage == "train" else np.arange(len(items))
-        positions = np.array([p for p in candidates if str(split.item_ids[items[p]]) in row_of], dtype=np.int64)
-        rows = [row_of[str(split.item_ids[items[p]])] for p in positions]
-        tracks = TrackDataset(table.select(rows, keep_in_memory=True), groups, settings.sample_rate,
-                              clip_samples=catalog.clip_samples if stage == "train" else None, seed=seed,
-                              audio_cache=catalog.audio_cache)
-        datasets[stage] = AudioFactorDataset(tracks, split.item_factors[items], positions,
-                                             repeats=settings.patches_per_track if stage == "train" else 1)
-    model = AudioFactorRegressor(split.item_factors.shape[1], sample_rate=settings.sample_rate,
-                                 n_mels=settings.n_mels, width=settings.width, embedding_dim=settings.embedding_dim,
-                                 dropout=settings.dropout, patch_seconds=settings.patch_seconds)
-    module = FactorRegressionModule(model, split, lr=settings.lr, ks=ks, map_k=map_k)
-    data = FactorDataModule(datasets, settings.batch_size, eval_batch_size=16, collate_fn=collate_waves)
-    trainer, result = _fit(module, data, settings.max_epochs, settings.patience, unit_dir,
-                           len(datasets["train"]), settings.batch_size, made_by)
-    result["test"] = _test(trainer, module, data, unit_dir / _PREDICTIONS["track"])
-    module.pooling, module.test_prefix = "centre", "test/centre"
-    result["test_centre"] = _test(trainer, module, data, unit_dir / _PREDICTIONS["centre"])
-    return {"kind": "audio", "skipped_audio": len(catalog.skipped), **result}
-
-
-def _fit(module: FactorRegressionModule, data: FactorDataModule, max_epochs: int, patience: int, unit_dir: Path,
-         n_train: int, batch_size: int, made_by: dict | None) -> tuple[pl.Trainer, dict]:
+def train_row(config: dict, unit_dir: Path) -> dict:
+    """Fit one row with ``train.py``'s CLI into ``unit_dir`` (``config.yaml``, ``logs/``, the best epoch's
+    ``model/``), then test it on cold_test (an audio row also on one centre patch per track), the predicted
+    factors in ``unit_dir/test_predictions.npy``. Returns epochs, timing, and the ``val`` (best epoch) and
+    ``test`` metrics of `recsys.evaluate_cold_start`."""
     if unit_dir.exists():
         shutil.rmtree(unit_dir)  # a run that died half-way: start that row again
-    batches = max(1, -(-n_train // batch_size))
-    # The best validation epoch's weights are Lightning's checkpoint, restored below; the trainer takes a
-    # GPU when there is one (accelerator auto), like train.py's configs.
-    best = ModelCheckpoint(dirpath=unit_dir / "checkpoints", filename="best", monitor="val/cosine_distance",
-                           mode="min", save_weights_only=True, save_last=False)
-    trainer = pl.Trainer(
-        accelerator="auto", devices=1, max_epochs=max_epochs, deterministic=True, num_sanity_val_steps=0,
-        logger=CSVLogger(unit_dir, name="logs", version=0), log_every_n_steps=min(50, batches),
-        callbacks=[EarlyStopping(monitor="val/cosine_distance", mode="min", patience=patience), best],
-        enable_progress_bar=False, enable_model_summary=False)
+    unit_dir.mkdir(parents=True)
+    placed = copy.deepcopy(config)
+    trainer = placed.setdefault("trainer", {})
+    trainer["logger"] = {"class_path": "pytorch_lightning.loggers.CSVLogger",
+                         "init_args": {"save_dir": str(unit_dir), "name": "logs", "version": 0}}
+    for callback in trainer.get("callbacks") or []:
+        if "dirpath" in callback.get("init_args", {}):
+            callback["init_args"]["dirpath"] = str(unit_dir / "checkpoints")
+    placed["model"]["init_args"]["export_dir"] = str(unit_dir / "model")
+    atomic_write(unit_dir / "config.yaml", yaml.safe_dump(placed, sort_keys=False))
     started = time.perf_counter()
     with warnings.catch_warnings():
         # One process on a shared 2-core machine: loading in the training process is deliberate.
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(module, datamodule=data)
+        cli = cli_main(["fit", "--config", str(unit_dir / "config.yaml")])
     seconds = time.perf_counter() - started
-    epochs = trainer.current_epoch
-    if best.best_model_path:  # zero epochs (a baseline of the untrained model) keeps the initial weights
-        # Our own checkpoint holds tensors and plain values only; nothing else is unpickled.
-        state = torch.load(best.best_model_path, map_location=module.device, weights_only=True)["state_dict"]
-        module.load_state_dict(state)
-        shutil.rmtree(unit_dir / "checkpoints")  # the package below holds the same weights
-    module.model.save_pretrained(unit_dir / "model", inputs=made_by)
-    return trainer, {"epochs": epochs, "best_epoch": module.best_epoch + 1, "fit_seconds": seconds,
-                     "seconds_per_epoch": seconds / max(epochs, 1), "val": module.best_metrics}
+    module, data = cli.model, cli.datamodule
+    epochs = cli.trainer.current_epoch
+    shutil.rmtree(unit_dir / "checkpoints", ignore_errors=True)  # the package holds the best weights
+    result = {"kind": "fusion" if isinstance(data, FeatureFactorDataModule) else "audio", "epochs": epochs,
+              "best_epoch": module.best_epoch + 1, "fit_seconds": seconds,
+              "seconds_per_epoch": seconds / max(epochs, 1), "val": module.best_metrics,
+              "test": _test(cli.trainer, module, data, unit_dir / _PREDICTIONS["track"])}
+    if isinstance(data, AudioFactorDataModule):
+        module.pooling, module.test_prefix = "centre", "test/centre"
+        result["test_centre"] = _test(cli.trainer, module, data, unit_dir / _PREDICTIONS["centre"])
+        result["skipped_audio"] = len(data.skipped)
+    return result
 
 
-def _test(trainer: pl.Trainer, module: FactorRegressionModule, data: FactorDataModule, predictions: Path) -> dict:
+def _test(trainer: pl.Trainer, module: FactorRegressionModule, data: pl.LightningDataModule,
+          predictions: Path) -> dict:
     """The cold-test metrics; the predicted factors (cold-test items in split order) go to ``predictions``."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")

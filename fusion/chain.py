@@ -97,7 +97,7 @@ def run_chain(options: argparse.Namespace) -> int:
             "--artist-col", options.artist_col or "none", "--resamples", str(options.resamples),
             "--seed", str(options.seed), *(["--genome", *options.genome] if options.genome else []),
             *(["--skip-audio"] if options.skip_audio else []),
-            *(["--max-epochs", str(options.fusion_max_epochs)] if options.fusion_max_epochs else [])]),
+            *(["--set", f"trainer.max_epochs={options.fusion_max_epochs}"] if options.fusion_max_epochs else [])]),
     ]
     for name, done, command in stages:
         if name == "audio tagger" and not done.is_file():

@@ -1,25 +1,46 @@
-"""Lightning wrapper of the content -> factors models: cosine loss, early-stopping signal, cold-start metrics.
+"""Lightning wrappers of the content -> factors models: cosine loss, early-stopping signal, cold-start metrics,
+and the datamodules of a catalog's items, for ``train.py`` (LightningCLI) like the taggers::
+
+    python train.py fit --config configs/fusion_demo.yaml
+    python train.py fit --config configs/fusion_audio_demo.yaml
 
 One module trains either model of `fusion.model` on the warm items' WMF factors. Validation and test
 predict every item of the cold subset (``cold_val`` / ``cold_test``), and the whole prediction matrix is
 scored at once by `recsys.evaluate_cold_start`: the cosine distance to the fold-in factors and the
 ranking metrics against the items' held-out plays. Logged as ``train/loss``, ``val/cosine_distance``
-(the early-stopping signal), ``val/cold/recall@50``, ..., ``test/cosine_distance``, ``test/cold/...``.
+(the early-stopping signal, and the monitor of the config's ``ModelCheckpoint``), ``val/cold/recall@50``,
+..., ``test/cosine_distance``, ``test/cold/...``. The datamodule owns the split (`ColdStartSplit`) and
+tells the network its sizes (``input_dims``, ``n_factors``, linked by ``train.py``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytorch_lightning as pl
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from coldtag.storage import file_sha256
+from fusion.data import (
+    FUSION_SPLIT,
+    AudioFactorDataset,
+    FeatureFactorDataset,
+    assemble,
+    catalog_sources,
+    collate_waves,
+    modality_of,
+    trainable,
+)
 from fusion.model import cosine_distance
 from recsys import ColdStartSplit, evaluate_cold_start
+from tagging.features import TrackFeatures
+from tagging.labels import LabelSpace, read_manifest
 
 SUBSETS = {"val": "cold_val", "test": "cold_test"}
 
@@ -36,20 +57,29 @@ class FactorRegressionModule(pl.LightningModule):
 
     Args:
         model: the content -> factors network.
-        split: the item cold-start split; its warm factors are the training targets.
         lr: Adam's learning rate (the paper keeps Adam's defaults).
         ks, map_k: cut-offs of the ranking metrics.
+        export_dir: where ``train.py fit`` packages the best weights (``save_pretrained``), recording the
+            datamodule's ``sources`` (the packages and files its inputs and targets came from).
     """
 
-    def __init__(self, model: nn.Module, split: ColdStartSplit, lr: float = 1e-3, ks: Sequence[int] = (50,),
-                 map_k: int = 500):
+    def __init__(self, model: nn.Module, lr: float = 1e-3, ks: list[int] | None = None, map_k: int = 500,
+                 export_dir: str | None = None):
         super().__init__()
-        self.model, self.split = model, split
-        self.lr, self.ks, self.map_k = lr, tuple(ks), map_k
+        self.model = model
+        self.lr, self.ks, self.map_k, self.export_dir = lr, tuple(ks or (50,)), map_k, export_dir
+        self.split: ColdStartSplit | None = None
         self.pooling, self.test_prefix = "track", "test"
         self.best_score, self.best_epoch = math.inf, -1
         self.best_metrics: dict[str, float] = {}
         self.predicted: np.ndarray | None = None
+        self.test_metrics: dict[str, float] = {}
+
+    def setup(self, stage: str) -> None:
+        self.split = self.trainer.datamodule.split
+
+    def export(self, directory: str | Path) -> None:
+        self.model.save_pretrained(directory, inputs=self.trainer.datamodule.sources)
 
     def _predict(self, batch: dict, stage: str) -> torch.Tensor:
         if "wave" not in batch:
@@ -123,19 +153,29 @@ def mean_cosine_distance(predicted: np.ndarray, target: np.ndarray) -> float:
     return float(distance.clamp(0.0, 2.0).mean())
 
 
-class FactorDataModule(pl.LightningDataModule):
-    """Ready-made datasets per stage (``"train"``, ``"val"``, ``"test"``); training batches are shuffled."""
+class _FactorData(pl.LightningDataModule):
+    """What both datamodules share: the split and its targets, the items the models learn from, loaders."""
 
-    def __init__(self, datasets: dict[str, Dataset], batch_size: int, eval_batch_size: int | None = None,
-                 collate_fn: Callable | None = None):
+    def __init__(self, manifest: str, recsys: str, batch_size: int, eval_batch_size: int):
         super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        missing = {"train", "val", "test"} - set(datasets)
-        if missing:
-            raise ValueError(f"datasets lacks stage(s) {sorted(missing)}")
-        self.datasets, self.collate_fn = datasets, collate_fn
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ValueError(f"batch_size and eval_batch_size must be >= 1, got {batch_size}, {eval_batch_size}")
+        self.manifest_path, self.coldstart = Path(manifest), Path(recsys) / "coldstart.npz"
+        for path in (self.manifest_path, self.coldstart):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: not found")
+        self.split = ColdStartSplit.load(self.coldstart)
+        self.manifest = read_manifest(self.manifest_path)
+        self.train_positions, self.training = training_items(self.split, self.manifest)
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.datasets: dict[str, Dataset] = {}
+        self.collate_fn: Callable | None = None
+        self.sources = {"factors": {"kind": "ColdStartSplit", "source": str(self.coldstart.resolve()),
+                                    "sha256": file_sha256(self.coldstart)}}
+
+    @property
+    def n_factors(self) -> int:
+        return int(self.split.item_factors.shape[1])
 
     def _loader(self, stage: str, shuffle: bool, batch_size: int) -> DataLoader:
         return DataLoader(self.datasets[stage], batch_size=batch_size, shuffle=shuffle, collate_fn=self.collate_fn)
@@ -148,3 +188,108 @@ class FactorDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", False, self.eval_batch_size)
+
+
+class FeatureFactorDataModule(_FactorData):
+    """A catalog's items as the late-fusion rows read them: the named ``inputs`` (`fusion.data`) from the
+    cached features (``python -m tagging.features``) and the manifest's annotations, their factors from
+    ``python -m recsys coldstart``'s split. Training items: the warm ones the manifest's `FUSION_SPLIT`
+    column marks ``train`` (features the tagger never saw), else every warm item with plays.
+
+    Args:
+        manifest: the catalog manifest (``python -m fusion split``'s, with its ``vocab.json`` beside it).
+        features: the ``.npz`` of ``python -m tagging.features``.
+        recsys: the output folder of ``python -m recsys coldstart`` (its ``coldstart.npz``).
+        inputs: the fusion inputs, e.g. ``[audio, scores/attribute]``.
+        vocab: the label vocabulary (default: ``vocab.json`` beside the manifest).
+    """
+
+    def __init__(self, manifest: str, features: str, recsys: str, inputs: list[str], vocab: str | None = None,
+                 batch_size: int = 256, eval_batch_size: int = 1024):
+        super().__init__(manifest, recsys, batch_size, eval_batch_size)
+        if not inputs:
+            raise ValueError("inputs: name at least one fusion input")
+        self.features_path = Path(features)
+        labels = LabelSpace.from_json(Path(vocab) if vocab else self.manifest_path.parent / "vocab.json")
+        features_ = TrackFeatures.load(self.features_path)
+        content = catalog_sources(features_, self.manifest, labels, self.split.item_ids)
+        self.inputs = tuple(inputs)
+        self.arrays, self.masks = assemble(*content, self.inputs)
+        modalities = {modality_of(name) for name in self.inputs}
+        self.sources |= {m: ref for m, ref in features_.sources.items() if m in modalities}
+
+    @property
+    def input_dims(self) -> dict[str, int]:
+        return {name: int(x.shape[1]) for name, x in self.arrays.items()}
+
+    def setup(self, stage: str | None = None) -> None:
+        for part, subset in (("train", "warm"), ("val", "cold_val"), ("test", "cold_test")):
+            items = self.split.items(subset)
+            positions = self.train_positions if part == "train" else np.arange(len(items))
+            self.datasets[part] = FeatureFactorDataset({n: x[items] for n, x in self.arrays.items()},
+                                                       {n: m[items] for n, m in self.masks.items()},
+                                                       self.split.item_factors[items], positions)
+
+
+class AudioFactorDataModule(_FactorData):
+    """A catalog's items as the end-to-end audio rows read them: random patches of ``patch_seconds`` for
+    training (``patches_per_track`` per track and epoch; the paper drew 3), whole tracks for validation and
+    test, decoded once into the tagger's int16 audio cache (`tagging.data.CatalogDataModule`).
+
+    Args:
+        manifest, recsys: as `FeatureFactorDataModule`'s.
+        vocab: the label vocabulary (default: ``vocab.json`` beside the manifest).
+        sample_rate, patch_seconds: the network's (``train.py`` links them from the model).
+    """
+
+    def __init__(self, manifest: str, recsys: str, vocab: str | None = None, sample_rate: int = 16000,
+                 patch_seconds: float = 3.0, patches_per_track: int = 1, batch_size: int = 64,
+                 eval_batch_size: int = 16, seed: int = 0):
+        super().__init__(manifest, recsys, batch_size, eval_batch_size)
+        if patches_per_track < 1:
+            raise ValueError(f"patches_per_track must be >= 1, got {patches_per_track}")
+        self.vocab = vocab
+        self.sample_rate, self.patch_seconds = sample_rate, patch_seconds
+        self.patches_per_track, self.seed = patches_per_track, seed
+        self.collate_fn = collate_waves
+        self.skipped: list = []
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        from tagging.data import CatalogDataModule, TrackDataset
+
+        # The tagger's datamodule decodes the catalog once into its int16 audio cache; the tagger at the same
+        # sample rate shares it.
+        catalog = CatalogDataModule(str(self.manifest_path), vocab=self.vocab, sample_rate=self.sample_rate,
+                                    clip_seconds=self.patch_seconds, cache_audio=True, seed=self.seed)
+        catalog.setup()
+        self.skipped = catalog.skipped
+        table = catalog.tables["all"]
+        row_of = {str(t): i for i, t in enumerate(table["track_id"])}
+        groups = list(catalog.labels.groups)
+        for part, subset in (("train", "warm"), ("val", "cold_val"), ("test", "cold_test")):
+            items = self.split.items(subset)
+            candidates = self.train_positions if part == "train" else np.arange(len(items))
+            positions = np.array([p for p in candidates if str(self.split.item_ids[items[p]]) in row_of],
+                                 dtype=np.int64)
+            rows = [row_of[str(self.split.item_ids[items[p]])] for p in positions]
+            tracks = TrackDataset(table.select(rows, keep_in_memory=True), groups, self.sample_rate,
+                                  clip_samples=catalog.clip_samples if part == "train" else None, seed=self.seed,
+                                  audio_cache=catalog.audio_cache)
+            self.datasets[part] = AudioFactorDataset(tracks, self.split.item_factors[items], positions,
+                                                     repeats=self.patches_per_track if part == "train" else 1)
+
+
+def training_items(split: ColdStartSplit, manifest: pd.DataFrame) -> tuple[np.ndarray, str]:
+    """Positions (within the warm items) the fusion models learn from, and which they are: the warm items
+    with plays the manifest's `FUSION_SPLIT` column marks ``train``, or every warm item with plays without one."""
+    warm = split.items("warm")
+    positions = trainable(split, "warm")
+    if FUSION_SPLIT not in manifest.columns:
+        return positions, "every warm item (no fusion_split column: features may be in-sample)"
+    marked = set(manifest.loc[manifest[FUSION_SPLIT] == "train", "track_id"].astype(str))
+    chosen = np.array([p for p in positions if str(split.item_ids[warm[p]]) in marked], dtype=np.int64)
+    if len(chosen) == 0:
+        raise ValueError(f"no warm item with plays is marked train in the manifest's {FUSION_SPLIT!r} column")
+    return chosen, f"warm items marked train in {FUSION_SPLIT}"

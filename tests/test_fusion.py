@@ -8,25 +8,30 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+import yaml
 
 from fusion.__main__ import main
-from fusion.ablation import (
-    AudioSettings,
-    DataPaths,
-    FusionSettings,
-    row_differences,
-    run_ablation,
-    train_fusion,
-)
-from fusion.data import FUSION_SPLIT, split_warm_tracks, trainable
+from fusion.ablation import DataPaths, Row, row_config, row_differences, run_ablation, train_row
+from fusion.data import FUSION_SPLIT, split_warm_tracks
+from fusion.lightning import mean_cosine_distance
 from fusion.model import AudioFactorRegressor, LateFusionRegressor
 from recsys import ColdStartSplit
 from recsys.__main__ import main as recsys_main
-from tagging.features import extract_features
+from tagging.features import TrackFeatures, extract_features
 from tagging.labels import LabelSpace, read_manifest
 from tagging.models import AudioTagger
+from tagging.runs import apply_setting, parse_setting
 
 DIMS = {"audio": 6, "lyrics": 5, "cover": 4}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def config(name: str, *settings: str) -> dict:
+    """A shipped LightningCLI config with some settings changed (``DOTTED.KEY=VALUE``)."""
+    config = yaml.safe_load((ROOT / "configs" / name).read_text())
+    for text in settings:
+        apply_setting(config, *parse_setting(text))
+    return config
 
 
 def linear_split(n_items=600, n_users=80, n_factors=8, seed=0):
@@ -51,21 +56,44 @@ def linear_split(n_items=600, n_users=80, n_factors=8, seed=0):
 
 
 def test_fusion_learns_factors_that_are_a_linear_map_of_the_inputs(tmp_path, one_thread):
-    split, catalog = linear_split()
-    settings = FusionSettings(hidden=64, dropout=0.1, batch_size=64, lr=3e-3, max_epochs=30, patience=30)
-    warm = trainable(split, "warm")
-    untrained = train_fusion(("audio", "lyrics"), split, catalog, warm, FusionSettings(max_epochs=0), 0, (10,), 50,
-                             tmp_path / "untrained")
-    result = train_fusion(("audio", "lyrics"), split, catalog, warm, settings, 0, (10,), 50, tmp_path / "trained")
+    """A row trained through train.py's CLI from files (split, features, manifest) as the ablation runs it."""
+    split, (sources, present) = linear_split()
+    split.save(tmp_path / "recsys" / "coldstart.npz")
+    TrackFeatures(track_ids=split.item_ids.astype(str), arrays=sources, present=present).save(tmp_path / "f.npz")
+    pd.DataFrame({"track_id": split.item_ids, "audio_path": "none.wav"}).to_parquet(tmp_path / "manifest.parquet")
+    (tmp_path / "vocab.json").write_text(json.dumps({"groups": {"genre": {"labels": ["x"]}}}))
+    paths = DataPaths(tmp_path / "manifest.parquet", tmp_path / "vocab.json", tmp_path / "f.npz", tmp_path / "recsys")
+    row = Row("audio + lyrics", ("audio", "lyrics"))
+    untrained = train_row(row_config(config("fusion_demo.yaml", "trainer.max_epochs=0"), row, paths, 0, (10,), 50),
+                          tmp_path / "untrained")
+    settings = ["model.init_args.model.init_args.hidden=64", "model.init_args.model.init_args.dropout=0.1",
+                "data.init_args.batch_size=64", "model.init_args.lr=0.003", "trainer.max_epochs=27",
+                "trainer.callbacks.1.init_args.patience=30"]
+    result = train_row(row_config(config("fusion_demo.yaml", *settings), row, paths, 0, (10,), 50),
+                       tmp_path / "trained")
     assert untrained["test"]["cosine_distance"] > 0.7
     assert result["test"]["cosine_distance"] < 0.05
     assert result["val"]["cosine_distance"] < 0.05  # the weights kept are those of the best validation epoch
     assert result["test"]["recall@10"] > 0.5 > untrained["test"]["recall@10"]
     assert (tmp_path / "trained" / "model" / "model.safetensors").is_file()
-    metrics = (tmp_path / "trained" / "logs" / "version_0" / "metrics.csv").read_text().splitlines()[0]
+    metrics = pd.read_csv(tmp_path / "trained" / "logs" / "version_0" / "metrics.csv")
     for key in ("train/loss", "val/cosine_distance", "val/cold/recall@10", "test/cosine_distance",
                 "test/cold/recall@10", "test/cold/map@50"):
-        assert key in metrics.split(",")
+        assert key in metrics.columns
+    # The kept model is the best validation epoch's, not the last one's: its cold_val predictions give the lowest
+    # distance logged.
+    distances = metrics["val/cosine_distance"].dropna().to_numpy()
+    assert distances.argmin() < len(distances) - 1  # this run's last epoch is not its best
+    model = LateFusionRegressor.from_pretrained(tmp_path / "trained" / "model").eval()
+    items = split.items("cold_val")
+    with torch.no_grad():
+        predicted = model({n: torch.from_numpy(x[items]) for n, x in sources.items()},
+                          {n: torch.from_numpy(m[items]) for n, m in present.items()}).numpy()
+    assert mean_cosine_distance(predicted, split.item_factors[items]) == pytest.approx(
+        metrics["val/cosine_distance"].min(), abs=1e-6)
+    # The row's config is kept beside its model, so train.py reruns it alone.
+    assert yaml.safe_load((tmp_path / "trained" / "config.yaml").read_text())["data"]["init_args"]["inputs"] == \
+        ["audio", "lyrics"]
 
 
 def test_a_masked_batch_gives_the_rows_of_the_present_only_batches():
@@ -139,10 +167,13 @@ def tiny_inputs(tiny_catalog, tmp_path_factory):
 def test_ablation_writes_its_table_reuses_rows_and_packages_the_best_pipeline(tiny_catalog, tiny_inputs, tmp_path,
                                                                               capsys):
     paths = DataPaths.catalog(tiny_catalog, tiny_inputs / "features.npz", tiny_inputs / "recsys")
-    fusion = FusionSettings(hidden=16, max_epochs=3, patience=3)
-    audio = AudioSettings(sample_rate=8000, n_mels=32, width=4, embedding_dim=8, patch_seconds=1.0, max_epochs=1)
-    table = run_ablation(paths, tmp_path / "fusion", ("attribute", "graded"), fusion=fusion, audio=audio,
-                         resamples=20)
+    fusion = config("fusion_demo.yaml", "model.init_args.model.init_args.hidden=16", "trainer.max_epochs=3",
+                    "trainer.callbacks.1.init_args.patience=3")
+    network = "model.init_args.model.init_args"
+    audio = config("fusion_audio_demo.yaml", f"{network}.sample_rate=8000", f"{network}.n_mels=32",
+                   f"{network}.width=4", f"{network}.embedding_dim=8", f"{network}.patch_seconds=1.0",
+                   "trainer.max_epochs=1")
+    table = run_ablation(paths, tmp_path / "fusion", fusion, audio, ("attribute", "graded"), resamples=20)
     rows = [row["name"] for row in json.loads((tmp_path / "fusion" / "rows.json").read_text())]
     assert rows == ["Audio (patches)", "Audio (full track)", "Audio (tagger embedding)",
                     "MGP (annotated attribute, graded)", "MLG (predicted attribute, graded)", "Audio + MLG",
@@ -163,8 +194,7 @@ def test_ablation_writes_its_table_reuses_rows_and_packages_the_best_pipeline(ti
     results = sorted((tmp_path / "fusion" / "units").glob("*/result.json"))
     assert len(results) == len(rows) - 1  # the two audio rows share one model
     stamps = [p.stat().st_mtime_ns for p in results]
-    again = run_ablation(paths, tmp_path / "fusion", ("attribute", "graded"), fusion=fusion, audio=audio,
-                         resamples=20)
+    again = run_ablation(paths, tmp_path / "fusion", fusion, audio, ("attribute", "graded"), resamples=20)
     assert again.equals(table)
     assert [p.stat().st_mtime_ns for p in results] == stamps  # reused, not retrained
 
