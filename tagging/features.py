@@ -30,6 +30,7 @@ from tagging.tracks import DecodedTrack, TrackReader, encode_tracks
 log = logging.getLogger(__name__)
 
 MODALITIES = ("audio", "lyrics", "cover")
+LYRICS_BATCH = 32
 
 
 @dataclass
@@ -89,9 +90,10 @@ def extract_features(manifest: str | Path, tagger: AudioTagger | None, lyrics: L
     features = TrackFeatures(track_ids=frame["track_id"].to_numpy().astype(str))
     encoders = [m.to(device).eval() if m is not None else None for m in (tagger, lyrics, cover)]
     tagger, lyrics, cover = encoders
-    options = {"lyrics": lyrics is not None, "cover_size": cover_size if cover is not None else None}
-    # Without a tagger no audio is read, so the grid is never used.
-    reader = TrackReader.for_tagger(tagger, **options) if tagger is not None else TrackReader(0, 0, None, **options)
+    # Without a tagger no audio is read, so the grid is never used. Lyrics are read and encoded apart, 32 texts at a
+    # time (the transformer's batch), audio and covers ``batch_size`` tracks at a time.
+    reader = TrackReader.for_tagger(tagger, cover_size=cover_size if cover is not None else None) \
+        if tagger is not None else TrackReader(0, 0, None, cover_size=cover_size if cover is not None else None)
     columns = {name: frame[f"{name}_path"].tolist() if f"{name}_path" in frame.columns else [None] * n
                for name in ("audio", "lyrics", "cover")}
     dims = {"audio": tagger.embedding_dim if tagger is not None else 0,
@@ -104,11 +106,8 @@ def extract_features(manifest: str | Path, tagger: AudioTagger | None, lyrics: L
         features.arrays.update({f"scores/{name}": np.zeros((n, len(group)), dtype=np.float32)
                                 for name, group in tagger.labels.groups.items()})
     errors = [[] for _ in range(n)]
-    for begin in range(0, n, batch_size):
-        rows = range(begin, min(begin + batch_size, n))
-        tracks = [reader(columns["audio"][row] if tagger is not None else None, columns["lyrics"][row],
-                         columns["cover"][row]) for row in rows]
-        encoded = encode_tracks(tracks, tagger, lyrics, cover)
+
+    def store(rows: list[int], tracks: list[DecodedTrack], encoded) -> None:
         for index, (row, track) in enumerate(zip(rows, tracks, strict=True)):
             errors[row] += _reasons(track, tagger is not None)
             for modality, embedding in encoded.known(index).items():
@@ -117,6 +116,20 @@ def extract_features(manifest: str | Path, tagger: AudioTagger | None, lyrics: L
                 if modality == "audio":
                     for name, value in encoded.audio_scores[index].items():
                         features.arrays[f"scores/{name}"][row] = value.float().cpu().numpy()
+
+    if tagger is not None or cover is not None:
+        for begin in range(0, n, batch_size):
+            rows = list(range(begin, min(begin + batch_size, n)))
+            tracks = [reader(columns["audio"][row] if tagger is not None else None, None, columns["cover"][row])
+                      for row in rows]
+            store(rows, tracks, encode_tracks(tracks, tagger, None, cover))
+    if lyrics is not None:
+        texts = TrackReader(0, 0, None, lyrics=True)
+        with_lyrics = [row for row in range(n) if columns["lyrics"][row] is not None]
+        for begin in range(0, len(with_lyrics), LYRICS_BATCH):
+            rows = with_lyrics[begin:begin + LYRICS_BATCH]
+            tracks = [texts(None, columns["lyrics"][row]) for row in rows]
+            store(rows, tracks, encode_tracks(tracks, None, lyrics))
     features.errors = np.array(["; ".join(e) for e in errors], dtype=str)
     features.sources = encoder_sources(tagger, lyrics, cover, cover_size)
     failed = sum(1 for e in errors if e)
