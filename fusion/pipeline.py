@@ -193,6 +193,10 @@ class ColdStartPipeline:
             self.recommender.save(folder / RECOMMENDER_FILE)
             (folder / CONFIG_FILE).write_text(json.dumps(self.config, indent=2) + "\n")
         self.package = save_package(directory, write, type(self).__name__, overwrite=overwrite)
+        # The parts were saved into a staging folder that then took the package's place: they live here now.
+        for name, model in (("tagger", self.tagger), ("fusion", self.fusion), ("multimodal", self.multimodal)):
+            if model is not None:
+                model.package_path = Path(directory).resolve() / name
         return self.package
 
     @classmethod

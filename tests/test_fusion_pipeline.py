@@ -104,6 +104,9 @@ def test_a_new_track_gets_the_inputs_the_model_was_trained_on(pipeline, files, t
 
 def test_round_trip_through_save_and_load_gives_identical_records(pipeline, files, tmp_path):
     pipeline.save_pretrained(tmp_path / "pipeline")
+    # Saved through a staging folder that took the package's place: each part is where it now lies.
+    assert pipeline.tagger.package_path == (tmp_path / "pipeline" / "tagger").resolve()
+    assert pipeline.fusion.package_path == (tmp_path / "pipeline" / "fusion").resolve()
     loaded = ColdStartPipeline.from_pretrained(tmp_path / "pipeline")
     assert loaded(**files) == pipeline(**files)
     assert sorted(p.name for p in (tmp_path / "pipeline").iterdir()) == [
