@@ -30,6 +30,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -83,12 +84,36 @@ def cli_main(args: list[str] | None = None) -> int:
     return _guarded(build_parser().parse_args(args))
 
 
-def main() -> None:
-    """The ``coldtag`` console command."""
-    parser = argparse.ArgumentParser(prog="coldtag")
+# Commands whose own parser takes everything after their name.
+PASSED_ON = {
+    "train": "train, validate, test and package a tagger or a content -> factors model: coldtag train fit "
+             "--config CONFIG (LightningCLI; train.py)",
+    "coldstart": "tags, factors, users and similar tracks of a new track: coldtag coldstart --pipeline DIR "
+                 "--audio FILE [--lyrics FILE] [--cover FILE]",
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``coldtag`` console command: ``annotate`` here, ``train`` (`coldtag.training`) and ``coldstart``
+    (``python -m fusion coldstart``) passed on."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "train":
+        from coldtag.training import cli_main as train_main
+
+        with warnings.catch_warnings():  # the arguments are the command line's, passed on without "train"
+            warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
+            train_main(argv[1:])
+        sys.exit(0)
+    if argv and argv[0] == "coldstart":
+        from fusion.__main__ import main as fusion_main
+
+        sys.exit(fusion_main(["coldstart", *argv[1:]]))
+    parser = argparse.ArgumentParser(prog="coldtag", description="Music auto-tagging and cold-start recommendation.")
     commands = parser.add_subparsers(dest="command", required=True)
     build_parser(commands.add_parser("annotate", help="annotate a folder, manifest or glob of audio files"))
-    sys.exit(_guarded(parser.parse_args()))
+    for name, text in PASSED_ON.items():
+        commands.add_parser(name, help=text, add_help=False)
+    sys.exit(_guarded(parser.parse_args(argv)))
 
 
 def _guarded(options: argparse.Namespace) -> int:
