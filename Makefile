@@ -7,9 +7,6 @@ PY := .venv/bin/python
 DATA := data/demo
 HELDOUT := data/heldout
 RUNS := runs/demo
-# Share of the warm tracks the audio tagger learns from; the fusion stage and the multimodal tagger learn
-# from the features of the others, which the tagger never heard (python -m fusion split).
-TAGGER_SHARE := 0.5
 # The toy's traits that live in time rather than in the average spectrum, which the baseline cannot see.
 TEMPORAL := odd_meter triple_meter swing syncopation tempo
 export HF_HUB_OFFLINE := 1
@@ -43,12 +40,14 @@ $(DATA)/manifest.parquet:
 	$(PY) -m toycatalog build --preset demo --out $(DATA)
 
 # 2. Collaborative factors on warm tracks, true factors of the cold ones, and the baselines; then the warm
-#    tracks dealt by artist between the audio tagger and the fusion stage ($(RUNS)/manifest.parquet).
+#    tracks dealt by artist between the audio tagger and the fusion stage ($(RUNS)/manifest.parquet): the tagger
+#    learns from python -m fusion split's --tagger-share of them, the fusion stage and the multimodal tagger from
+#    the features of the others, which the tagger never heard.
 $(RUNS)/recsys/baselines.md: $(DATA)/manifest.parquet
 	$(PY) -m recsys coldstart --catalog $(DATA) --out $(RUNS)/recsys
 
 $(RUNS)/manifest.parquet: $(RUNS)/recsys/baselines.md
-	$(PY) -m fusion split --manifest $(DATA)/manifest.parquet --recsys $(RUNS)/recsys --tagger-share $(TAGGER_SHARE) \
+	$(PY) -m fusion split --manifest $(DATA)/manifest.parquet --recsys $(RUNS)/recsys \
 	    --artist-col artist_id --out $@
 
 # 3. Audio tagger, and the mean-log-mel baseline it must beat, both on the tagger's share of the tracks.

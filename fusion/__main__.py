@@ -1,7 +1,7 @@
 """Command line: ``python -m fusion split | ablation | chain | package | coldstart``.
 
     python -m fusion split --manifest data/demo/manifest.parquet --recsys runs/demo/recsys \
-        --tagger-share 0.5 --artist-col artist_id --out runs/demo/manifest.parquet
+        --artist-col artist_id --out runs/demo/manifest.parquet
     python -m fusion ablation --manifest runs/demo/manifest.parquet --vocab data/demo/vocab.json \
         --features runs/demo/features.npz --recsys runs/demo/recsys --genome attribute graded \
         --out runs/demo/fusion
@@ -39,8 +39,7 @@ def main(args: list[str] | None = None) -> int:
     split = commands.add_parser("split", help="deal the warm tracks between the audio tagger and the fusion stage")
     split.add_argument("--manifest", type=Path, required=True, help="the catalog manifest (Parquet, CSV or TSV)")
     split.add_argument("--recsys", type=Path, required=True, help="output folder of python -m recsys coldstart")
-    split.add_argument("--tagger-share", type=float, default=0.5,
-                       help="share of the warm tracks the tagger learns from; 1: every one (in-sample features)")
+    split_arguments(split)
     split.add_argument("--artist-col", help="manifest column of artists, dealt whole (default: none)")
     split.add_argument("--seed", type=int, default=0)
     split.add_argument("--vocab", type=Path, help="vocabulary JSON (default: vocab.json beside --manifest); "
@@ -55,23 +54,11 @@ def main(args: list[str] | None = None) -> int:
     ablation.add_argument("--features", type=Path, required=True, help="features .npz of python -m tagging.features")
     ablation.add_argument("--recsys", type=Path, required=True, help="output folder of python -m recsys coldstart")
     ablation.add_argument("--out", type=Path, required=True)
-    ablation.add_argument("--genome", nargs="+", metavar="GROUP",
-                          help="label groups that stand for the paper's attributes (default: every group)")
     ablation.add_argument("--artist-col", default="auto",
                           help="manifest column of artists for the intervals (default: artist_id if present; "
                                "none: every item its own)")
-    ablation.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the intervals")
     ablation.add_argument("--seed", type=int, default=0)
-    ablation.add_argument("--threads", type=int, default=1, help="torch threads (one is fastest on a busy machine)")
-    ablation.add_argument("--skip-audio", action="store_true", help="leave out the end-to-end audio rows (slow)")
-    ablation.add_argument("--fusion-config", type=Path, default=FUSION_CONFIG,
-                          help="LightningCLI config of the late-fusion rows (train.py); each row sets its inputs")
-    ablation.add_argument("--audio-config", type=Path, default=AUDIO_CONFIG,
-                          help="LightningCLI config of the end-to-end audio rows")
-    ablation.add_argument("--set", dest="settings", action="append", default=[], metavar="DOTTED.KEY=VALUE",
-                          help="change a setting of the late-fusion rows' config, e.g. trainer.max_epochs=50")
-    ablation.add_argument("--audio-set", dest="audio_settings", action="append", default=[],
-                          metavar="DOTTED.KEY=VALUE", help="change a setting of the audio rows' config")
+    ablation_arguments(ablation)
 
     package = commands.add_parser("package", help="bundle tagger, fusion model and recommender into a pipeline")
     package.add_argument("--tagger", type=Path, required=True, help="save_pretrained AudioTagger directory")
@@ -102,7 +89,7 @@ def main(args: list[str] | None = None) -> int:
     options = parser.parse_args(args)
     if options.command == "coldstart" and not (options.audio or options.lyrics or options.cover):
         parser.error("coldstart needs at least one of --audio, --lyrics, --cover")
-    command = {"split": _split, "ablation": _ablation, "chain": whole_chain.run_chain, "package": _package,
+    command = {"split": split_tracks, "ablation": ablation, "chain": whole_chain.run_chain, "package": _package,
                "coldstart": _coldstart}[options.command]
     try:
         return command(options)
@@ -112,7 +99,31 @@ def main(args: list[str] | None = None) -> int:
         return 2
 
 
-def _split(options: argparse.Namespace) -> int:
+def split_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the warm tracks are dealt between the audio tagger and the fusion stage."""
+    parser.add_argument("--tagger-share", type=float, default=0.5,
+                        help="share of the warm tracks the tagger learns from; 1: every one (in-sample features)")
+
+
+def ablation_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which rows the ablation trains, with which configs, and its intervals."""
+    parser.add_argument("--genome", nargs="+", metavar="GROUP",
+                        help="label groups that stand for the paper's attributes (default: every group)")
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the intervals")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (one is fastest on a busy machine)")
+    parser.add_argument("--skip-audio", action="store_true", help="leave out the end-to-end audio rows (slow)")
+    parser.add_argument("--fusion-config", type=Path, default=FUSION_CONFIG,
+                        help="LightningCLI config of the late-fusion rows (train.py); each row sets its inputs")
+    parser.add_argument("--audio-config", type=Path, default=AUDIO_CONFIG,
+                        help="LightningCLI config of the end-to-end audio rows")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="DOTTED.KEY=VALUE",
+                        help="change a setting of the late-fusion rows' config, e.g. trainer.max_epochs=50")
+    parser.add_argument("--audio-set", dest="audio_settings", action="append", default=[],
+                        metavar="DOTTED.KEY=VALUE", help="change a setting of the audio rows' config")
+
+
+def split_tracks(options: argparse.Namespace) -> int:
+    """``python -m fusion split`` on parsed options."""
     from fusion.data import FUSION_SPLIT, split_warm_tracks
     from recsys import ColdStartSplit
     from tagging.labels import read_manifest
@@ -145,7 +156,8 @@ def _split(options: argparse.Namespace) -> int:
     return 0
 
 
-def _ablation(options: argparse.Namespace) -> int:
+def ablation(options: argparse.Namespace) -> int:
+    """``python -m fusion ablation`` on parsed options."""
     from datasets import disable_progress_bars
 
     from fusion.ablation import DataPaths, markdown, run_ablation

@@ -3,8 +3,9 @@ r"""The whole chain on a user's catalog, one command: a manifest and a plays fil
     python -m fusion chain --manifest my/manifest.csv --plays my/listens.csv --user-col listener \
         --item-col song --count-col count --cold-fraction 0.1 --out runs/mine
 
-Each stage is the command a user would run by hand, in a process of its own, and is skipped when its
-output is there (each writes it last), so a chain that stopped picks up where it did:
+Each stage is the function its own command runs, called in this process with the chain's settings (each
+declared once, by the stage it belongs to), and is skipped when its output is there (each writes it last),
+so a chain that stopped picks up where it did:
 
 1. ``python -m recsys coldstart``: WMF factors of the warm tracks, fold-in factors of the cold ones
    (``recsys/``);
@@ -14,111 +15,114 @@ output is there (each writes it last), so a chain that stopped picks up where it
    given one with its paths pointed into ``--out``);
 4. ``python -m tagging.features``: audio, lyrics and cover features of every track (``features.npz``);
 5. ``python -m fusion ablation``: the table (``fusion/table.md``, ``fusion/differences.md``).
+
+A stage that fails is named with the command that runs it alone.
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
+import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
 from coldtag.storage import atomic_write
+from coldtag.training import cli_main as train_main
+from recsys.__main__ import cold_arguments, coldstart, model_arguments, plays_arguments
+from tagging import features
 from tagging.runs import point_outputs_at
 
-TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "train.py"
 DEFAULT_TAGGER_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tagger_demo.yaml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from fusion.__main__ import ablation_arguments, split_arguments
+
     parser.add_argument("--manifest", type=Path, required=True,
                         help="one row per track: track_id, audio_path (lyrics_path, cover_path), labels")
     parser.add_argument("--vocab", type=Path, help="vocabulary JSON (default: vocab.json beside --manifest)")
     parser.add_argument("--plays", type=Path, required=True, help="CSV/TSV (optionally compressed) or Parquet")
-    parser.add_argument("--layout", help="plays column names: plain or music4all (python -m recsys coldstart)")
-    parser.add_argument("--user-col")
-    parser.add_argument("--item-col")
-    parser.add_argument("--count-col", help="play counts; none: one play per row")
-    cold = parser.add_mutually_exclusive_group(required=True)
-    cold.add_argument("--cold-fraction", type=float, help="share of the tracks made cold, drawn with --seed")
-    cold.add_argument("--cold-items", type=Path, help="file of cold track ids, one per line")
-    cold.add_argument("--split-col", help="manifest column of warm / cold_val / cold_test")
     parser.add_argument("--artist-col", help="manifest column of artists (dealt whole; resampled by intervals)")
-    parser.add_argument("--tagger-share", type=float, default=0.5,
-                        help="share of the warm tracks the tagger learns from (python -m fusion split)")
-    parser.add_argument("--tagger-config", type=Path, default=DEFAULT_TAGGER_CONFIG,
-                        help="LightningCLI config of the tagger; its paths are replaced by ones under --out")
-    parser.add_argument("--tagger-max-epochs", type=int, help="override the config's trainer.max_epochs")
-    parser.add_argument("--no-lyrics", action="store_true", help="no lyrics features")
-    parser.add_argument("--no-cover", action="store_true", help="no cover features")
-    parser.add_argument("--genome", nargs="+", metavar="GROUP",
-                        help="label groups standing for the paper's attributes (default: every group)")
-    parser.add_argument("--skip-audio", action="store_true", help="leave out the end-to-end audio rows (slow)")
-    parser.add_argument("--fusion-max-epochs", type=int, help="epochs of each fusion row (default: ablation's)")
-    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the intervals")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
+    stages = {"plays (python -m recsys coldstart)": lambda group: (plays_arguments(group), cold_arguments(group),
+                                                                   model_arguments(group)),
+              "tagger / fusion split (python -m fusion split)": split_arguments,
+              "features (python -m tagging.features)": features.encoder_arguments,
+              "ablation (python -m fusion ablation)": ablation_arguments}
+    for title, declare in stages.items():
+        declare(parser.add_argument_group(title))
+    tagger = parser.add_argument_group("audio tagger (train.py)")
+    tagger.add_argument("--tagger-config", type=Path, default=DEFAULT_TAGGER_CONFIG,
+                        help="LightningCLI config of the tagger; its paths are replaced by ones under --out")
+    tagger.add_argument("--tagger-max-epochs", type=int, help="override the config's trainer.max_epochs")
 
 
 def run_chain(options: argparse.Namespace) -> int:
-    """Run the stages that have not finished; the exit status of the first that fails, else 0."""
+    """Run the stages that have not finished; 1 if one fails (named with the command that reruns it), else 0."""
+    from fusion.__main__ import ablation, split_tracks
+
     vocab = options.vocab or options.manifest.parent / "vocab.json"
     for flag, path in (("--manifest", options.manifest), ("--vocab", vocab), ("--plays", options.plays),
                        ("--tagger-config", options.tagger_config), ("--cold-items", options.cold_items)):
         if path is not None and not path.is_file():
             raise FileNotFoundError(f"{flag} {path}: not found")
-    if options.cold_fraction is not None and not 0 < options.cold_fraction < 1:
-        raise ValueError(f"--cold-fraction must be between 0 and 1, got {options.cold_fraction}")
+    if options.cold_items is None and options.cold_fraction is None and options.split_col is None:
+        raise ValueError("choose the cold items: one of --cold-items, --cold-fraction, --split-col")
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
-    artists = ["--artist-col", options.artist_col] if options.artist_col else []
-    python = [sys.executable]
-    stages = [
-        ("cold-start factors", out / "recsys" / "baselines.md", [
-            *python, "-m", "recsys", "coldstart", "--plays", str(options.plays), "--manifest", str(options.manifest),
-            "--manifest-item-col", "track_id", *artists, "--seed", str(options.seed), "--out", str(out / "recsys"),
-            *_given(options, "layout", "user_col", "item_col", "count_col", "cold_fraction", "cold_items",
-                    "split_col")]),
-        ("tagger / fusion split", out / "manifest.parquet", [
-            *python, "-m", "fusion", "split", "--manifest", str(options.manifest), "--vocab", str(vocab),
-            "--recsys", str(out / "recsys"), "--tagger-share", str(options.tagger_share), *artists,
-            "--seed", str(options.seed), "--out", str(out / "manifest.parquet")]),
-        ("audio tagger", out / "tagger" / "model" / "model.safetensors", [
-            *python, str(TRAIN_SCRIPT), "fit", "--config", str(out / "tagger.yaml")]),
-        ("features", out / "features.npz", [
-            *python, "-m", "tagging.features", "--manifest", str(out / "manifest.parquet"),
-            "--tagger", str(out / "tagger" / "model"), "--out", str(out / "features.npz"),
-            *(["--no-lyrics"] if options.no_lyrics else []), *(["--no-cover"] if options.no_cover else [])]),
-        ("ablation", out / "fusion" / "table.md", [
-            *python, "-m", "fusion", "ablation", "--manifest", str(out / "manifest.parquet"),
-            "--features", str(out / "features.npz"), "--recsys", str(out / "recsys"), "--out", str(out / "fusion"),
-            "--artist-col", options.artist_col or "none", "--resamples", str(options.resamples),
-            "--seed", str(options.seed), *(["--genome", *options.genome] if options.genome else []),
-            *(["--skip-audio"] if options.skip_audio else []),
-            *(["--set", f"trainer.max_epochs={options.fusion_max_epochs}"] if options.fusion_max_epochs else [])]),
+    split_manifest, tagger_config = out / "manifest.parquet", out / "tagger.yaml"
+
+    def stage(**changes) -> argparse.Namespace:
+        return argparse.Namespace(**{**vars(options), **changes})
+
+    def tagger() -> int:
+        write_tagger_config(options.tagger_config, out, options.tagger_max_epochs)
+        train_main(["fit", "--config", str(tagger_config)])
+        return 0
+
+    def extract() -> int:
+        features.run(stage(manifest=str(split_manifest), tagger=str(out / "tagger" / "model"),
+                           out=str(out / "features.npz")))
+        return 0
+
+    stages: list[tuple[str, Path, Callable[[], int], str]] = [
+        ("cold-start factors", out / "recsys" / "baselines.md",
+         lambda: coldstart(stage(catalog=None, manifest_item_col="track_id", out=out / "recsys")),
+         "python -m recsys coldstart"),
+        ("tagger / fusion split", split_manifest,
+         lambda: split_tracks(stage(vocab=vocab, recsys=out / "recsys", out=split_manifest)),
+         "python -m fusion split"),
+        ("audio tagger", out / "tagger" / "model" / "model.safetensors", tagger,
+         f"python train.py fit --config {shlex.quote(str(tagger_config))}"),
+        ("features", out / "features.npz", extract, "python -m tagging.features"),
+        ("ablation", out / "fusion" / "table.md",
+         lambda: ablation(stage(catalog=None, manifest=split_manifest, vocab=None, features=out / "features.npz",
+                                recsys=out / "recsys", out=out / "fusion", artist_col=options.artist_col or "none")),
+         "python -m fusion ablation"),
     ]
-    for name, done, command in stages:
-        if name == "audio tagger" and not done.is_file():
-            write_tagger_config(options.tagger_config, out, options.tagger_max_epochs)
-        status = run_stage(name, command, done)
-        if status != 0:
-            print(f"python -m fusion chain: the {name} stage failed (exit {status}); see its output above",
+    for name, done, call, command in stages:
+        if done.is_file():
+            print(f"== {name}: done ({done})", flush=True)
+            continue
+        print(f"== {name}", flush=True)
+        try:
+            status = call()
+        except (ValueError, OSError, KeyError, RuntimeError) as error:
+            print(f"python -m fusion chain: the {name} stage failed ({type(error).__name__}: {error}); it runs "
+                  f"alone as {command} (see --help), or again with this chain, which skips the stages done",
+                  file=sys.stderr)
+            return 1
+        if status:
+            print(f"python -m fusion chain: the {name} stage failed (status {status}); it runs alone as {command}",
                   file=sys.stderr)
             return status
     print((out / "fusion" / "table.md").read_text())
     print((out / "fusion" / "differences.md").read_text())
     return 0
-
-
-def run_stage(name: str, command: list[str], done: Path, cwd: Path | None = None) -> int:
-    """Run ``command`` unless its output ``done`` is there (every stage writes it last); its exit status."""
-    if done.is_file():
-        print(f"== {name}: done ({done})", flush=True)
-        return 0
-    print(f"== {name}: {' '.join(command)}", flush=True)
-    return subprocess.run(command, cwd=cwd).returncode
 
 
 def write_tagger_config(base: Path, out: Path, max_epochs: int | None) -> Path:
@@ -133,13 +137,3 @@ def write_tagger_config(base: Path, out: Path, max_epochs: int | None) -> Path:
     atomic_write(path, f"# {base} with its paths under {out}; written by python -m fusion chain\n"
                        + yaml.safe_dump(config, sort_keys=False))
     return path
-
-
-def _given(options: argparse.Namespace, *names: str) -> list[str]:
-    """``--name value`` for each option that was given."""
-    flags = []
-    for name in names:
-        value = getattr(options, name)
-        if value is not None:
-            flags += [f"--{name.replace('_', '-')}", str(value)]
-    return flags

@@ -64,9 +64,10 @@ def main(args: list[str] | None = None) -> int:
 
     fit = commands.add_parser("fit", help="factorize a play file into factors.npz")
     fit.add_argument("--plays", type=Path, required=True, help="CSV/TSV (sniffed delimiter) or Parquet")
-    _plays_arguments(fit)
+    plays_arguments(fit)
     fit.add_argument("--out", type=Path, required=True, help="factors .npz")
-    _model_arguments(fit)
+    model_arguments(fit)
+    fit.add_argument("--seed", type=int, default=0, help="of the initial factors")
 
     cold = commands.add_parser(
         "coldstart",
@@ -77,8 +78,35 @@ def main(args: list[str] | None = None) -> int:
     source = cold.add_mutually_exclusive_group(required=True)
     source.add_argument("--plays", type=Path, help="CSV/TSV (sniffed delimiter) or Parquet")
     source.add_argument("--catalog", type=Path, help="toy catalog folder: plays.parquet, manifest.parquet")
-    _plays_arguments(cold)
-    choice = cold.add_mutually_exclusive_group()
+    plays_arguments(cold)
+    cold_arguments(cold)
+    cold.add_argument("--manifest", type=Path, help="one row per item (Parquet or CSV/TSV): the item list")
+    cold.add_argument("--manifest-item-col", help="item id column of --manifest (default: --item-col)")
+    cold.add_argument("--artist-col", help="--manifest column of artist ids, for the popularity row")
+    cold.add_argument("--out", type=Path, required=True, help="output folder")
+    model_arguments(cold)
+    cold.add_argument("--seed", type=int, default=0, help="of the initial factors and of the cold items' draw")
+
+    options = parser.parse_args(args)
+    if options.command == "coldstart":
+        _check_coldstart(cold, options)
+    try:
+        return _fit(options, wmf(options)) if options.command == "fit" else coldstart(options)
+    except (ValueError, OSError, KeyError) as error:
+        # Bad files and columns are the user's to fix: one line naming them, not a traceback.
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        parser.exit(2, f"{parser.prog} {options.command}: error: {message}\n")
+
+
+def wmf(options: argparse.Namespace) -> WMF:
+    """The factorization `model_arguments` and ``--seed`` describe."""
+    return WMF(factors=options.factors, regularization=options.regularization, alpha=options.alpha,
+               iterations=options.iterations, scaling=options.scaling, random_state=options.seed)
+
+
+def cold_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the cold items are chosen (exactly one, checked by the command) and the baselines' cut-offs."""
+    choice = parser.add_mutually_exclusive_group()
     choice.add_argument("--cold-items", type=Path, help="file of cold item ids, one per line")
     choice.add_argument(
         "--cold-fraction",
@@ -87,31 +115,8 @@ def main(args: list[str] | None = None) -> int:
         "dealt into cold_test (the larger half) and cold_val",
     )
     choice.add_argument("--split-col", help="--manifest column of warm / cold_val / cold_test")
-    cold.add_argument("--manifest", type=Path, help="one row per item (Parquet or CSV/TSV): the item list")
-    cold.add_argument("--manifest-item-col", help="item id column of --manifest (default: --item-col)")
-    cold.add_argument("--artist-col", help="--manifest column of artist ids, for the popularity row")
-    cold.add_argument("--out", type=Path, required=True, help="output folder")
-    cold.add_argument("--ks", type=int, nargs="+", default=[10, 50], help="cut-offs of Recall@k and NDCG@k")
-    cold.add_argument("--map-k", type=int, default=500)
-    _model_arguments(cold)
-
-    options = parser.parse_args(args)
-    if options.command == "coldstart":
-        _check_coldstart(cold, options)
-    try:
-        model = WMF(
-            factors=options.factors,
-            regularization=options.regularization,
-            alpha=options.alpha,
-            iterations=options.iterations,
-            scaling=options.scaling,
-            random_state=options.seed,
-        )
-        return _fit(options, model) if options.command == "fit" else _coldstart(options, model)
-    except (ValueError, OSError, KeyError) as error:
-        # Bad files and columns are the user's to fix: one line naming them, not a traceback.
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        parser.exit(2, f"{parser.prog} {options.command}: error: {message}\n")
+    parser.add_argument("--ks", type=int, nargs="+", default=[10, 50], help="cut-offs of Recall@k and NDCG@k")
+    parser.add_argument("--map-k", type=int, default=500)
 
 
 def fraction(text: str) -> float:
@@ -122,7 +127,8 @@ def fraction(text: str) -> float:
     return value
 
 
-def _plays_arguments(parser: argparse.ArgumentParser) -> None:
+def plays_arguments(parser: argparse.ArgumentParser) -> None:
+    """How a play file is read: its layout, columns, delimiter, encoding and bad rows."""
     parser.add_argument(
         "--layout",
         choices=tuple(_LAYOUTS),
@@ -166,13 +172,13 @@ def _check_coldstart(parser: argparse.ArgumentParser, options: argparse.Namespac
             parser.error(f"{flag} needs --manifest")
 
 
-def _model_arguments(parser: argparse.ArgumentParser) -> None:
+def model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The weighted matrix factorization's settings (`wmf` adds ``--seed``)."""
     parser.add_argument("--factors", type=int, default=64)
     parser.add_argument("--regularization", type=float, default=0.1)
     parser.add_argument("--alpha", type=float, default=20.0, help="confidence c = 1 + alpha * plays")
     parser.add_argument("--iterations", type=int, default=15)
     parser.add_argument("--scaling", choices=("linear", "log"), default="linear")
-    parser.add_argument("--seed", type=int, default=0, help="of the initial factors and of the cold items' draw")
 
 
 def _fit(options: argparse.Namespace, model: WMF) -> int:
@@ -189,7 +195,9 @@ def _fit(options: argparse.Namespace, model: WMF) -> int:
     return 0
 
 
-def _coldstart(options: argparse.Namespace, model: WMF) -> int:
+def coldstart(options: argparse.Namespace) -> int:
+    """The ``coldstart`` command on parsed options: the split, its factors and the baselines in ``options.out``."""
+    model = wmf(options)
     manifest = None if options.manifest is None else _read_manifest(options)
     item_col = options.manifest_item_col or _columns(options)["item_col"]
     plays = _load_plays(options, item_ids=None if manifest is None else manifest[item_col])

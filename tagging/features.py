@@ -178,24 +178,34 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--tagger", help="a save_pretrained AudioTagger directory (no audio features without)")
     parser.add_argument("--out", required=True)
+    encoder_arguments(parser)
+    run(parser.parse_args(argv))
+
+
+def encoder_arguments(parser: argparse.ArgumentParser) -> None:
+    """The frozen lyrics and cover encoders, and the device they run on."""
     parser.add_argument("--lyrics-model", default=None, help="local transformer directory (default: MiniLM)")
-    parser.add_argument("--no-lyrics", action="store_true")
+    parser.add_argument("--no-lyrics", action="store_true", help="no lyrics features")
     parser.add_argument("--cover-arch", default="efficientnet_lite0")
     parser.add_argument("--cover-weights", default=None, help="local state dict; default: packaged ImageNet")
-    parser.add_argument("--no-cover", action="store_true")
+    parser.add_argument("--no-cover", action="store_true", help="no cover features")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args(argv)
+
+
+def run(options: argparse.Namespace) -> None:
+    """Extract and save the features of ``options.manifest`` into ``options.out`` (`encoder_arguments`,
+    ``options.tagger``)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    tagger = AudioTagger.from_pretrained(args.tagger) if args.tagger else None
-    lyrics = None if args.no_lyrics else LyricsEncoder(args.lyrics_model)
+    tagger = AudioTagger.from_pretrained(options.tagger) if options.tagger else None
+    lyrics = None if options.no_lyrics else LyricsEncoder(options.lyrics_model)
     cover = None
-    if not args.no_cover:
-        packaged = args.cover_weights is None and args.cover_arch == "efficientnet_lite0"
-        cover = CoverEncoder(args.cover_arch, weights=args.cover_weights, pretrained=packaged)
-    features = extract_features(args.manifest, tagger, lyrics, cover, device=args.device)
-    features.save(args.out)
+    if not options.no_cover:
+        packaged = options.cover_weights is None and options.cover_arch == "efficientnet_lite0"
+        cover = CoverEncoder(options.cover_arch, weights=options.cover_weights, pretrained=packaged)
+    features = extract_features(options.manifest, tagger, lyrics, cover, device=options.device)
+    features.save(options.out)
     counts = ", ".join(f"{m} {int(p.sum())}" for m, p in features.present.items())
-    print(f"{args.out}: {len(features)} tracks ({counts} with each modality)")
+    print(f"{options.out}: {len(features)} tracks ({counts} with each modality)")
 
 
 if __name__ == "__main__":

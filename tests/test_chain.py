@@ -44,7 +44,7 @@ def test_one_command_runs_the_chain_on_a_catalog_of_other_names_and_resumes(othe
     args = ["chain", "--manifest", str(other_catalog / "manifest.csv"), "--plays", str(other_catalog / "listens.csv"),
             "--user-col", "listener", "--item-col", "song", "--count-col", "count", "--cold-fraction", "0.3",
             "--tagger-config", "configs/tagger_test.yaml", "--tagger-max-epochs", "1", "--no-lyrics", "--no-cover",
-            "--genome", "traits", "levels", "--skip-audio", "--fusion-max-epochs", "2", "--resamples", "20",
+            "--genome", "traits", "levels", "--skip-audio", "--set", "trainer.max_epochs=2", "--resamples", "20",
             "--out", str(out)]
     assert main(args) == 0
     table = (out / "fusion" / "table.md").read_text()
@@ -65,6 +65,15 @@ def test_one_command_runs_the_chain_on_a_catalog_of_other_names_and_resumes(othe
     capfd.readouterr()
     assert main(args) == 0  # everything is there: every stage is skipped
     assert capfd.readouterr().out.count(": done (") == 5
+
+    # A stage that fails is named with the command that runs it alone; the stages before it stay done.
+    (out / "features.npz").unlink()
+    broken = [a for a in args if a != "--no-lyrics"] + ["--lyrics-model", str(tmp_path / "no-model")]
+    assert main(broken) == 1
+    captured = capfd.readouterr()
+    assert captured.out.count(": done (") == 3
+    assert "the features stage failed" in captured.err and "runs alone as python -m tagging.features" in captured.err
+    assert "no-model" in captured.err
 
 
 def test_the_chain_names_a_missing_file_in_one_line(other_catalog, tmp_path, capsys):
