@@ -167,11 +167,7 @@ class ColdStartPipeline:
 
     def _neighbours(self, factors: np.ndarray) -> dict:
         users, scores = topk(factors[None], self.recommender.user_factors, self.config["n_users"])
-        norms = self.recommender.item_norms
-        inverse = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-        unit = factors / max(float(np.linalg.norm(factors)), 1e-12)
-        tracks, similarity = topk(unit[None], self.recommender.item_factors, self.config["n_tracks"],
-                                  item_scale=inverse)
+        tracks, similarity = self.recommender.similar_to(factors, self.config["n_tracks"])
         return {
             "users": [{"user_id": uid, "score": s} for uid, s in
                       zip(self.recommender.user_ids[users[0]].tolist(), scores[0].tolist(), strict=True)],

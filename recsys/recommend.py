@@ -293,25 +293,34 @@ class Recommender:
 
         The item itself is among the candidates (cosine 1), as in implicit.
         """
-        scalar = np.ndim(itemid) == 0
         query = np.atleast_1d(np.asarray(itemid))
         if query.size and (query.min() < 0 or query.max() >= self.n_items):
             raise IndexError(f"item index out of range [0, {self.n_items}): {itemid}")
+        ids, scores = self.similar_to(self.item_factors[query], N, items)
+        return _unbatch(ids, scores) if np.ndim(itemid) == 0 else (ids, scores)
+
+    def similar_to(self, factors: np.ndarray, N: int = 10, items: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """The N items of highest cosine similarity to each row of ``factors`` ``(queries, f)``, vectors in this
+        model's latent space that need not be its items' (a new track's predicted factors): ``(ids, scores)``,
+        each ``(queries, N)``, best first. A zero vector has no direction: its cosine with anything is 0."""
+        factors = np.atleast_2d(np.asarray(factors, dtype=np.float32))
+        if factors.shape[1] != self.item_factors.shape[1]:
+            raise ValueError(f"factors must have {self.item_factors.shape[1]} columns, got {factors.shape[1]}")
         norms = self.item_norms
-        # A zero vector has no direction: its cosine with anything is taken as 0.
         inverse = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
         candidates, scale = self.item_factors, inverse
         if items is not None:
             items = self._check_items(items)
             candidates, scale = candidates[items], inverse[items]
-        queries = self.item_factors[query] * inverse[query, None]
+        lengths = np.linalg.norm(factors, axis=1, keepdims=True)
+        queries = np.divide(factors, lengths, out=np.zeros_like(factors), where=lengths > 0)
         ids, scores = topk(
             queries, candidates, N, item_scale=scale, chunk_size=self.chunk_size, user_batch=self.user_batch
         )
         if items is not None:
             ids = np.where(ids >= 0, items[ids], -1)
-        ids = ids.astype(np.int32)
-        return _unbatch(ids, scores) if scalar else (ids, scores)
+        return ids.astype(np.int32), scores
 
     def add_items(self, item_ids, factors: np.ndarray) -> np.ndarray:
         """Append new items with given factors (e.g. predicted from content); returns their indices.

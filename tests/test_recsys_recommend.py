@@ -110,6 +110,18 @@ def test_similar_items_is_cosine():
     assert ids.tolist() == [[1, 2], [2, 1]]
 
 
+def test_similar_to_ranks_any_vector_by_cosine():
+    """A new track's predicted factors are in no model: the items nearest in angle, whatever its length."""
+    factors = np.array([[1, 0], [10, 1], [0, 1], [-1, 0], [0, 0]], dtype=np.float32)
+    rec = Recommender(np.ones((1, 2)), factors)
+    ids, scores = rec.similar_to(np.array([[3.0, 3.0], [0.0, 0.0]]), N=3)
+    assert ids[0].tolist() == [1, 0, 2]  # items 0 and 2 tie at 45 degrees: the lower index first
+    np.testing.assert_allclose(scores[0], [11 / np.sqrt(2 * 101), 1 / np.sqrt(2), 1 / np.sqrt(2)], atol=1e-6)
+    np.testing.assert_allclose(scores[1], 0, atol=0)  # a zero query has no direction
+    with pytest.raises(ValueError, match="2 columns"):
+        rec.similar_to(np.ones((1, 3)))
+
+
 def test_add_items_makes_a_new_item_recommendable(board):
     plays, model = board
     rec = Recommender(model.user_factors, model.item_factors, item_ids=np.array([f"t{i}" for i in range(20)]))
