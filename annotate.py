@@ -51,6 +51,7 @@ from tagging.annotation import (
     read_annotations,
     record_schema,
 )
+from tagging.pretrained import resolve_model
 
 ANNOTATORS = {"AudioTagger": "tagging.annotation:AudioAnnotator",
               "MultimodalTagger": "tagging.annotation:MultimodalAnnotator",
@@ -195,7 +196,7 @@ def _device(name: str) -> str:
 
 def _load(directory: Path, device: str, allow_outside: bool):
     try:
-        return load_annotator(directory, ANNOTATORS, device, allow_outside)
+        return load_annotator(resolve_model(directory), ANNOTATORS, device, allow_outside)
     except (OSError, ValueError, RuntimeError) as error:  # ProvenanceError is a ValueError
         raise UsageError(f"--model {directory}: cannot be used ({error})") from None
 

@@ -29,7 +29,7 @@ SEED = 24
 MODELS = ("MTT_musicnn", "MTT_vgg", "MSD_musicnn", "MSD_vgg")
 
 
-def test_signal(seconds: float = SECONDS, seed: int = SEED) -> np.ndarray:
+def reference_signal(seconds: float = SECONDS, seed: int = SEED) -> np.ndarray:
     """A deterministic clip at 16 kHz, float32 in [-1, 1]: a bass line and decaying chords of harmonic
     tones, a noise snare and a kick on a 120 BPM grid, and a little hiss, so that every band has energy."""
     rng = np.random.default_rng(seed)
@@ -67,7 +67,7 @@ def main() -> None:
     from musicnn import extractor
 
     librosa.feature.melspectrogram = functools.partial(librosa.feature.melspectrogram, pad_mode="reflect")
-    wave = test_signal()
+    wave = reference_signal()
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "clip.wav"
@@ -78,7 +78,7 @@ def main() -> None:
                               "track_probabilities": taggram.mean(axis=0).astype(float).tolist()}
     from importlib import metadata
     record = {
-        "what": "musicnn 0.1.0's TensorFlow graph on scripts/musicnn_reference.py's test_signal()",
+        "what": "musicnn 0.1.0's TensorFlow graph on scripts/musicnn_reference.py's reference_signal()",
         "signal": {"seconds": SECONDS, "seed": SEED, "sample_rate": SAMPLE_RATE},
         "pad_mode": "reflect",
         "versions": {"musicnn": metadata.version("musicnn"), "tensorflow": tf.__version__,

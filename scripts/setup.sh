@@ -74,6 +74,10 @@ if [ ! -f "$stamp" ]; then
     [ -x .venv/bin/uv ] || .venv/bin/python -m pip install -q uv
     echo "setup: installing the project with extras [$extras] into .venv"
     .venv/bin/uv pip install -q --python .venv/bin/python -e ".[$extras]"
+    # The pretrained musicnn checkpoints (python -m tagging.pretrained). --no-deps: the wheel pins numpy<1.17
+    # and TensorFlow, which coldtag does not need (it reads the checkpoints itself); not a pyproject dependency
+    # for the same reason.
+    .venv/bin/uv pip install -q --python .venv/bin/python --no-deps musicnn==0.1.0
     rm -f .venv/.installed-*
     touch "$stamp"
 fi

@@ -77,7 +77,7 @@ def wheel_dir() -> Path:
     """The installed ``musicnn`` package's folder; a clear error saying how to install it when it is absent."""
     spec = importlib.util.find_spec(WHEEL)
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(f"the {WHEEL} wheel is not installed; install it (without its TensorFlow and "
+        raise FileNotFoundError(f"the {WHEEL} wheel is not installed; install it (without its TensorFlow and "
                                   f"numpy<1.17 pins, which coldtag does not need) with: {INSTALL_HINT}")
     return Path(next(iter(spec.submodule_search_locations)))
 
