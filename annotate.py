@@ -154,7 +154,8 @@ def run(options: argparse.Namespace) -> int:
         _run_local(annotator, pending, records, run_number, options)
     elif options.engine == "ddp":
         from tagging.annotation_engines import annotate_ddp
-        annotate_ddp(options.model, ANNOTATORS, annotator.reader, pending, out, records.schema, run_number, options)
+        annotate_ddp(str(resolve_model(options.model)), ANNOTATORS, annotator.reader, pending, out, records.schema,
+                     run_number, options)
         if rank != 0:
             return 0
     else:

@@ -21,15 +21,17 @@ from scripts.musicnn_reference import SAMPLE_RATE, reference_signal
 from tagging import pretrained
 from tagging.annotation import read_annotations
 from tagging.audio import load_audio
+from tagging.frontend import Frontend
 from tagging.lightning import TaggerModule
 from tagging.models import AudioTagger
-from tagging.musicnn import PATCH_FRAMES
+from tagging.musicnn import PATCH_FRAMES, VGG, MusiCNN
 from tagging.pretrained import CHUNK_SAMPLES, HOP, N_FFT, NAMES, convert, resolve_model
 from tagging.tfcheckpoint import read_checkpoint
 
 REFERENCE = json.loads((Path(__file__).parent / "reference" / "musicnn_reference.json").read_text())
 # See test_the_port_gives_the_tensorflow_models_probabilities for where this bound comes from.
 PROBABILITY_BOUND = 2e-4
+REFERENCE_VOCAB = {"groups": {"genre": {"type": "multilabel", "labels": ["rock", "pop"]}}}
 
 
 @pytest.fixture(autouse=True)
@@ -103,6 +105,35 @@ def test_the_port_gives_the_tensorflow_models_probabilities(checkpoint):
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=PROBABILITY_BOUND)
     np.testing.assert_allclose(_in_wheel_order(model, track, reference["labels"])[0],
                                reference["track_probabilities"], rtol=0, atol=PROBABILITY_BOUND)
+
+
+def test_a_chunk_with_a_windows_context_gives_the_whole_tracks_frames():
+    """What lets a package cut tracks into independent chunks and still see the wheel's spectrogram: the
+    uncentred frames of 48128 samples starting 256 samples before frame 187i are frames 187i..187i+186 of the
+    centred (reflect-padded) whole track. Equal within 5e-4: float32 round-off may put a power on the other
+    side of a float16 rounding boundary, which moves that bin by at most log10(1 + 2**-10) = 4.2e-4."""
+    wave = torch.from_numpy(reference_signal())[:6 * SAMPLE_RATE]
+    centred, chunked = Frontend(compression="logC"), Frontend(compression="logC", center=False)
+    whole = centred(wave.unsqueeze(0))[0]  # (96, 376)
+    patches = _wheel_patches(wave)
+    assert patches.shape == (2, CHUNK_SAMPLES) and chunked.n_frames(CHUNK_SAMPLES) == PATCH_FRAMES
+    for index, patch in enumerate(patches):
+        part = chunked(patch.unsqueeze(0))[0]
+        assert part.shape == (96, PATCH_FRAMES)
+        np.testing.assert_allclose(part, whole[:, index * PATCH_FRAMES:(index + 1) * PATCH_FRAMES], rtol=0,
+                                   atol=5e-4)
+    quiet = centred(torch.zeros(1, 4000))
+    assert quiet.abs().max() == 0  # log10(1 + 0): silence is 0, not a floor in dB
+
+
+def test_musicnn_takes_any_length_and_vgg_only_its_patch():
+    spec = torch.rand(2, 96, 100)
+    assert MusiCNN().eval()(spec).shape == (2, 200)
+    with pytest.raises(ValueError, match="takes 187-frame patches, got 100 frames"):
+        VGG()(spec)
+    assert VGG().eval()(torch.rand(2, 96, PATCH_FRAMES)).shape == (2, 256)
+    with pytest.raises(ValueError, match="rhythm, harmony, band_stats and pooling do not apply"):
+        AudioTagger(REFERENCE_VOCAB, backbone="musicnn", n_mels=96, rhythm=True)
 
 
 def test_a_name_resolves_to_a_package_converted_once_that_says_where_it_came_from(tmp_path):
