@@ -283,7 +283,8 @@ def test_train_py_fine_tunes_the_named_package_with_the_shipped_config(tiny_cata
            f"--data.init_args.manifest={tiny_catalog / 'manifest.parquet'}",
            f"--data.init_args.vocab={tiny_catalog / 'vocab.json'}", "--trainer.fast_dev_run=true",
            f"--model.init_args.freeze_backbone={str(probe).lower()}", f"--model.init_args.export_dir={export}",
-           f"--model.init_args.tables_dir={tmp_path}", f"--trainer.default_root_dir={tmp_path}"])
+           f"--model.init_args.tables_dir={tmp_path}", f"--trainer.default_root_dir={tmp_path}",
+           "--trainer.logger=false", "--trainer.callbacks=[]"])  # the config's write under runs/
     start = AudioTagger.from_pretrained(resolve_model("musicnn-mtt")).state_dict()
     tuned = AudioTagger.from_pretrained(export)
     assert tuned.labels.to_dict() == json.loads((tiny_catalog / "vocab.json").read_text())
