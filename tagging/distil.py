@@ -72,6 +72,9 @@ def distil(teacher: str | Path, audio: str | Path, out: str | Path, student: dic
     rate and chunk length are the teacher's. Returns the student, in eval mode."""
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+    clash = sorted(set(student or {}) & {"vocab", "sample_rate", "chunk_seconds", "eval_chunks"})
+    if clash:
+        raise ValueError(f"student: {clash} are the teacher's, not the student's to set")
     teacher_path = resolve_model(teacher)
     teacher_model = AudioTagger.from_pretrained(teacher_path)
     items = teacher_targets(teacher_model, audio_files(audio))
@@ -80,9 +83,6 @@ def distil(teacher: str | Path, audio: str | Path, out: str | Path, student: dic
     fixed = {"vocab": teacher_model.config["vocab"], "sample_rate": teacher_model.sample_rate,
              "chunk_seconds": teacher_model.chunk_samples / teacher_model.sample_rate,
              "eval_chunks": teacher_model.eval_chunks}
-    clash = sorted(set(student or {}) & set(fixed))
-    if clash:
-        raise ValueError(f"student: {clash} are the teacher's, not the student's to set")
     pl.seed_everything(seed, verbose=False)
     model = AudioTagger(**fixed, **(student or {}))
     trainer = pl.Trainer(max_epochs=epochs, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,

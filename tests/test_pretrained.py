@@ -296,3 +296,28 @@ def test_train_py_fine_tunes_the_named_package_with_the_shipped_config(tiny_cata
     inputs = read_package(export)["inputs"]
     assert inputs["pretrained"]["sha256"] == read_package(resolve_model("musicnn-mtt"))["sha256"]
     assert inputs["converted_from"]["wheel"] == "musicnn==0.1.0"
+
+
+def test_the_converter_command_writes_a_package_and_names_what_it_refuses(tmp_path, capsys):
+    pretrained.main(["musicnn", "--checkpoint", "MSD_vgg", "--out", str(tmp_path / "msd-vgg")])
+    written = json.loads(capsys.readouterr().out)
+    model = AudioTagger.from_pretrained(tmp_path / "msd-vgg")
+    assert written["sha256"] == model.package["sha256"]
+    assert model.config["backbone"] == "vgg" and "era" in model.labels.groups
+    assert model.package["inputs"]["converted_from"]["checkpoint"] == "MSD_vgg"
+    with pytest.raises(SystemExit):
+        pretrained.main(["musicnn", "--checkpoint", "MSD_big", "--out", str(tmp_path / "x")])
+    assert "invalid choice: 'MSD_big'" in capsys.readouterr().err
+
+
+def test_distillation_names_a_folder_it_cannot_learn_from(tmp_path):
+    from tagging.distil import distil
+
+    with pytest.raises(ValueError, match=r"--audio .*nowhere: not a folder"):
+        distil("vgg-mtt", tmp_path / "nowhere", tmp_path / "student")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "a.wav").write_bytes(b"not audio")
+    with pytest.raises(ValueError, match=r"--audio .*broken: no file could be read"):
+        distil("vgg-mtt", tmp_path / "broken", tmp_path / "student")
+    with pytest.raises(ValueError, match=r"\['sample_rate'\] are the teacher's"):
+        distil("vgg-mtt", tmp_path / "broken", tmp_path / "student", {"sample_rate": 8000})
