@@ -16,8 +16,11 @@ export WANDB_SILENT := true
 .PHONY: demo test setup setup-bench
 
 # "realistic": FluidSynth and a General MIDI soundfont, which the realistic toy catalog and its tests need.
+# The named pretrained models (--model musicnn-mtt, ...) are converted from the musicnn wheel into
+# $$COLDTAG_HOME/models (default ~/.cache/coldtag/models) once; about a second.
 setup:
 	@bash scripts/setup.sh dev,cluster realistic
+	@$(PY) -m tagging.pretrained cache >/dev/null
 
 setup-bench:
 	@bash scripts/setup.sh dev,cluster,bench realistic

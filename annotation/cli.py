@@ -42,6 +42,7 @@ from annotation.inputs import InputError, list_inputs
 from annotation.reader import input_key, log_to
 from annotation.records import JSONL_FILE, LOG_FILE, SUMMARY_FILE, Records, read_annotations, record_schema
 from coldtag.storage import write_json
+from tagging.pretrained import resolve_model
 
 ENGINES = ("local", "ddp", "ray")
 log = logging.getLogger("coldtag.annotate")
@@ -126,6 +127,11 @@ def _guarded(options: argparse.Namespace) -> int:
 
 def run(options: argparse.Namespace) -> int:
     _check_arguments(options)
+    # A pretrained model's name (musicnn-mtt, ...) is its converted package from here on, for every engine.
+    try:
+        options.model = str(resolve_model(options.model))
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--model {options.model}: {error}") from None
     out = Path(options.out)
     # Lightning's ddp launcher re-runs this command with the process's place in these variables.
     rank = int(os.environ.get("RANK", int(os.environ.get("NODE_RANK", 0)) * options.devices

@@ -51,6 +51,7 @@ from annotation.inputs import list_inputs
 from annotation.reader import ReadItem, decoding_loader
 from annotation.records import Records, record_schema
 from tagging.audio import AUDIO_SUFFIXES, audio_info
+from tagging.pretrained import resolve_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,7 +65,8 @@ TARGET_MEMORY_RATIO = 1.25
 
 def main(args: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="runs/demo/tagger/model", help="a packaged AudioTagger (make demo)")
+    parser.add_argument("--model", default="runs/demo/tagger/model",
+                        help="a packaged AudioTagger (make demo) or a pretrained name (musicnn-mtt, vgg-mtt, ...)")
     parser.add_argument("--tracks", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each track")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[4, 16])
@@ -77,7 +79,7 @@ def main(args: list[str] | None = None) -> None:
     parser.add_argument("--no-install", action="store_true", help="never apt-get install the Debian music")
     parser.add_argument("--demo-audio", default=str(DEMO_AUDIO), help="fallback source of real audio")
     options = parser.parse_args(args)
-    model = Path(options.model)
+    model = resolve_model(options.model)
     if not (model / "package.json").is_file():
         parser.error(f"--model {model}: no packaged model there (make demo writes runs/demo/tagger/model)")
     if shutil.which("ffmpeg") is None:

@@ -77,3 +77,13 @@ if [ ! -f "$stamp" ]; then
     rm -f .venv/.installed-*
     touch "$stamp"
 fi
+
+# The pretrained musicnn checkpoints (python -m tagging.pretrained), checked apart from the stamp so that an
+# existing .venv gets them too. --no-deps: the wheel pins numpy<1.17 and TensorFlow, which coldtag does not need
+# (it reads the checkpoints itself); not a pyproject dependency for the same reason.
+if ! .venv/bin/python -c 'import sys; from importlib.metadata import version; sys.exit(version("musicnn") != "0.1.0")' \
+    2>/dev/null; then
+    [ -x .venv/bin/uv ] || .venv/bin/python -m pip install -q uv
+    echo "setup: installing the musicnn 0.1.0 wheel (pretrained checkpoints, 29 MB) without its dependencies"
+    .venv/bin/uv pip install -q --python .venv/bin/python --no-deps musicnn==0.1.0
+fi

@@ -29,6 +29,12 @@ from torch import nn
 
 KINDS = ("mel", "cqt", "chroma")
 BACKENDS = ("auto", "torchaudio", "nnaudio")
+COMPRESSIONS = ("db", "logC")
+# logC: log10(1 + LOGC_GAIN * power), the musicnn models' input (Pons & Serra 2019); the power is rounded
+# to float16 first, as the wheel's extractor does and as their training spectrograms were stored, and held
+# below float16's largest value so that out-of-range audio cannot make it infinite.
+LOGC_GAIN = 10000.0
+FLOAT16_MAX = 65504.0
 # The lowest CQT bin when f_min is left at 0 Hz, where a constant-Q filter cannot sit: C1, librosa's default.
 CQT_DEFAULT_F_MIN = 32.70
 # The pitch range a chroma folds when f_min and f_max are left open: A1 (55 Hz, below it one FFT bin of a
@@ -49,7 +55,12 @@ class Frontend(nn.Module):
     and ignores ``n_fft`` and ``n_mels``; ``kind="chroma"`` gives the 12 pitch classes (C first) of the
     STFT's bins between ``f_min`` and ``f_max`` (0 and None mean 55 Hz and 4 kHz), each bin shared between
     its two nearest pitch classes by its distance in semitones from A = 440 Hz. Frames are centred: frame
-    ``i`` is centred on sample ``i * hop_length``.
+    ``i`` is centred on sample ``i * hop_length``; with ``center=False`` (mel only) frame ``i`` starts there,
+    so every frame is computed from the input's own samples (no padding) and a chunk cut with ``n_fft - hop``
+    samples of context gives exactly the frames of the whole track.
+
+    ``compression="logC"`` gives ``log10(1 + 10000 * power)`` instead of decibels, with the power rounded to
+    float16 first: the input of the pretrained musicnn models (`tagging.musicnn`), as their wheel computes it.
 
     ``backend="auto"`` resolves at construction to the faster backend as measured by
     ``benchmarks/frontend.py``: torchaudio for mel on CPU; for CUDA the same choice, unmeasured (no GPU
@@ -69,6 +80,8 @@ class Frontend(nn.Module):
         backend: str = "auto",
         n_bins: int = 84,
         bins_per_octave: int = 12,
+        compression: str = "db",
+        center: bool = True,
     ):
         super().__init__()
         for name, value in [
@@ -85,6 +98,10 @@ class Frontend(nn.Module):
             raise ValueError(f"Frontend: kind must be one of {KINDS}, got {kind!r}")
         if backend not in BACKENDS:
             raise ValueError(f"Frontend: backend must be one of {BACKENDS}, got {backend!r}")
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"Frontend: compression must be one of {COMPRESSIONS}, got {compression!r}")
+        if not center and kind != "mel":
+            raise ValueError(f"Frontend: center=False is for kind='mel' only, got kind={kind!r}")
         if kind == "chroma":
             if backend == "nnaudio":
                 raise ValueError(
@@ -117,6 +134,9 @@ class Frontend(nn.Module):
         self.hop_length = hop_length
         self.kind = kind
         self.backend = backend
+        self.compression = compression
+        self.center = center
+        self.n_fft = n_fft
         self.resolved_backend = "nnaudio" if kind == "cqt" or backend == "nnaudio" else "torchaudio"
         self.n_features = {"mel": n_mels, "cqt": n_bins, "chroma": 12}[kind]
         if kind == "cqt":
@@ -147,12 +167,12 @@ class Frontend(nn.Module):
                 n_mels=n_mels,
                 window_fn=torch.hann_window,
                 power=None,  # the complex STFT; _log_spectrum forms the power (see there)
-                center=True,
+                center=center,
                 pad_mode="reflect",
                 norm="slaney",
                 mel_scale="slaney",
             )
-            self.min_samples = n_fft // 2 + 1
+            self.min_samples = n_fft // 2 + 1 if center else n_fft
         else:
             self.transform = NnAudioMelSpectrogram(
                 sr=sample_rate,
@@ -160,7 +180,7 @@ class Frontend(nn.Module):
                 n_mels=n_mels,
                 hop_length=hop_length,
                 window="hann",
-                center=True,
+                center=center,
                 pad_mode="reflect",
                 power=2.0,
                 htk=False,
@@ -169,7 +189,7 @@ class Frontend(nn.Module):
                 norm=1,
                 verbose=False,
             )
-            self.min_samples = n_fft // 2 + 1
+            self.min_samples = n_fft // 2 + 1 if center else n_fft
         # Windows and filterbanks follow the module across devices but stay out of the state_dict.
         for module in self.transform.modules():
             for name, buffer in list(module.named_buffers(recurse=False)):
@@ -177,6 +197,8 @@ class Frontend(nn.Module):
 
     def n_frames(self, n_samples: int) -> int:
         """Frames of the output for an input of ``n_samples`` samples."""
+        if not self.center:
+            return (n_samples - self.n_fft) // self.hop_length + 1
         return n_samples // self.hop_length + 1
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
@@ -204,6 +226,8 @@ class Frontend(nn.Module):
             spectrum = self.transform(wave).square()  # nnAudio's CQT gives magnitudes
         else:
             spectrum = self.transform(wave)
+        if self.compression == "logC":
+            return torch.log10(1.0 + LOGC_GAIN * spectrum.clamp(0.0, FLOAT16_MAX).half().float())
         return 10.0 * torch.log10(spectrum.clamp_min(POWER_FLOOR))
 
     def _apply(self, fn, recurse=True):

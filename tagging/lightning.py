@@ -25,6 +25,7 @@ from tagging.labels import MULTILABEL
 from tagging.metrics import GradedScores, MultilabelScores
 from tagging.models import AudioTagger, TaggerBase
 from tagging.multimodal import MultimodalTagger
+from tagging.pretrained import resolve_model
 
 # Not hyperparameters: where a run writes. LightningCLI puts a checkpoint's hyperparameters over the
 # command line's (``test --ckpt_path``), which would send a test's tables to the training run's folder.
@@ -374,7 +375,7 @@ def _start_from(pretrained: str, model: AudioTagger) -> AudioTagger:
     """The package ``pretrained`` on ``model``'s vocabulary and training settings, once ``model`` is found to
     describe the package's network (else a ``ValueError`` naming what differs)."""
     settings = {key: model.config[key] for key in AudioTagger.TRAINING_SETTINGS}
-    network = AudioTagger.from_pretrained(pretrained, vocab=model.config["vocab"], **settings)
+    network = AudioTagger.from_pretrained(resolve_model(pretrained), vocab=model.config["vocab"], **settings)
     differ = {key: (value, network.config[key]) for key, value in model.config.items()
               if key != "vocab" and network.config[key] != value}
     if differ:

@@ -24,6 +24,7 @@ from torch.nn.utils.rnn import pad_sequence
 from coldtag.storage import carried_inputs, read_package, reference, save_model
 from tagging.frontend import Frontend
 from tagging.labels import MULTILABEL, LabelSpace
+from tagging.musicnn import VGG, MusiCNN
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -349,7 +350,7 @@ class TinyCNN(_Branched):
         return self.project(self._pool_and_join(x, spec, chroma))
 
 
-BACKBONES = {"short_chunk_resnet": ShortChunkResNet, "tiny": TinyCNN}
+BACKBONES = {"short_chunk_resnet": ShortChunkResNet, "tiny": TinyCNN, "musicnn": MusiCNN, "vgg": VGG}
 
 
 def chunk_starts(n_samples: int, chunk: int, max_chunks: int | None = None) -> list[int]:
@@ -521,7 +522,9 @@ class AudioTagger(TaggerBase):
     the share of training clips whose CNN vector that branch hides (0.3 was chosen on the demo's validation split).
     ``harmony=True`` adds its `HarmonicBranch` (key and mode cues) on a chroma of half-second STFT frames,
     from the same `Frontend`; ``pooling`` (None: the backbone's default) and ``band_stats`` are the backbone's
-    (`ShortChunkResNet`).
+    (`ShortChunkResNet`). ``log_compression`` and ``frontend_center`` are the `Frontend`'s ``compression`` and
+    ``center``: the ``musicnn`` and ``vgg`` backbones (`tagging.musicnn`, converted by `tagging.pretrained`)
+    take ``"logC"`` on uncentred frames, 96 bands, chunks of 48128 samples (187 frames).
     """
 
     # What the weights do not depend on: a fine-tune (`from_pretrained` overrides) may set these anew.
@@ -530,7 +533,7 @@ class AudioTagger(TaggerBase):
     def __init__(
         self,
         vocab: dict,
-        backbone: Literal["short_chunk_resnet", "tiny"] = "short_chunk_resnet",
+        backbone: Literal["short_chunk_resnet", "tiny", "musicnn", "vgg"] = "short_chunk_resnet",
         width: int = 128,
         embedding_dim: int = 512,
         dropout: float = 0.5,
@@ -546,6 +549,8 @@ class AudioTagger(TaggerBase):
         pooling: Literal["max", "mean_max"] | None = None,
         harmony: bool = False,
         band_stats: bool = False,
+        log_compression: Literal["db", "logC"] = "db",
+        frontend_center: bool = True,
     ):
         super().__init__()
         if backbone not in BACKBONES:
@@ -559,13 +564,14 @@ class AudioTagger(TaggerBase):
             "dropout": dropout, "sample_rate": sample_rate, "n_fft": n_fft, "hop_length": hop_length,
             "n_mels": n_mels, "frontend_backend": frontend_backend, "chunk_seconds": chunk_seconds,
             "eval_chunks": eval_chunks, "rhythm": rhythm, "timbre_dropout": timbre_dropout, "pooling": pooling,
-            "harmony": harmony, "band_stats": band_stats,
+            "harmony": harmony, "band_stats": band_stats, "log_compression": log_compression,
+            "frontend_center": frontend_center,
         }
         self.sample_rate = sample_rate
         self.chunk_samples = round(chunk_seconds * sample_rate)
         self.eval_chunks = eval_chunks
         self.frontend = Frontend(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
-                                 backend=frontend_backend)
+                                 backend=frontend_backend, compression=log_compression, center=frontend_center)
         # Half-second frames (the power of two nearest): a semitone at 110 Hz is 6.5 Hz, two FFT bins.
         chroma_fft = 2 ** round(math.log2(0.5 * sample_rate))
         self.chroma = Frontend(sample_rate=sample_rate, n_fft=chroma_fft, hop_length=chroma_fft // 4, kind="chroma") \

@@ -152,7 +152,7 @@ def test_annotate_applies_thresholds_and_returns_units():
 
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="backbone must be one of"):
-        make_model(backbone="vgg")
+        make_model(backbone="vgg16")
     with pytest.raises(ValueError, match="chunk_seconds must be > 0"):
         make_model(chunk_seconds=0)
     with pytest.raises(FileNotFoundError, match="not a saved AudioTagger"):
