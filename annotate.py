@@ -104,7 +104,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="coldtag")
     commands = parser.add_subparsers(dest="command", required=True)
     build_parser(commands.add_parser("annotate", help="annotate a folder, manifest or glob of audio files"))
-    sys.exit(_guarded(parser.parse_args()))
+    commands.add_parser("review", add_help=False, prefix_chars="\0",
+                        help="review and correct a run's tags in a browser; export the corrections (coldtag review "
+                             "--help)").add_argument("args", nargs=argparse.REMAINDER)
+    options = parser.parse_args()
+    if options.command == "review":
+        from review.cli import cli_main as review
+
+        sys.exit(review(options.args))
+    sys.exit(_guarded(options))
 
 
 def _guarded(options: argparse.Namespace) -> int:
