@@ -18,10 +18,10 @@ export WANDB_SILENT := true
 
 # "realistic": FluidSynth and a General MIDI soundfont, which the realistic toy catalog and its tests need.
 setup:
-	@bash scripts/setup.sh dev,cluster realistic
+	@bash scripts/setup.sh dev,cluster,review realistic
 
 setup-bench:
-	@bash scripts/setup.sh dev,cluster,bench realistic
+	@bash scripts/setup.sh dev,cluster,review,bench realistic
 
 test: setup
 	.venv/bin/ruff check .
