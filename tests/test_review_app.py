@@ -4,8 +4,9 @@ the command's one-line refusals of a run it cannot use."""
 
 import pytest
 from fastapi.testclient import TestClient
-from review_runs import FAILED, TRACKS, make_package, write_run
+from review_runs import FAILED, TRACKS, make_package, write_run, write_tone
 
+from annotate import cli_main as annotate
 from review.app import create_app
 from review.cli import cli_main
 from review.run import Run
@@ -180,3 +181,27 @@ def test_records_of_another_model_are_refused(package, run, tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert error == (f"coldtag review: error: {run.out}: the records' 'genre' labels ['rock', 'jazz', 'folk'] are not "
                      f"the model's ['a', 'b', 'c']; were they made by another model than {tmp_path / 'other'}?")
+
+
+def test_a_real_annotate_run_is_reviewed(package, tmp_path):
+    for k in range(3):
+        write_tone(tmp_path / "uploads" / f"tone{k}.wav", pitch=300 + 100 * k)
+    (tmp_path / "uploads" / "broken.mp3").write_text("not audio")
+    assert annotate([str(tmp_path / "uploads"), "--model", str(package), "--out", str(tmp_path / "out"),
+                     "--workers", "0", "--no-progress"]) == 0
+    run = Run(tmp_path / "out", package)
+    with TestClient(create_app(run)) as client:
+        items = client.get("/api/tracks", params={"sort": "certainty"}).json()["items"]
+        assert sorted(item["id"] for item in items) == ["broken.mp3", "tone0.wav", "tone1.wav", "tone2.wav"]
+        assert items[-1]["id"] == "broken.mp3" and items[-1]["error"]["type"] == "AudioDecodeError"
+        assert [item["certainty"] for item in items[:3]] == sorted(item["certainty"] for item in items[:3])
+        queue = client.get("/api/queue").json()
+        assert sorted(item["id"] for item in queue["items"]) == ["tone0.wav", "tone1.wav", "tone2.wav"]
+        track = client.get("/api/track", params={"id": "tone1.wav"}).json()
+        genre = track["groups"][0]["labels"]
+        assert [item["label"] for item in genre] == ["rock", "jazz", "folk"]
+        assert [item["decided"] for item in genre] == [item["probability"] >= 0.5 for item in genre]
+        assert client.get("/audio", params={"id": "tone1.wav"}).content[:4] == b"RIFF"
+        assert client.post("/api/corrections", json={"track_id": "tone1.wav", "group": "graded", "tag": "tempo",
+                                                      "action": "set", "value": 100, "who": "ana"}).status_code == 201
+    assert Store(tmp_path / "out" / "review.sqlite", run.ids, run.labels).count() == 1
