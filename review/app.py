@@ -7,6 +7,7 @@
     GET  /api/track?id=ID           a record with its corrections, lyrics and queue reason
     GET  /api/queue?limit=N         review next: unreviewed tracks, least certain or most disagreeing first
     GET  /api/stats                 corrections per tag, and per-tag precision against threshold
+    GET  /api/verify?tag=G/L&n=N    verify a sample: N random tracks given the tag, their precision and interval
     POST /api/corrections           {track_id, group, tag, action, value, who}; 400 with the reason if refused
     POST /api/undo                  {who, track_id?}: retract that reviewer's latest correction
     GET  /audio?id=ID, /cover?id=ID the files themselves (HTTP range requests, so the player can seek)
@@ -28,6 +29,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
+from review.metrics import precision_curves, sample
 from review.run import Run
 from review.store import DB_FILE, Store
 from tagging.labels import MULTILABEL
@@ -196,6 +198,11 @@ def create_app(run: Run, store: Store | None = None, who: str = "reviewer") -> F
         return {"counts": store.counts_per_tag(), "precision": precision_curves(run, store),
                 "corrections": store.count(), "tracks": len(run.ids), "reviewed": len(store.reviewed_tracks())}
 
+    @app.get("/api/verify")
+    def verify(tag: str, n: int = Query(20, ge=1, le=MAX_PER_PAGE)):
+        group, label = _tag(run, tag)
+        return sample(run, store, group, label, n)
+
     @app.post("/api/corrections", status_code=201)
     def correct(body: CorrectionIn):
         try:
@@ -239,35 +246,6 @@ def create_app(run: Run, store: Store | None = None, who: str = "reviewer") -> F
         return FileResponse(path)
 
     return app
-
-
-def precision_curves(run: Run, store: Store) -> dict[str, dict[str, list[dict]]]:
-    """Per tag with judgements: precision of "probability >= t" among the reviewed tracks, at each
-    probability a judged track has. A confirm of a decided tag, or an add, counts as the tag applying; a
-    remove, or a confirm of an undecided tag, as not. Reviewers choose what they look at (the queue picks
-    the unsure), so this describes the judged tracks, not the catalog; `verify a sample` is unbiased."""
-    judged: dict[tuple[str, str], list[tuple[float, bool]]] = {}
-    for (track, group, tag), row in store.effective().items():
-        if row.action not in ("confirm", "add", "remove") or track not in run:
-            continue
-        if run.labels.groups[group].type != MULTILABEL:
-            continue
-        i, j = run.index[track], run.labels.groups[group].labels.index(tag)
-        p = run.probabilities[group][i, j]
-        if math.isnan(p):
-            continue
-        truth = row.action == "add" or (row.action == "confirm" and bool(run.decided[group][i, j]))
-        judged.setdefault((group, tag), []).append((float(p), truth))
-    curves: dict[str, dict[str, list[dict]]] = {}
-    for (group, tag), pairs in judged.items():
-        pairs.sort(reverse=True)
-        points, hits = [], 0
-        for k, (p, truth) in enumerate(pairs, start=1):
-            hits += truth
-            if k == len(pairs) or pairs[k][0] != p:
-                points.append({"threshold": p, "precision": hits / k, "n": k})
-        curves.setdefault(group, {})[tag] = points
-    return curves
 
 
 def _tag(run: Run, tag: str) -> tuple[str, str]:

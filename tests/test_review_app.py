@@ -205,3 +205,19 @@ def test_a_real_annotate_run_is_reviewed(package, tmp_path):
         assert client.post("/api/corrections", json={"track_id": "tone1.wav", "group": "graded", "tag": "tempo",
                                                       "action": "set", "value": 100, "who": "ana"}).status_code == 201
     assert Store(tmp_path / "out" / "review.sqlite", run.ids, run.labels).count() == 1
+
+
+def test_verify_a_sample_gives_the_precision_of_random_tracks_with_its_interval(client):
+    first = client.get("/api/verify", params={"tag": "genre/rock", "n": 3}).json()
+    sampled = [track["id"] for track in first["tracks"]]
+    assert first["given"] == 7 and len(sampled) == 3 and first["judged"] == 0 and first["interval"] == [0, 1]
+    assert set(sampled) <= {*(f"rock{i}.wav" for i in range(5)), "odd.wav", "unsure.wav"}
+    for track, action in zip(sampled, ("confirm", "confirm", "remove"), strict=True):
+        client.post("/api/corrections", json={"track_id": track, "group": "genre", "tag": "rock", "action": action,
+                                              "who": "ana"})
+    again = client.get("/api/verify", params={"tag": "genre/rock", "n": 10}).json()
+    assert [track["id"] for track in again["tracks"]][:3] == sampled and len(again["tracks"]) == 7
+    assert [track["right"] for track in again["tracks"]] == [True, True, False, None, None, None, None]
+    assert (again["judged"], again["right"]) == (3, 2) and again["precision"] == pytest.approx(2 / 3)
+    assert again["interval"] == pytest.approx([0.2077, 0.9385], abs=1e-4)  # Wilson, 95 %, 2 of 3
+    assert client.get("/api/verify", params={"tag": "graded/tempo"}).status_code == 400

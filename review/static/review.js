@@ -106,7 +106,10 @@ async function loadStats() {
     "precision against threshold"].map((h) => element("th", {}, h))));
   for (const [group, labels] of Object.entries(stats.counts)) {
     for (const [label, counts] of Object.entries(labels)) {
-      if ("add" in counts) select.append(element("option", {value: `${group}/${label}`}, `${group}/${label}`));
+      if ("add" in counts) {
+        select.append(element("option", {value: `${group}/${label}`}, `${group}/${label}`));
+        $("#verify select[name=tag]").append(element("option", {value: `${group}/${label}`}, `${group}/${label}`));
+      }
       const points = (stats.precision[group] || {})[label];
       table.append(element("tr", {}, element("td", {}, `${group}/${label}`),
         ...["confirm", "add", "remove", "set"].map((a) => element("td", {}, a in counts ? String(counts[a]) : "")),
@@ -123,7 +126,24 @@ async function loadStats() {
   page = Number(wanted.get("page") || 1);
 }
 
+async function verifySample() {
+  const form = new FormData($("#verify"));
+  const query = new URLSearchParams({tag: form.get("tag"), n: form.get("n")});
+  let data;
+  try { data = await api(`/api/verify?${query}`); } catch (error) { return say(error.message); }
+  const [low, high] = data.interval;
+  $("#verify-result").textContent = `${data.tag}: given to ${data.given} track(s); ${data.judged} of the ` +
+    `${data.tracks.length} drawn judged, ${data.right} right` + (data.precision === null ? "" :
+    `: precision ${fmt(data.precision)} (95 % interval ${fmt(low)} to ${fmt(high)})`) +
+    ". Open each track, then confirm or remove the tag.";
+  const verdict = {true: "right", false: "wrong", null: "not judged yet"};
+  $("#verify-tracks").replaceChildren(...data.tracks.map((track) => element("li", {},
+    element("a", {href: `/track?id=${encodeURIComponent(track.id)}`}, track.id),
+    ` p = ${fmt(track.probability)}: ${verdict[track.right]}`)));
+}
+
 async function listPage() {
+  $("#verify").addEventListener("submit", (event) => { event.preventDefault(); verifySample(); });
   $("#filters").addEventListener("submit", (event) => { event.preventDefault(); page = 1; loadList(); });
   $("#prev-page").addEventListener("click", () => { page -= 1; loadList(); });
   $("#next-page").addEventListener("click", () => { page += 1; loadList(); });

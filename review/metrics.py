@@ -1,0 +1,92 @@
+"""What the corrections say about the model's tags: precision against threshold among the judged tracks, and
+an unbiased estimate of a tag's precision from a random sample of the tracks it was given ("verify a sample").
+
+Reviewers choose what they look at (the review-next queue picks the unsure), so the curve describes the
+judged tracks, not the catalog. The sample does: for each tag, the tracks the machine gave it are put in a
+random order fixed by the tag's name and the run's ids, and the first N are the sample; asking for more
+extends it, keeping the tracks already judged. Its precision is the share of judged sample tracks whose tag
+was right, with a Wilson score interval (Wilson 1927), which stays inside [0, 1] and is honest at small N.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+
+from review.run import Run
+from review.store import Store
+from tagging.labels import MULTILABEL
+
+Z95 = 1.959963984540054
+
+
+def truth(run: Run, i: int, group: str, j: int, action: str) -> bool | None:
+    """Whether a tag applies according to a correction: a confirm says the machine's decision stands, an add
+    that it applies, a remove that it does not; None for other actions."""
+    if action == "confirm":
+        return bool(run.decided[group][i, j])
+    if action in ("add", "remove"):
+        return action == "add"
+    return None
+
+
+def precision_curves(run: Run, store: Store) -> dict[str, dict[str, list[dict]]]:
+    """Per judged tag: precision of "probability >= t" among its judged tracks, at each probability one of
+    them has (highest first), with the number of judged tracks at or above it."""
+    judged: dict[tuple[str, str], list[tuple[float, bool]]] = {}
+    for (track, group, tag), row in store.effective().items():
+        if track not in run or run.labels.groups[group].type != MULTILABEL:
+            continue
+        i, j = run.index[track], run.labels.groups[group].labels.index(tag)
+        right, p = truth(run, i, group, j, row.action), run.probabilities[group][i, j]
+        if right is not None and not math.isnan(p):
+            judged.setdefault((group, tag), []).append((float(p), right))
+    curves: dict[str, dict[str, list[dict]]] = {}
+    for (group, tag), pairs in judged.items():
+        pairs.sort(reverse=True)
+        points, hits = [], 0
+        for k, (p, right) in enumerate(pairs, start=1):
+            hits += right
+            if k == len(pairs) or pairs[k][0] != p:  # tied probabilities enter together
+                points.append({"threshold": p, "precision": hits / k, "n": k})
+        curves.setdefault(group, {})[tag] = points
+    return curves
+
+
+def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion; (0, 1) without trials."""
+    if trials == 0:
+        return 0.0, 1.0
+    share = successes / trials
+    centre = (share + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z / (1 + z * z / trials) * math.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def sample(run: Run, store: Store, group: str, tag: str, n: int) -> dict:
+    """The first ``n`` tracks of the tag's fixed random order among those the machine gave it, how each was
+    judged, and the precision they give with its 95 % interval."""
+    spec = run.labels.groups.get(group)
+    if spec is None or spec.type != MULTILABEL or tag not in spec.labels:
+        raise ValueError(f"{group}/{tag} is not a tag of a tag group in the vocabulary")
+    if n < 1:
+        raise ValueError(f"the sample size must be >= 1, got {n}")
+    j = spec.labels.index(tag)
+    given = np.flatnonzero(run.decided[group][:, j] & ~run.failed)
+    seed = int.from_bytes(hashlib.sha256(f"{group}/{tag}".encode()).digest()[:8], "little")
+    order = given[np.random.default_rng(seed).permutation(len(given))] if len(given) else given
+    state = store.effective()
+    tracks, right, judged = [], 0, 0
+    for i in order[:n]:
+        track = run.ids[i]
+        row = state.get((track, group, tag))
+        verdict = None if row is None else truth(run, int(i), group, j, row.action)
+        if verdict is not None:
+            judged += 1
+            right += verdict
+        tracks.append({"id": track, "probability": float(run.probabilities[group][i, j]), "right": verdict})
+    low, high = wilson(right, judged)
+    return {"group": group, "tag": tag, "given": len(given), "tracks": tracks, "judged": judged, "right": right,
+            "precision": right / judged if judged else None, "interval": [low, high]}
