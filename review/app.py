@@ -11,6 +11,8 @@
     POST /api/corrections           {track_id, group, tag, action, value, who}; 400 with the reason if refused
     POST /api/undo                  {who, track_id?}: retract that reviewer's latest correction
     GET  /audio?id=ID, /cover?id=ID the files themselves (HTTP range requests, so the player can seek)
+    GET  /picture?id=ID             PNG: waveform over mel spectrogram (`review.listen`)
+    GET  /api/chunks?id=ID          the audio tagger's probabilities per chunk, to loop the one behind a tag
 
 Audio paths are the records' own, as ``coldtag annotate`` wrote them (relative ones from the folder the
 server runs in).
@@ -25,10 +27,11 @@ from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
+from review.listen import Listening
 from review.metrics import precision_curves, sample
 from review.run import Run
 from review.store import DB_FILE, Store
@@ -62,6 +65,7 @@ def create_app(run: Run, store: Store | None = None, who: str = "reviewer") -> F
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     page = {name: (static / name).read_text() for name in ("list.html", "track.html")}
     app.state.run, app.state.store = run, store
+    listening = Listening(run.model)
 
     def page_response(name: str, status: int = 200, message: str = "") -> HTMLResponse:
         text = page[name].replace("{{who}}", _escape(who)).replace("{{run}}", _escape(str(run.out)))
@@ -74,7 +78,7 @@ def create_app(run: Run, store: Store | None = None, who: str = "reviewer") -> F
 
     @app.exception_handler(HTTPException)
     async def _errors(request: Request, error: HTTPException):
-        if request.url.path.startswith(("/api/", "/audio", "/cover")):
+        if request.url.path.startswith(("/api/", "/audio", "/cover", "/picture")):
             return JSONResponse({"error": error.detail}, status_code=error.status_code)
         return page_response("track.html", error.status_code, str(error.detail))
 
@@ -231,11 +235,28 @@ def create_app(run: Run, store: Store | None = None, who: str = "reviewer") -> F
     @app.get("/audio")
     def audio(id: str):
         known(id)
-        path = run.audio_path(id)
-        if not path.is_file():
-            raise HTTPException(404, f"{path}: the audio file of {id!r} is not there (paths are the records' own, "
-                                     "relative ones from the folder the server runs in)")
-        return FileResponse(path)
+        return FileResponse(_audio_file(run, id))
+
+    @app.get("/picture")
+    def picture(id: str):
+        known(id)
+        path = _audio_file(run, id)
+        try:
+            png = listening.picture(path)
+        except Exception as error:  # an undecodable file: say so on the page, serve the rest
+            raise HTTPException(422, f"{id!r}: no picture ({error})") from None
+        return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/api/chunks")
+    def chunks(id: str):
+        known(id)
+        if run.model.audio_tagger is None:
+            raise HTTPException(404, f"{run.model.path}: no audio tagger to find the chunks of a track with")
+        path = _audio_file(run, id)
+        try:
+            return listening.chunks(path, run.labels)
+        except Exception as error:
+            raise HTTPException(422, f"{id!r}: no chunk probabilities ({error})") from None
 
     @app.get("/cover")
     def cover(id: str):
@@ -246,6 +267,14 @@ def create_app(run: Run, store: Store | None = None, who: str = "reviewer") -> F
         return FileResponse(path)
 
     return app
+
+
+def _audio_file(run: Run, track_id: str) -> Path:
+    path = run.audio_path(track_id)
+    if not path.is_file():
+        raise HTTPException(404, f"{path}: the audio file of {track_id!r} is not there (paths are the records' own, "
+                                 "relative ones from the folder the server runs in)")
+    return path
 
 
 def _tag(run: Run, tag: str) -> tuple[str, str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from coldtag.storage import read_package
+from coldtag.storage import input_package, read_package
 from tagging.annotation import COVER_SUFFIXES, LYRICS_SUFFIXES, read_annotations
 from tagging.labels import MULTILABEL, LabelSpace
 
@@ -47,6 +47,7 @@ class ModelInfo:
     sha256: str
     labels: LabelSpace
     thresholds: dict[str, np.ndarray]
+    audio_tagger: Path | None = None  # the AudioTagger package whose chunks the page can loop
 
 
 def load_model_info(directory: str | Path) -> ModelInfo:
@@ -56,16 +57,22 @@ def load_model_info(directory: str | Path) -> ModelInfo:
     directory = Path(directory)
     try:
         record = read_package(directory)
-        tagging = directory
+        tagging, audio = directory, directory
         if record.get("kind") == "ColdStartPipeline":
             tagging = directory / "multimodal" if (directory / "multimodal").is_dir() else directory / "tagger"
+            audio = directory / "tagger"
+        elif record.get("kind") == "MultimodalTagger":
+            try:
+                audio = input_package(directory, record, "audio")
+            except ValueError:  # neither bundled nor where it was: the page offers no chunks
+                audio = None
         labels = LabelSpace.from_json(tagging / "vocab.json")
         saved = json.loads((tagging / "thresholds.json").read_text())
     except (OSError, ValueError) as error:
         raise RunError(f"--model {directory}: not a usable tagger package ({error})") from None
     thresholds = {g.name: np.array([float(saved.get(g.name, {}).get(label, 0.5)) for label in g.labels])
                   for g in labels.multilabel()}
-    return ModelInfo(directory, record.get("kind", "?"), record.get("sha256", ""), labels, thresholds)
+    return ModelInfo(directory, record.get("kind", "?"), record.get("sha256", ""), labels, thresholds, audio)
 
 
 class Run:

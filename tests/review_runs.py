@@ -35,8 +35,13 @@ def make_package(directory: Path) -> AudioTagger:
 
 
 def write_tone(path: Path, seconds: float = 2.0, pitch: float = 440.0, rate: int = 8000) -> Path:
+    """A 16-bit WAV of plucked notes (four a second, three partials each) climbing from ``pitch``."""
     t = np.arange(int(seconds * rate)) / rate
-    samples = (0.3 * np.sin(2 * np.pi * pitch * t) * 32767).astype("<i2")
+    note = np.floor(t * 4)
+    since = t - note / 4
+    frequency = pitch * 2 ** ((note % 5) * 2 / 12)
+    sound = sum(np.sin(2 * np.pi * k * frequency * t) / k for k in (1, 2, 3)) * np.exp(-6 * since)
+    samples = (0.25 * sound * 32767).astype("<i2")
     path.parent.mkdir(parents=True, exist_ok=True)
     with wave.open(str(path), "wb") as handle:
         handle.setnchannels(1)

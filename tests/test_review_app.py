@@ -2,8 +2,12 @@
 review-next queue; corrections stored or refused with their reason; audio served with range requests;
 the command's one-line refusals of a run it cannot use."""
 
+import io
+
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 from review_runs import FAILED, TRACKS, make_package, write_run, write_tone
 
 from annotate import cli_main as annotate
@@ -202,6 +206,16 @@ def test_a_real_annotate_run_is_reviewed(package, tmp_path):
         assert [item["label"] for item in genre] == ["rock", "jazz", "folk"]
         assert [item["decided"] for item in genre] == [item["probability"] >= 0.5 for item in genre]
         assert client.get("/audio", params={"id": "tone1.wav"}).content[:4] == b"RIFF"
+        # The chunks the page loops are the tagger's grid, whose mean the record holds: 2 s in 1 s chunks.
+        chunks = client.get("/api/chunks", params={"id": "tone1.wav"}).json()
+        assert chunks["seconds"] == 1.0 and chunks["starts"] == [0.0, 1.0] and set(chunks["groups"]) == {"genre",
+                                                                                                         "mood"}
+        for item in genre:
+            assert np.mean(chunks["groups"]["genre"][item["label"]]) == pytest.approx(item["probability"], abs=1e-5)
+        picture = Image.open(io.BytesIO(client.get("/picture", params={"id": "tone1.wav"}).content))
+        assert picture.size == (1000, 208)
+        broken = client.get("/picture", params={"id": "broken.mp3"})  # there, but not audio
+        assert broken.status_code == 422 and broken.json()["error"].startswith("'broken.mp3': no picture (")
         assert client.post("/api/corrections", json={"track_id": "tone1.wav", "group": "graded", "tag": "tempo",
                                                       "action": "set", "value": 100, "who": "ana"}).status_code == 201
     assert Store(tmp_path / "out" / "review.sqlite", run.ids, run.labels).count() == 1

@@ -94,6 +94,19 @@ def test_review_a_track_in_the_browser_and_export_the_correction(browser, served
     assert page.evaluate("document.querySelector('#player').duration") == pytest.approx(2.0, abs=0.05)
     page.evaluate("document.querySelector('#player').play()")
     page.wait_for_function("document.querySelector('#player').currentTime > 0.2", timeout=10_000)
+    page.wait_for_function("document.querySelector('#picture').naturalWidth === 1000", timeout=20_000)
+    # Loop the chunk behind mood/calm: the tagger's grid over 2 s is two 1 s chunks; the player stays in one.
+    page.locator("#groups tr[data-group=mood][data-tag=calm] button[data-action=loop]").click()
+    page.wait_for_function("document.querySelector('#message').textContent.startsWith('looping mood/calm: chunk')")
+    start = float(page.inner_text("#message").split(", ")[1].split(" s to ")[0])
+    assert start in (0.0, 1.0) and page.is_visible("#segment")
+    page.wait_for_timeout(1500)
+    assert start <= page.evaluate("document.querySelector('#player').currentTime") <= start + 1.05
+    page.locator("body").press("l")  # the focused row (genre/rock): loops that one instead
+    page.wait_for_function("document.querySelector('#message').textContent.startsWith('looping genre/rock')")
+    page.locator("body").press("l")  # again: stops
+    assert not page.is_visible("#segment")
+    page.evaluate("document.querySelector('#player').pause()")
 
     rock = page.locator("#groups tr[data-group=genre][data-tag=rock]")
     rock.locator("button[data-action=remove]").click()

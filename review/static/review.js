@@ -192,6 +192,9 @@ function tagRow(group, label) {
       element("i", {style: `left:${label.threshold * 100}%`}));
     controls.push(button("confirm", "confirm", "c"));
     controls.push(label.decided ? button("remove", "remove", "x") : button("add", "add", "a"));
+    controls.push(element("button", {"data-action": "loop", title: "loop the chunk behind this tag (l)",
+      class: loop && loop.group === group.name && loop.tag === label.label ? "looping" : "",
+      onclick: (event) => toggleLoop(group.name, label.label, event.target)}, "loop"));
     cells = [element("td", {class: label.decided ? "decided" : ""}, label.label), element("td", {}, bar),
       element("td", {}, `${fmt(label.probability)} / ${fmt(label.threshold)}`),
       element("td", {}, label.decided ? "decided" : "")];
@@ -208,6 +211,54 @@ function tagRow(group, label) {
     ...cells, element("td", {class: `state ${state}`}, stateText(label)), element("td", {}, ...controls));
 }
 
+// The chunk of the tagger's grid with the highest probability of a tag, played over and over.
+let loop = null;
+let chunks = null;
+
+async function toggleLoop(group, tag, target) {
+  const player = $("#player");
+  document.querySelectorAll("button.looping").forEach((b) => b.classList.remove("looping"));
+  if (loop && loop.group === group && loop.tag === tag) {
+    loop = null;
+    $("#segment").hidden = true;
+    return;
+  }
+  try {
+    chunks = chunks || await api(`/api/chunks?id=${encodeURIComponent(trackId)}`);
+  } catch (error) { return say(error.message); }
+  const probabilities = (chunks.groups[group] || {})[tag];
+  if (!probabilities) return say(`the audio tagger does not predict ${group}/${tag}: no chunk to loop`);
+  const best = probabilities.indexOf(Math.max(...probabilities));
+  const start = chunks.starts[best];
+  loop = {group, tag, start, end: Math.min(start + chunks.seconds, player.duration || Infinity)};
+  target.classList.add("looping");
+  say(`looping ${group}/${tag}: chunk ${best + 1} of ${probabilities.length}, ${fmt(start, 1)} s to ` +
+      `${fmt(loop.end, 1)} s, p = ${fmt(probabilities[best])}`, true);
+  const duration = player.duration || 1;
+  Object.assign($("#segment").style, {left: `${(start / duration) * 100}%`,
+    width: `${((loop.end - start) / duration) * 100}%`});
+  $("#segment").hidden = false;
+  player.currentTime = start;
+  player.play();
+}
+
+function followPlayer() {
+  const player = $("#player");
+  const move = () => {
+    if (loop && player.currentTime >= loop.end) player.currentTime = loop.start;
+    if (player.duration) $("#playhead").style.left = `${(player.currentTime / player.duration) * 100}%`;
+    if (!player.paused) requestAnimationFrame(move);
+  };
+  player.addEventListener("play", () => requestAnimationFrame(move));
+  player.addEventListener("timeupdate", move);
+  $("#view").addEventListener("click", (event) => {
+    const box = $("#picture").getBoundingClientRect();
+    if (!player.duration || box.width === 0) return;
+    player.currentTime = ((event.clientX - box.left) / box.width) * player.duration;
+    player.play();
+  });
+}
+
 async function loadTrack() {
   const data = await api(`/api/track?id=${encodeURIComponent(trackId)}`);
   $("#track").hidden = false;
@@ -219,7 +270,11 @@ async function loadTrack() {
   $("#facts").textContent = facts.filter(Boolean).join(" · ");
   $("#reason").textContent = data.reason ? `Queue: ${data.reason}` : "";
   const player = $("#player");
-  if (!player.getAttribute("src") && data.audio) player.src = `/audio?id=${encodeURIComponent(data.id)}`;
+  if (!player.getAttribute("src") && data.audio) {
+    player.src = `/audio?id=${encodeURIComponent(data.id)}`;
+    $("#picture").src = `/picture?id=${encodeURIComponent(data.id)}`;
+    $("#picture").hidden = false;
+  }
   if (data.cover && $("#cover").hidden) { $("#cover").src = `/cover?id=${encodeURIComponent(data.id)}`; $("#cover").hidden = false; }
   if (data.lyrics) { $("#lyrics").textContent = data.lyrics; $("#lyrics").hidden = false; }
   const groups = data.groups.map((group) => element("section", {class: "group"}, element("h3", {}, group.name),
@@ -247,10 +302,11 @@ function press(action) {
 async function trackPage() {
   $("#next").addEventListener("click", () => goNext(trackId));
   $("#undo").addEventListener("click", undo);
+  followPlayer();
   document.addEventListener("keydown", (event) => {
     if (["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName) || event.ctrlKey || event.metaKey) return;
     const keys = {j: () => focus(focused + 1), k: () => focus(focused - 1), c: () => press("confirm"),
-      x: () => press("remove"), a: () => press("add"), u: undo, n: () => goNext(trackId),
+      x: () => press("remove"), a: () => press("add"), l: () => press("loop"), u: undo, n: () => goNext(trackId),
       " ": () => ($("#player").paused ? $("#player").play() : $("#player").pause())};
     if (keys[event.key]) { event.preventDefault(); keys[event.key](); }
   });
