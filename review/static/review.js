@@ -207,7 +207,8 @@ function tagRow(group, label) {
       element("td", {}, `${fmt(label.value, 1)} in [${label.range[0]}, ${label.range[1]}]`), element("td", {}, "")];
   }
   const state = label.correction ? label.correction.action : "";
-  return element("tr", {"data-group": group.name, "data-tag": label.label, "data-decided": String(!!label.decided)},
+  return element("tr", {"data-group": group.name, "data-tag": label.label, "data-decided": String(!!label.decided),
+    "data-state": state},
     ...cells, element("td", {class: `state ${state}`}, stateText(label)), element("td", {}, ...controls));
 }
 
