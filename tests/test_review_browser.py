@@ -136,6 +136,14 @@ def test_review_a_track_in_the_browser_and_export_the_correction(browser, served
     if os.environ.get("COLDTAG_REVIEW_SCREENSHOT"):  # 128 colours: a third of the bytes, no visible change
         Image.open(screenshot).quantize(128).save(os.environ["COLDTAG_REVIEW_SCREENSHOT"], optimize=True)
 
+    page.goto(url + "/")
+    page.click("#verify-box summary")
+    page.select_option("#verify select[name=tag]", "genre/rock")
+    page.fill("#verify input[name=n]", "3")
+    page.click("#verify button[type=submit]")
+    page.wait_for_function("document.querySelector('#verify-result').textContent.includes('given to 7 track(s)')")
+    assert page.locator("#verify-tracks li").count() == 3
+
     page.goto(url + "/track?id=nope.wav")
     assert "unknown track id 'nope.wav'" in page.inner_text("#message")
     assert errors == []
