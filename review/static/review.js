@@ -84,7 +84,8 @@ async function loadList() {
 }
 
 function curve(points) {
-  // Precision (y) against threshold (x), both 0..1, as a small SVG polyline.
+  // Precision (y, 0 at the bottom) against threshold (x, 0 at the left), as a small SVG line; each point's
+  // title gives its numbers.
   const width = 160, height = 60;
   const xy = points.map((p) => `${(p.threshold * width).toFixed(1)},${((1 - p.precision) * height).toFixed(1)}`);
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
@@ -96,6 +97,15 @@ function curve(points) {
   line.setAttribute("fill", "none");
   line.setAttribute("stroke", "#36a");
   svg.append(line);
+  for (const [k, point] of points.entries()) {
+    const [x, y] = xy[k].split(",");
+    const dot = document.createElementNS("http://www.w3.org/2000/svg", "circle");
+    Object.entries({cx: x, cy: y, r: 3, fill: "#36a"}).forEach(([key, value]) => dot.setAttribute(key, value));
+    const title = document.createElementNS("http://www.w3.org/2000/svg", "title");
+    title.textContent = `p >= ${fmt(point.threshold)}: precision ${fmt(point.precision)} of ${point.n} judged`;
+    dot.append(title);
+    svg.append(dot);
+  }
   return svg;
 }
 
