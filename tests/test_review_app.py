@@ -3,12 +3,9 @@ review-next queue; corrections stored or refused with their reason; audio served
 the command's one-line refusals of a run it cannot use."""
 
 import io
-import os
 import socket
-import subprocess
-import sys
+import threading
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -22,8 +19,6 @@ from review.app import create_app
 from review.cli import cli_main
 from review.run import Run
 from review.store import Store
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -246,24 +241,37 @@ def test_verify_a_sample_gives_the_precision_of_random_tracks_with_its_interval(
     assert client.get("/api/verify", params={"tag": "graded/tempo"}).status_code == 400
 
 
-def test_the_command_serves_the_run_on_the_port_it_is_given(run, package, tmp_path):
+def test_the_command_serves_the_run_on_the_port_it_is_given(run, package, monkeypatch, capsys):
+    import uvicorn
+
+    servers = []
+    serve = uvicorn.Server.run
+
+    def recorded(server, *args, **kwargs):  # the real uvicorn.run, with a handle to stop its server
+        servers.append(server)
+        return serve(server, *args, **kwargs)
+
+    monkeypatch.setattr(uvicorn.Server, "run", recorded)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "review", str(run.out), "--model", str(package), "--port",
-                               str(port), "--who", "ben"], cwd=ROOT, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    codes = []
+    thread = threading.Thread(target=lambda: codes.append(cli_main([str(run.out), "--model", str(package), "--port",
+                                                                     str(port), "--who", "ben"])), daemon=True)
+    thread.start()
     try:
-        deadline, page = time.monotonic() + 60, None
-        while page is None and time.monotonic() < deadline and server.poll() is None:
+        deadline, page = time.monotonic() + 30, None
+        while page is None and time.monotonic() < deadline and thread.is_alive():
             try:
                 page = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
             except httpx.TransportError:
-                time.sleep(0.2)
-        assert page is not None and page.status_code == 200, server.stderr.read() if server.poll() else "no answer"
+                time.sleep(0.05)
+        assert page is not None and page.status_code == 200
         assert 'value="ben"' in page.text and str(run.out) in page.text
         assert httpx.get(f"http://127.0.0.1:{port}/api/tracks").json()["total"] == 14
     finally:
-        server.terminate()
-        server.wait(timeout=20)
-    assert f"14 records of {run.out} at http://127.0.0.1:{port}/" in server.stderr.read()
+        for server in servers:
+            server.should_exit = True
+        thread.join(timeout=20)
+    assert codes == [0]
+    assert f"14 records of {run.out} at http://127.0.0.1:{port}/" in capsys.readouterr().err
