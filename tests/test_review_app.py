@@ -17,7 +17,7 @@ from review_runs import FAILED, TRACKS, make_package, write_run, write_tone
 from annotate import cli_main as annotate
 from review.app import create_app
 from review.cli import cli_main
-from review.run import Run
+from review.run import Run, load_model_info
 from review.store import Store
 
 
@@ -275,3 +275,17 @@ def test_the_command_serves_the_run_on_the_port_it_is_given(run, package, monkey
         thread.join(timeout=20)
     assert codes == [0]
     assert f"14 records of {run.out} at http://127.0.0.1:{port}/" in capsys.readouterr().err
+
+
+def test_a_pipeline_package_is_read_through_its_tagging_model(package, run, tmp_path):
+    from coldtag.storage import save_package
+    from tagging.models import AudioTagger
+
+    tagger = AudioTagger.from_pretrained(package)
+    save_package(tmp_path / "pipeline", lambda folder: tagger.save_pretrained(folder / "tagger"), "ColdStartPipeline")
+    info = load_model_info(tmp_path / "pipeline")
+    assert (info.kind, info.audio_tagger, info.labels) == ("ColdStartPipeline", tmp_path / "pipeline" / "tagger",
+                                                           run.labels)
+    with TestClient(create_app(Run(run.out, info), Store(tmp_path / "review.sqlite", run.ids, run.labels))) as client:
+        chunks = client.get("/api/chunks", params={"id": "rock0.wav"}).json()
+        assert chunks["starts"] == [0.0, 1.0] and set(chunks["groups"]) == {"genre", "mood"}
