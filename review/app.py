@@ -21,7 +21,9 @@ server runs in).
 from __future__ import annotations
 
 import html
+import json
 import math
+from collections import Counter
 from importlib import resources
 from pathlib import Path
 
@@ -107,7 +109,7 @@ def create_app(run: Run, store: Store | None = None, who: str = "reviewer") -> F
             mask &= ~run.failed
         elif errors:
             raise HTTPException(400, f"errors must be 'only' or 'hide', got {errors!r}")
-        reviewed_ids = {track for track, _, _ in state}
+        reviewed_ids = store.reviewed_tracks()
         if reviewed in ("yes", "no"):
             done = np.fromiter((i in reviewed_ids for i in run.ids), bool, len(run.ids))
             mask &= done if reviewed == "yes" else ~done
@@ -142,8 +144,9 @@ def create_app(run: Run, store: Store | None = None, who: str = "reviewer") -> F
         if desc:
             rows = rows[::-1]
         start = (page - 1) * per_page
+        per_track = Counter(track for track, _, _ in state)
         return {"total": len(rows), "page": page, "per_page": per_page,
-                "items": [_summary(run, int(i), state, probability) for i in rows[start:start + per_page]]}
+                "items": [_summary(run, int(i), state, per_track, probability) for i in rows[start:start + per_page]]}
 
     @app.get("/api/track")
     def track(id: str):
@@ -181,7 +184,7 @@ def create_app(run: Run, store: Store | None = None, who: str = "reviewer") -> F
                 "audio": Path(record["path"] or "").is_file(), "cover": cover_path is not None, "lyrics": lyrics,
                 "certainty": _number(run.certainty[i]), "priority": float(run.priority[i]),
                 "reason": run.reason(i), "groups": groups,
-                "history": [vars(row) for row in store.history(id)]}
+                "history": [row._asdict() for row in store.history(id)]}
 
     @app.get("/api/queue")
     def queue(limit: int = Query(20, ge=1, le=MAX_PER_PAGE), after: str = ""):
@@ -197,10 +200,16 @@ def create_app(run: Run, store: Store | None = None, who: str = "reviewer") -> F
                 break
         return {"remaining": int((~run.failed).sum()) - len(reviewed_ids & set(run.ids)), "items": items}
 
+    stats_cache: dict = {}
+
     @app.get("/api/stats")
     def stats():
-        return {"counts": store.counts_per_tag(), "precision": precision_curves(run, store),
-                "corrections": store.count(), "tracks": len(run.ids), "reviewed": len(store.reviewed_tracks())}
+        version = store.version()
+        if stats_cache.get("version") != version:  # recomputed only when a correction was added
+            value = {"counts": store.counts_per_tag(), "precision": precision_curves(run, store),
+                     "corrections": store.count(), "tracks": len(run.ids), "reviewed": len(store.reviewed_tracks())}
+            stats_cache.update(version=version, body=json.dumps(value).encode())
+        return Response(stats_cache["body"], media_type="application/json")
 
     @app.get("/api/verify")
     def verify(tag: str, n: int = Query(20, ge=1, le=MAX_PER_PAGE)):
@@ -220,7 +229,7 @@ def create_app(run: Run, store: Store | None = None, who: str = "reviewer") -> F
                             if body.track_id in run else None)
         except ValueError as error:
             raise HTTPException(404 if body.track_id not in run else 400, str(error)) from None
-        return vars(row)
+        return row._asdict()
 
     @app.post("/api/undo")
     def undo(body: UndoIn):
@@ -230,7 +239,7 @@ def create_app(run: Run, store: Store | None = None, who: str = "reviewer") -> F
             raise HTTPException(400, str(error)) from None
         if row is None:
             raise HTTPException(404, f"{body.who} has no correction left to undo")
-        return vars(row)
+        return row._asdict()
 
     @app.get("/audio")
     def audio(id: str):
@@ -312,7 +321,7 @@ def current_tags(run: Run, state: dict, i: int, group: str) -> list[str]:
     return tags
 
 
-def _summary(run: Run, i: int, state: dict, probability: np.ndarray | None) -> dict:
+def _summary(run: Run, i: int, state: dict, per_track: Counter, probability: np.ndarray | None) -> dict:
     record = run.records[i]
     track = run.ids[i]
     return {"id": track, "path": record["path"], "duration": record.get("duration"),
@@ -320,7 +329,7 @@ def _summary(run: Run, i: int, state: dict, probability: np.ndarray | None) -> d
             "tags": {name: current_tags(run, state, i, name) for name in run.decided},
             "certainty": _number(run.certainty[i]), "priority": float(run.priority[i]),
             "probability": None if probability is None else _number(probability[i]),
-            "corrections": sum(1 for key in state if key[0] == track)}
+            "corrections": per_track[track]}
 
 
 def _number(value) -> float | None:

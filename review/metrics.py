@@ -20,6 +20,7 @@ from review.store import Store
 from tagging.labels import MULTILABEL
 
 Z95 = 1.959963984540054
+MAX_POINTS = 100
 
 
 def truth(run: Run, i: int, group: str, j: int, action: str) -> bool | None:
@@ -34,24 +35,31 @@ def truth(run: Run, i: int, group: str, j: int, action: str) -> bool | None:
 
 def precision_curves(run: Run, store: Store) -> dict[str, dict[str, list[dict]]]:
     """Per judged tag: precision of "probability >= t" among its judged tracks, at each probability one of
-    them has (highest first), with the number of judged tracks at or above it."""
-    judged: dict[tuple[str, str], list[tuple[float, bool]]] = {}
+    them has (highest first; at most `MAX_POINTS` of them, evenly spaced), with the number of judged tracks
+    at or above it."""
+    judged: dict[tuple[str, str], list[tuple[int, str]]] = {}
     for (track, group, tag), row in store.effective().items():
-        if track not in run or run.labels.groups[group].type != MULTILABEL:
-            continue
-        i, j = run.index[track], run.labels.groups[group].labels.index(tag)
-        right, p = truth(run, i, group, j, row.action), run.probabilities[group][i, j]
-        if right is not None and not math.isnan(p):
-            judged.setdefault((group, tag), []).append((float(p), right))
+        if row.action in ("confirm", "add", "remove") and track in run.index:
+            judged.setdefault((group, tag), []).append((run.index[track], row.action))
     curves: dict[str, dict[str, list[dict]]] = {}
-    for (group, tag), pairs in judged.items():
-        pairs.sort(reverse=True)
-        points, hits = [], 0
-        for k, (p, right) in enumerate(pairs, start=1):
-            hits += right
-            if k == len(pairs) or pairs[k][0] != p:  # tied probabilities enter together
-                points.append({"threshold": p, "precision": hits / k, "n": k})
-        curves.setdefault(group, {})[tag] = points
+    for (group, tag), items in sorted(judged.items()):
+        spec = run.labels.groups.get(group)
+        if spec is None or spec.type != MULTILABEL:
+            continue
+        j = spec.labels.index(tag)
+        rows = np.array([i for i, _ in items])
+        actions = np.array([action for _, action in items])
+        right = np.where(actions == "confirm", run.decided[group][rows, j], actions == "add")  # as `truth` says
+        p = run.probabilities[group][rows, j]
+        known = ~np.isnan(p)
+        p, right = p[known], right[known]
+        order = np.argsort(-p, kind="stable")
+        p, hits = p[order], np.cumsum(right[order])
+        ends = np.flatnonzero(np.append(p[1:] != p[:-1], True))  # tied probabilities enter together
+        if len(ends) > MAX_POINTS:  # more than a small chart shows: evenly spaced ones, the last kept
+            ends = ends[np.unique(np.linspace(0, len(ends) - 1, MAX_POINTS).round().astype(int))]
+        curves.setdefault(group, {})[tag] = [{"threshold": float(p[k]), "precision": float(hits[k] / (k + 1)),
+                                              "n": int(k + 1)} for k in ends]
     return curves
 
 

@@ -25,8 +25,8 @@ import math
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from tagging.labels import MULTILABEL, REGRESSION, LabelSpace
 
@@ -53,8 +53,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS corrections_undone ON corrections (undoes) WHE
 """
 
 
-@dataclass(frozen=True)
-class Correction:
+class Correction(NamedTuple):
     """One row of the corrections table. ``machine``: the model's probability (multilabel) or value in
     units (regression) for this tag when the correction was made; ``model``: the package hash that made it."""
 
@@ -79,6 +78,7 @@ class Store:
         self.path = Path(path)
         self.tracks = frozenset(tracks)
         self.labels = labels
+        self._cached: tuple[int, dict] | None = None
         with self._connect() as connection:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.executescript(_SCHEMA)
@@ -188,16 +188,46 @@ class Store:
             else:
                 rows = connection.execute("SELECT * FROM corrections WHERE track_id = ? ORDER BY seq",
                                           (track_id,)).fetchall()
-        return [Correction(*row) for row in rows]
+        return list(map(Correction._make, rows))
+
+    def version(self) -> int:
+        """The number of the latest row (0 for none): rows are only ever added, so it names the contents."""
+        with self._connect() as connection:
+            return connection.execute("SELECT COALESCE(MAX(seq), 0) FROM corrections").fetchone()[0]
 
     def effective(self, track_id: str | None = None) -> dict[tuple[str, str, str], Correction]:
-        """``(track, group, tag) -> `` the latest correction that no undo retracts."""
-        rows = self.history(track_id)
-        undone = {row.undoes for row in rows if row.action == UNDO}
-        state = {}
-        for row in rows:
-            if row.action != UNDO and row.seq not in undone:
-                state[(row.track_id, row.group, row.tag)] = row
+        """``(track, group, tag) -> `` the latest correction that no undo retracts.
+
+        The whole run's is kept and brought up to date with the rows added since (rows are only ever added;
+        an undo makes the key it touches be worked out again), so a list page after one more correction
+        does not read them all again. Do not change the dict returned: it may be in use by another request.
+        """
+        if track_id is not None:
+            return _in_force(self.history(track_id))
+        with self._connect() as connection:
+            cached = self._cached
+            since = 0 if cached is None else cached[0]
+            rows = [Correction._make(row) for row in
+                    connection.execute("SELECT * FROM corrections WHERE seq > ? ORDER BY seq", (since,))]
+            if cached is not None and not rows:
+                return cached[1]
+            if cached is None:
+                state = _in_force(rows)
+            else:
+                state = dict(cached[1])
+                touched = set()
+                for row in rows:
+                    key = (row.track_id, row.group, row.tag)
+                    if row.action == UNDO:
+                        touched.add(key)
+                    else:
+                        state[key] = row
+                for key in touched:
+                    history = connection.execute("SELECT * FROM corrections WHERE track_id = ? AND grp = ? AND tag = ? "
+                                                 "ORDER BY seq", key).fetchall()
+                    state.pop(key, None)
+                    state.update(_in_force(list(map(Correction._make, history))))
+        self._cached = (rows[-1].seq if rows else since, state)
         return state
 
     def count(self) -> int:
@@ -215,6 +245,12 @@ class Store:
             if group in counts and tag in counts[group]:
                 counts[group][tag][row.action] = counts[group][tag].get(row.action, 0) + 1
         return counts
+
+
+def _in_force(rows: list[Correction]) -> dict[tuple[str, str, str], Correction]:
+    """The latest row of each key that no undo among ``rows`` retracts (``rows`` oldest first)."""
+    undone = {row.undoes for row in rows if row.action == UNDO}
+    return {(row.track_id, row.group, row.tag): row for row in rows if row.action != UNDO and row.seq not in undone}
 
 
 def _actions(kind: str) -> tuple[str, ...]:

@@ -150,3 +150,18 @@ def test_a_writer_killed_mid_loop_leaves_every_committed_row_and_no_half_one(tmp
     assert len(logged) <= len(rows) <= len(logged) + 1
     assert all(row.track_id in TRACKS and row.action == "set" and 40 <= row.value <= 220 and row.at
                for row in rows.values())
+
+
+def test_the_kept_state_follows_rows_another_writer_adds_and_undoes(tmp_path):
+    path, key = tmp_path / "review.sqlite", ("t00.wav", "genre", "rock")
+    mine, other = _store(path), _store(path)
+    mine.add("t00.wav", "genre", "rock", "remove", "ana")
+    assert mine.effective()[key].action == "remove"
+    other.add("t00.wav", "genre", "rock", "confirm", "ben")
+    other.add("t01.wav", "genre", "jazz", "add", "ben")
+    assert mine.effective()[key].action == "confirm"
+    other.undo("ben", "t00.wav")
+    assert mine.effective()[key].action == "remove"  # ana's correction is in force again
+    mine.undo("ana")
+    assert key not in mine.effective() and mine.effective() == _store(path).effective()
+    assert set(mine.effective()) == {("t01.wav", "genre", "jazz")}
