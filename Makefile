@@ -19,11 +19,11 @@ export WANDB_SILENT := true
 # The named pretrained models (--model musicnn-mtt, ...) are converted from the musicnn wheel into
 # $$COLDTAG_HOME/models (default ~/.cache/coldtag/models) once; about a second.
 setup:
-	@bash scripts/setup.sh dev,cluster realistic
+	@bash scripts/setup.sh dev,cluster,review realistic
 	@$(PY) -m tagging.pretrained cache >/dev/null
 
 setup-bench:
-	@bash scripts/setup.sh dev,cluster,bench realistic
+	@bash scripts/setup.sh dev,cluster,review,bench realistic
 
 test: setup
 	.venv/bin/ruff check .

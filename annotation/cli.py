@@ -91,12 +91,13 @@ PASSED_ON = {
              "--config CONFIG (LightningCLI; train.py)",
     "coldstart": "tags, factors, users and similar tracks of a new track: coldtag coldstart --pipeline DIR "
                  "--audio FILE [--lyrics FILE] [--cover FILE]",
+    "review": "review and correct a run's tags in a browser; export the corrections (coldtag review --help)",
 }
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The ``coldtag`` console command: ``annotate`` here, ``train`` (`coldtag.training`) and ``coldstart``
-    (``python -m fusion coldstart``) passed on."""
+    """The ``coldtag`` console command: ``annotate`` here; ``train`` (`coldtag.training`), ``coldstart``
+    (``python -m fusion coldstart``) and ``review`` (`annotation.review.cli`) passed on."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "train":
         from coldtag.training import cli_main as train_main
@@ -109,6 +110,10 @@ def main(argv: list[str] | None = None) -> None:
         from fusion.__main__ import main as fusion_main
 
         sys.exit(fusion_main(["coldstart", *argv[1:]]))
+    if argv and argv[0] == "review":
+        from annotation.review.cli import cli_main as review_main
+
+        sys.exit(review_main(argv[1:]))
     parser = argparse.ArgumentParser(prog="coldtag", description="Music auto-tagging and cold-start recommendation.")
     commands = parser.add_subparsers(dest="command", required=True)
     build_parser(commands.add_parser("annotate", help="annotate a folder, manifest or glob of audio files"))

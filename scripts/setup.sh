@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs whatever is missing for this project and nothing else: FFmpeg's shared libraries (torchcodec
-# decodes through them), a Python 3.11 virtual environment in .venv, and the project with its extras.
+# decodes through them), a Python 3.11 virtual environment in .venv, and the project with its extras; with the
+# "review" extra, as root, also Debian's Chromium, which the review page's browser tests drive.
 # Re-running it when everything is there takes about a second: the install is keyed by a hash of
 # pyproject.toml and the extras asked for.
 #
@@ -49,6 +50,15 @@ if [ -n "$realistic" ] && ! have_fluidsynth; then
              "then run this command again." >&2
         exit 1
     fi
+fi
+
+# Playwright's own browser download is not used: its browser tests run Debian's chromium. Without root they
+# are skipped, saying so.
+if [[ ",$extras," == *",review,"* ]] && ! command -v chromium >/dev/null 2>&1 \
+    && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Chromium with apt-get (for the review page's browser tests)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
 python=""

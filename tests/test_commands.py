@@ -6,10 +6,11 @@ from annotation.cli import main
 
 
 @pytest.mark.parametrize(("argv", "says"), [
-    (["--help"], "{annotate,train,coldstart"),
+    (["--help"], "{annotate,train,coldstart,review}"),
     (["annotate", "--help"], "usage: coldtag annotate"),
     (["train", "--help"], "{fit,validate,test,predict}"),
     (["coldstart", "--help"], "--pipeline PIPELINE"),
+    (["review", "--help"], "usage: coldtag review"),
 ])
 def test_every_subcommand_answers_help(argv, says, capsys):
     with pytest.raises(SystemExit) as stop:

@@ -1,0 +1,73 @@
+"""``coldtag review``: serve the review page over an annotate run, or export its corrections.
+
+    coldtag review annotations/ --model runs/demo/tagger/model [--port 8765] [--who ana]
+    coldtag review export annotations/ --model runs/demo/tagger/model --out runs/review-export
+
+``--model`` is the package that made the records (its vocabulary and thresholds say which tags and values
+are valid); corrections go to ``review.sqlite`` in the run folder. A run folder or model that cannot be
+used is said in one line, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from annotation.review.run import Run, RunError
+from annotation.review.store import DB_FILE, Store
+
+
+def serve_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coldtag review", description=__doc__.split("\n")[0],
+                                     epilog="coldtag review export RUN_DIR --model DIR --out DIR: write the "
+                                            "corrections as a manifest and vocabulary for train.py")
+    parser.add_argument("run", metavar="RUN_DIR", help="the --out folder of a coldtag annotate run")
+    parser.add_argument("--model", required=True, help="the package that made the records")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    parser.add_argument("--port", type=int, default=8765, help="port (0: any free one)")
+    parser.add_argument("--who", default=None, help="the reviewer name the pages start with (default: your login)")
+    return parser
+
+
+def export_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coldtag review export",
+                                     description="write the corrections as a manifest and vocabulary for train.py")
+    parser.add_argument("run", metavar="RUN_DIR", help="the --out folder of a coldtag annotate run")
+    parser.add_argument("--model", required=True, help="the package that made the records")
+    parser.add_argument("--out", required=True, help="folder for manifest.parquet, vocab.json and export.json")
+    parser.add_argument("--val-share", type=float, default=0.2, help="share of the tracks in the val split")
+    parser.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    return parser
+
+
+def cli_main(args: list[str] | None = None) -> int:
+    """``coldtag review`` without the ``review``; returns the exit code."""
+    args = sys.argv[1:] if args is None else list(args)
+    exporting = args[:1] == ["export"]
+    options = (export_parser() if exporting else serve_parser()).parse_args(args[1:] if exporting else args)
+    name = "coldtag review export" if exporting else "coldtag review"
+    try:
+        run = Run(options.run, options.model)
+        store = Store(run.out / DB_FILE, run.ids, run.labels)
+        if exporting:
+            from annotation.review.export import export
+
+            manifest = export(run, store, options.out, options.val_share, options.format)
+            print(f"{name}: {len(manifest)} corrected track(s) -> {options.out}", file=sys.stderr)
+            return 0
+    except (RunError, ValueError, OSError) as error:
+        print(f"{name}: error: {error}", file=sys.stderr)
+        return 2
+    import uvicorn
+
+    from annotation.review.app import create_app
+
+    app = create_app(run, store, options.who or getpass.getuser())
+    print(f"{name}: {len(run.ids)} records of {run.out} at http://{options.host}:{options.port}/", file=sys.stderr)
+    uvicorn.run(app, host=options.host, port=options.port, log_level="warning")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli_main())

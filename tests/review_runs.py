@@ -1,0 +1,80 @@
+"""Runs for the review tests: a real tagger package (random weights, no training: the review reads its
+vocabulary and thresholds), tone files, and annotate records written with chosen probabilities, so that
+every ordering and filter has a known answer."""
+
+import wave
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from annotation.annotators import group_fields
+from annotation.records import FILE_FIELDS, RUN_FIELDS
+from tagging.models import AudioTagger
+
+VOCAB = {"groups": {"genre": {"type": "multilabel", "labels": ["rock", "jazz", "folk"]},
+                    "mood": {"type": "multilabel", "labels": ["calm", "loud"]},
+                    "graded": {"type": "regression", "labels": ["tempo"], "ranges": [[40, 220]]}}}
+LOW, HIGH = 0.1, 0.9
+# id -> (genre probabilities, mood probabilities); every tag's threshold is 0.5.
+TRACKS = {
+    **{f"rock{i}.wav": ((HIGH, LOW, LOW), (LOW, HIGH)) for i in range(5)},
+    **{f"jazz{i}.wav": ((LOW, HIGH, LOW), (HIGH, LOW)) for i in range(5)},
+    "odd.wav": ((HIGH, LOW, LOW), (HIGH, LOW)),  # rock and calm: 1 where chance expects 7 * 6 / 13 = 3.2
+    "unsure.wav": ((0.52, LOW, LOW), (LOW, HIGH)),  # rock at 0.52, the threshold 0.5
+    "quiet.wav": ((LOW, LOW, LOW), (LOW, LOW)),
+}
+FAILED = "broken.wav"
+
+
+def make_package(directory: Path) -> AudioTagger:
+    model = AudioTagger(VOCAB, backbone="tiny", width=4, embedding_dim=16, dropout=0.0, sample_rate=8000, n_fft=256,
+                        hop_length=128, n_mels=32, chunk_seconds=1.0, eval_chunks=4)
+    model.save_pretrained(directory)
+    return model
+
+
+def write_tone(path: Path, seconds: float = 2.0, pitch: float = 440.0, rate: int = 8000) -> Path:
+    """A 16-bit WAV of plucked notes (four a second, three partials each) climbing from ``pitch``."""
+    t = np.arange(int(seconds * rate)) / rate
+    note = np.floor(t * 4)
+    since = t - note / 4
+    frequency = pitch * 2 ** ((note % 5) * 2 / 12)
+    sound = sum(np.sin(2 * np.pi * k * frequency * t) / k for k in (1, 2, 3)) * np.exp(-6 * since)
+    samples = (0.25 * sound * 32767).astype("<i2")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(rate)
+        handle.writeframes(samples.tobytes())
+    return path
+
+
+def write_run(out: Path, model: AudioTagger, audio: Path, tracks: dict | None = None, failed: bool = True) -> Path:
+    """Records of ``tracks`` (default `TRACKS`), their audio tones in ``audio``, and one error record."""
+    tracks = TRACKS if tracks is None else tracks
+    schema = pa.schema(FILE_FIELDS + group_fields(model) + RUN_FIELDS)
+    rows = []
+    for k, (track, (genre, mood)) in enumerate(tracks.items()):
+        path = write_tone(audio / track, pitch=220 + 20 * k)
+        groups = {"genre": _group(VOCAB["groups"]["genre"]["labels"], genre),
+                  "mood": _group(VOCAB["groups"]["mood"]["labels"], mood),
+                  "graded": None if track == "quiet.wav" else {"tempo": 120.0}}
+        rows.append({"id": track, "path": str(path), "size": path.stat().st_size, "mtime": 0.0, "duration": 2.0,
+                     "sample_rate": 8000, "channels": 1, "modalities": ["audio"],
+                     "warnings": ["silent"] if track == "quiet.wav" else [], "sidecar_errors": [],
+                     "model_sha256": model.package["sha256"], "model_kind": "AudioTagger", **groups})
+    if failed:
+        rows.append({"id": FAILED, "path": str(audio / FAILED), "modalities": [], "warnings": [], "sidecar_errors": [],
+                     "error": {"type": "AudioDecodeError", "message": "not audio: no stream"}})
+    (out / "parts").mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist([{name: row.get(name) for name in schema.names} for row in rows], schema=schema)
+    pq.write_table(table, out / "parts" / "part-000000-000-000000.parquet")
+    return out
+
+
+def _group(labels: list[str], probabilities: tuple) -> dict:
+    return {"probabilities": dict(zip(labels, probabilities, strict=True)),
+            "tags": [label for label, p in zip(labels, probabilities, strict=True) if p >= 0.5]}
