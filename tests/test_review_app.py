@@ -289,3 +289,45 @@ def test_a_pipeline_package_is_read_through_its_tagging_model(package, run, tmp_
     with TestClient(create_app(Run(run.out, info), Store(tmp_path / "review.sqlite", run.ids, run.labels))) as client:
         chunks = client.get("/api/chunks", params={"id": "rock0.wav"}).json()
         assert chunks["starts"] == [0.0, 1.0] and set(chunks["groups"]) == {"genre", "mood"}
+
+
+def test_a_multimodal_taggers_run_is_reviewed_and_its_corrections_exported(package, tmp_path, capsys):
+    """The records of a multimodal tagger (audio and lyrics, its audio tagger bundled): the page reads its
+    vocabulary, shows the lyrics it used and loops the bundled tagger's chunks; a correction is exported."""
+    import json
+
+    import pandas as pd
+    import torch
+
+    from coldtag.storage import reference
+    from tagging.features import encoder_sources
+    from tagging.models import AudioTagger
+    from tagging.multimodal import MultimodalTagger
+    from tagging.text import LyricsEncoder
+
+    torch.manual_seed(0)
+    tagger, lyrics = AudioTagger.from_pretrained(package), LyricsEncoder().eval()
+    multimodal = MultimodalTagger(tagger.labels.to_dict(), {"audio": tagger.embedding_dim, "lyrics": lyrics.dim},
+                                  hidden=8).eval()
+    sources = encoder_sources(tagger, lyrics, None, 224) | {"audio": reference(package, bundle=True)}
+    multimodal.save_pretrained(tmp_path / "multimodal", inputs=sources)
+    for k in range(2):
+        write_tone(tmp_path / "uploads" / f"tone{k}.wav", pitch=300 + 100 * k)
+    (tmp_path / "uploads" / "tone0.txt").write_text("a song about the sea\n")
+    assert annotate([str(tmp_path / "uploads"), "--model", str(tmp_path / "multimodal"), "--out",
+                     str(tmp_path / "out"), "--workers", "0", "--no-progress"]) == 0
+    run = Run(tmp_path / "out", tmp_path / "multimodal")
+    assert run.model.kind == "MultimodalTagger" and run.labels == tagger.labels
+    with TestClient(create_app(run)) as client:
+        track = client.get("/api/track", params={"id": "tone0.wav"}).json()
+        assert "a song about the sea" in track["lyrics"]
+        assert [group["name"] for group in track["groups"]] == list(tagger.labels.groups)
+        chunks = client.get("/api/chunks", params={"id": "tone1.wav"}).json()
+        assert chunks["starts"] == [0.0, 1.0]  # the bundled audio tagger's grid
+        assert client.post("/api/corrections", json={"track_id": "tone1.wav", "group": "genre", "tag": "jazz",
+                                                      "action": "add", "who": "ana"}).status_code == 201
+    assert cli_main(["export", str(run.out), "--model", str(tmp_path / "multimodal"), "--out",
+                     str(tmp_path / "export")]) == 0
+    manifest = pd.read_parquet(tmp_path / "export" / "manifest.parquet").set_index("track_id")
+    assert list(manifest.index) == ["tone1.wav"] and "jazz" in list(manifest.loc["tone1.wav", "genre"])
+    assert json.loads((tmp_path / "export" / "vocab.json").read_text()) == tagger.labels.to_dict()
