@@ -74,3 +74,17 @@ def test_finished_seeds_are_reused_and_compared(tiny_catalog, tiny_tagger, tmp_p
     text = (tmp_path / "transfer_eval.md").read_text()
     assert text.startswith("Seeds finished: scratch: seed 0; finetune: seed 0, 1.")
     assert "| group | baseline | scratch | finetune |" in text and "(2 seeds, sd 0.000)" in text
+
+
+def test_transfer_configs_start_from_musicnn_mtt_with_its_network():
+    """The probe and fine-tune configs describe the network of configs/finetune_musicnn.yaml (the converted
+    package's, which `TaggerModule` checks when it loads the weights) and differ in what they train."""
+    import yaml
+
+    def model(name: str) -> dict:
+        return yaml.safe_load(open(f"configs/{name}.yaml"))["model"]["init_args"]
+    reference = model("finetune_musicnn")["model"]
+    probe, finetune = model("transfer_probe"), model("transfer_finetune")
+    for config in (probe, finetune):
+        assert config["pretrained"] == "musicnn-mtt" and config["model"] == reference
+    assert probe["freeze_backbone"] is True and finetune["freeze_backbone"] is False
