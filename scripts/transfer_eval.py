@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +81,8 @@ def scores(package: Path, split: str, track_ids: list[str], paths: list[str]) ->
         with np.load(cache, allow_pickle=False) as stored:
             if stored["track_id"].tolist() == track_ids:
                 return {key: stored[key] for key in stored.files if key != "track_id"}
-    result = tagger_scores(AudioTagger.from_pretrained(package).eval(), paths)
+    with torch.inference_mode():  # no autograd graph: scoring takes several seconds a track on a busy CPU
+        result = tagger_scores(AudioTagger.from_pretrained(package).eval(), paths)
     np.savez(cache, track_id=np.array(track_ids), **result)
     return result
 
