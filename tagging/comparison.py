@@ -3,7 +3,8 @@
 Every comparison scores several seeds of a tagger on the same tracks and reports the seed-averaged difference
 with a 95 % interval and a one-sided p-value that resample the tracks' artists, each with all its tracks,
 every seed and the other side scored on the same resample (`coldtag.intervals.runs_difference`).
-``scripts/realistic_eval.py`` and ``scripts/tagger_variants.py`` are their command lines.
+``scripts/realistic_eval.py`` and ``scripts/tagger_variants.py`` are their command lines; `transfer_rows` puts
+several variants side by side against one baseline (``scripts/transfer_eval.py``).
 """
 
 from __future__ import annotations
@@ -123,3 +124,38 @@ def variants_markdown(table: list[dict]) -> str:
             row[entry["group"]] = cell
         rows.append(row)
     return markdown_table(rows, columns=["variant", *groups])
+
+
+def error_ratio(tagger: float, baseline: float) -> float:
+    """The tagger's error over the baseline's, error being 1 - score (ROC-AUC): 0.6 means 40 % fewer errors."""
+    return (1.0 - tagger) / (1.0 - baseline) if baseline != 1.0 else math.nan
+
+
+def transfer_rows(labels: LabelSpace, truth: dict[str, np.ndarray], variants: dict[str, list[dict[str, np.ndarray]]],
+                  baseline: dict[str, np.ndarray], clusters: np.ndarray, resamples: int = 2000) -> list[dict]:
+    """`comparison_rows` per group (no per-label rows) for each variant's seeds against the one baseline, every
+    variant on the same resamples of ``clusters``, each row with its ``variant`` and, for a multilabel group,
+    the ``error_ratio`` of the seed mean to the baseline."""
+    table = []
+    for name, runs in variants.items():
+        for row in comparison_rows(labels, truth, runs, baseline, clusters, per_label=False, resamples=resamples):
+            ratio = error_ratio(row["tagger_mean"], row["baseline"]) if "ROC-AUC" in row["what"] else None
+            table.append({"variant": name, **row, "error_ratio": ratio})
+    return table
+
+
+def transfer_markdown(table: list[dict]) -> str:
+    """`transfer_rows` side by side: a row per group, the baseline's score, then per variant its seed mean (sd,
+    seeds) and difference from the baseline [95 % interval]; for ROC-AUC groups also the error ratio."""
+    def cell(row: dict) -> str:
+        seeds = row["tagger"]
+        sd = f", sd {statistics.stdev(seeds):.3f}" if len(seeds) > 1 else ""
+        text = (f"{row['tagger_mean']:.3f} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''}{sd}); "
+                f"{row['difference']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}]")
+        return text if row["error_ratio"] is None else f"{text}; error x{row['error_ratio']:.2f}"
+    rows = {}
+    for row in table:
+        entry = rows.setdefault(row["what"], {"group": row["what"], "baseline": f"{row['baseline']:.3f}"})
+        entry[row["variant"]] = cell(row)
+    variants = list(dict.fromkeys(row["variant"] for row in table))
+    return markdown_table(list(rows.values()), columns=["group", "baseline", *variants])
