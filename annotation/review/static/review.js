@@ -250,7 +250,13 @@ async function toggleLoop(group, tag, target) {
     width: `${((loop.end - start) / duration) * 100}%`});
   $("#segment").hidden = false;
   player.currentTime = start;
-  player.play();
+  play(player);
+}
+
+// A pause (or a new seek) that interrupts a pending play() rejects its promise with an AbortError: that is a
+// listener's ordinary click, not a fault; anything else still surfaces.
+function play(player) {
+  player.play().catch((error) => { if (error.name !== "AbortError") throw error; });
 }
 
 function followPlayer() {
@@ -266,7 +272,7 @@ function followPlayer() {
     const box = $("#picture").getBoundingClientRect();
     if (!player.duration || box.width === 0) return;
     player.currentTime = ((event.clientX - box.left) / box.width) * player.duration;
-    player.play();
+    play(player);
   });
 }
 
@@ -318,7 +324,7 @@ async function trackPage() {
     if (["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName) || event.ctrlKey || event.metaKey) return;
     const keys = {j: () => focus(focused + 1), k: () => focus(focused - 1), c: () => press("confirm"),
       x: () => press("remove"), a: () => press("add"), l: () => press("loop"), u: undo, n: () => goNext(trackId),
-      " ": () => ($("#player").paused ? $("#player").play() : $("#player").pause())};
+      " ": () => ($("#player").paused ? play($("#player")) : $("#player").pause())};
     if (keys[event.key]) { event.preventDefault(); keys[event.key](); }
   });
   if ($("#message").textContent) return;  // the server said what is wrong (an unknown id)
