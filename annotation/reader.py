@@ -35,8 +35,7 @@ class ReadItem:
 def input_key(reader: TrackReader, item: Item) -> str:
     """What a finished record must have been made from to be skipped: path, size and mtime of the audio and
     of the sidecars ``reader`` reads."""
-    paths = [item.path, *(p for p in (item.lyrics if reader.lyrics else None,
-                                      item.cover if reader.cover_size else None) if p is not None)]
+    paths = [item.path, *(p for p in reader.sidecars(item.lyrics, item.cover) if p is not None)]
     return json.dumps([[p, *file_facts(p)] for p in paths])
 
 

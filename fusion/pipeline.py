@@ -115,8 +115,7 @@ class ColdStartPipeline:
         if audio is None and lyrics is None and cover is None:
             raise ValueError(f"give at least one of {MODALITIES}")
         track = self.read(audio, lyrics, cover)
-        errors = {e["modality"]: f"{track.lyrics_path if e['modality'] == 'lyrics' else track.cover_path}: "
-                                 f"{e['message']}" for e in track.sidecar_errors}
+        errors = track.sidecar_messages()
         if track.error is not None:
             errors["audio"] = f"{audio}: {track.error['message']}"
         encoded = encode_tracks([track], self.tagger, self.lyrics_encoder if track.lyrics is not None else None,

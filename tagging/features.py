@@ -146,9 +146,7 @@ def _reasons(track: DecodedTrack, audio: bool) -> list[str]:
         reasons.append(f"{track.audio_path}: {track.error['message']}")
     elif audio and track.chunks is not None and not track.informative:
         reasons.append(f"{track.audio_path}: not used ({', '.join(track.warnings)})")
-    for error in track.sidecar_errors:
-        path = track.lyrics_path if error["modality"] == "lyrics" else track.cover_path
-        reasons.append(f"{path}: {error['message']}")
+    reasons += track.sidecar_messages().values()
     return reasons
 
 

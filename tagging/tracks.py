@@ -74,6 +74,11 @@ class DecodedTrack:
     error: dict | None = None
     sidecar_errors: list[dict] = field(default_factory=list)
 
+    def sidecar_messages(self) -> dict[str, str]:
+        """``{modality: "path: reason"}`` of the sidecars that could not be used."""
+        paths = {"lyrics": self.lyrics_path, "cover": self.cover_path}
+        return {e["modality"]: f"{paths[e['modality']]}: {e['message']}" for e in self.sidecar_errors}
+
 
 @dataclass(frozen=True)
 class TrackReader:
@@ -98,7 +103,7 @@ class TrackReader:
                  refused: str | None = None, refused_sidecars: tuple[tuple[str, str], ...] = ()) -> DecodedTrack:
         """Read the audio (None: none) and the sidecars this reader reads. ``refused``: why the track is not
         to be read at all (its error); ``refused_sidecars``: ``((modality, reason), ...)``, sidecars not to read."""
-        lyrics, cover = (lyrics if self.lyrics else None), (cover if self.cover_size else None)
+        lyrics, cover = self.sidecars(lyrics, cover)
         track = DecodedTrack(audio_path=audio, lyrics_path=lyrics, cover_path=cover)
         if refused is not None:  # nothing of a refused track is read
             track.error = error_value(RefusedInput(audio or "", refused))
@@ -121,6 +126,10 @@ class TrackReader:
             except Exception as error:  # the audio is still used; the sidecar's error is recorded
                 track.sidecar_errors.append({"modality": modality, **error_value(error)})
         return track
+
+    def sidecars(self, lyrics: str | None, cover: str | None) -> tuple[str | None, str | None]:
+        """Of a track's lyrics and cover files, those this reader reads (None for the others)."""
+        return (lyrics if self.lyrics else None), (cover if self.cover_size else None)
 
     def _read_audio(self, path: str, track: DecodedTrack) -> None:
         # A FLAC whose frames were damaged decodes without a word; its MD5 signature tells (an error).
