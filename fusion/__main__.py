@@ -46,19 +46,21 @@ def main(args: list[str] | None = None) -> int:
                                                   "copied beside --out, where the other commands look for it")
     split.add_argument("--out", type=Path, required=True, help="the manifest to write (.parquet)")
 
-    ablation = commands.add_parser("ablation", help="train every row of the ablation and write its table")
-    source = ablation.add_mutually_exclusive_group(required=True)
+    ablation_parser = commands.add_parser("ablation", help="train every row of the ablation and write its table")
+    source = ablation_parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--catalog", type=Path, help="toy catalog folder: its manifest.parquet and vocab.json")
     source.add_argument("--manifest", type=Path, help="manifest (Parquet, CSV or TSV), e.g. of python -m fusion split")
-    ablation.add_argument("--vocab", type=Path, help="vocabulary JSON (default: vocab.json beside --manifest)")
-    ablation.add_argument("--features", type=Path, required=True, help="features .npz of python -m tagging.features")
-    ablation.add_argument("--recsys", type=Path, required=True, help="output folder of python -m recsys coldstart")
-    ablation.add_argument("--out", type=Path, required=True)
-    ablation.add_argument("--artist-col", default="auto",
-                          help="manifest column of artists for the intervals (default: artist_id if present; "
-                               "none: every item its own)")
-    ablation.add_argument("--seed", type=int, default=0)
-    ablation_arguments(ablation)
+    ablation_parser.add_argument("--vocab", type=Path, help="vocabulary JSON (default: vocab.json beside --manifest)")
+    ablation_parser.add_argument("--features", type=Path, required=True,
+                                 help="features .npz of python -m tagging.features")
+    ablation_parser.add_argument("--recsys", type=Path, required=True,
+                                 help="output folder of python -m recsys coldstart")
+    ablation_parser.add_argument("--out", type=Path, required=True)
+    ablation_parser.add_argument("--artist-col", default="auto",
+                                 help="manifest column of artists for the intervals (default: artist_id if "
+                                      "present; none: every item its own)")
+    ablation_parser.add_argument("--seed", type=int, default=0)
+    ablation_arguments(ablation_parser)
 
     package = commands.add_parser("package", help="bundle tagger, fusion model and recommender into a pipeline")
     package.add_argument("--tagger", type=Path, required=True, help="save_pretrained AudioTagger directory")

@@ -287,3 +287,15 @@ def test_row_differences_of_the_truth_against_noise_and_against_itself():
     same = table.iloc[2:]
     assert (same["difference"] == 0).all() and (same["low"] == 0).all() and (same["high"] == 0).all()
     assert (table["clusters"] == 25).all()  # 100 items, four per artist
+
+
+def test_ablation_command_names_a_missing_input(tmp_path, capsys):
+    """The command line reaches the ablation (its parser once shadowed the function, so `python -m fusion
+    ablation` failed with a TypeError before reading a file)."""
+    manifest, split = small_split()
+    manifest.to_csv(tmp_path / "manifest.csv", index=False)
+    (tmp_path / "vocab.json").write_text('{"groups": {"genre": {"labels": ["rock"]}}}')
+    split.save(tmp_path / "coldstart.npz")
+    assert main(["ablation", "--manifest", str(tmp_path / "manifest.csv"), "--features", str(tmp_path / "f.npz"),
+                 "--recsys", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert "f.npz: not found" in capsys.readouterr().err
