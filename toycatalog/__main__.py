@@ -7,6 +7,8 @@
   not list; the plays go to FILE.parquet and the users (liked and disliked traits, hidden ones too) to
   users.parquet beside it. The users and seed are the build's: the share the catalog was built with gives
   back its plays.parquet.
+- `python -m toycatalog demo [--preset demo|tiny] [--only STAGE ...] [--set CONFIG.KEY=VALUE]`: every stage of
+  the system on the demo catalog and runs/demo/report.md (toycatalog.demo; what `make demo` runs).
 
 A bad argument or file ends the command with exit status 2 and a line on stderr naming it.
 """
@@ -18,6 +20,7 @@ import time
 from pathlib import Path
 
 from coldtag.storage import atomic_path
+from toycatalog import demo as demo_module
 from toycatalog.build import PRESETS, build_catalog, replay_listeners, summary_markdown
 
 
@@ -40,7 +43,12 @@ def main(argv: list[str] | None = None) -> int:
                        help="share of the listeners' taste that follows audio traits the vocabulary does not list")
     plays.add_argument("--out", type=Path, required=True,
                        help="plays .parquet to write (user_id, track_id, plays); users.parquet goes beside it")
+    demo = commands.add_parser("demo", help="every stage on the demo catalog, then runs/demo/report.md",
+                               description=demo_module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    demo_module.add_arguments(demo)
     args = parser.parse_args(argv)
+    if args.command == "demo":
+        return demo_module.main(args)
     if args.command == "plays":
         return _plays(parser, args)
     if args.seed < 0:
