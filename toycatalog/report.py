@@ -448,7 +448,7 @@ def _ablation_bars(rows: dict, published: dict, path: Path) -> None:
                      label="published (83k tracks)", zorder=3)
     axis.set_yticks(y + height * (len(worlds) - 1) / 2, names, fontsize=8)
     axis.set_xlabel("cosine distance to the true factors of cold-test tracks (lower is better), 95 % interval")
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -493,7 +493,7 @@ def _factor_map_section(demo: Demo, plots: Path) -> str:
         axis.plot([x0, x1], [y0, y1], color="0.4", linewidth=0.6)
     axis.scatter(start[:, 0], start[:, 1], marker="*", s=70, color="k", label="cold track, predicted factors")
     axis.scatter(end[:, 0], end[:, 1], marker="x", s=25, color="red", label="its true factors")
-    axis.set(title=f"Factor space (first two principal axes of the warm tracks); cold tracks by {row}",
+    axis.set(title=f"Factor space: the warm tracks' first two principal axes\ncold-test tracks placed by {row}",
              xlabel="axis 1", ylabel="axis 2")
     axis.legend(fontsize=7, markerscale=1.5, ncol=2)
     figure.tight_layout()
