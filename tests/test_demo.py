@@ -23,11 +23,12 @@ from toycatalog.report import BAD_FILES, toy_name
 pytestmark = pytest.mark.slow
 
 
-def run_demo(root: Path, *extra: str) -> int:
+def run_demo(root: Path, *extra: str, jobs: int = 1) -> int:
+    """The demo on the tiny preset; one job runs the stages in this process, more each in a process of its own."""
     parser = argparse.ArgumentParser()
     demo.add_arguments(parser)
     options = parser.parse_args(["--preset", "tiny", "--data", str(root / "data"), "--out", str(root / "run"),
-                                 "--jobs", "2", *extra])
+                                 "--jobs", str(jobs), *extra])
     return demo.main(options)
 
 
@@ -128,13 +129,14 @@ def test_a_rerun_reuses_everything_and_a_changed_config_reruns_what_it_touches(f
     before = states(run)
     assert run_demo(finished) == 0
     assert states(run) == before
-    assert "0 stages ran" in capsys.readouterr().out
+    assert "0 stages ran, 13 reused" in capsys.readouterr().out
 
     # A bad setting: the stage it reaches fails, named with the command that runs it alone; nothing before it
-    # runs again.
-    assert run_demo(finished, "--set", "multimodal.model.init_args.no_such_setting=1") == 1
+    # runs again. Side by side, each stage in a process of its own, whose log ends up on the console.
+    assert run_demo(finished, "--set", "multimodal.model.init_args.no_such_setting=1", jobs=2) == 1
     err = capsys.readouterr()
     assert "stage multimodal failed" in err.err and "--only multimodal" in err.err
+    assert "no_such_setting" in err.out  # the end of the stage's log
     assert {k: v for k, v in states(run).items() if k != "multimodal"} == {
         k: v for k, v in before.items() if k != "multimodal"}
 

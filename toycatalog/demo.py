@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +85,14 @@ class Command:
     def run(self) -> int:
         argv = list(self.args)
         saved = sys.argv
+        with warnings.catch_warnings():
+            # Commands that call LightningCLI with their own args see this process's argv: theirs, by design.
+            warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
+            # A module run again as __main__ after an earlier stage imported it: nothing of it is reused.
+            warnings.filterwarnings("ignore", message=".*found in sys.modules after import of package.*")
+            return self._run(argv, saved)
+
+    def _run(self, argv: list[str], saved: list[str]) -> int:
         try:
             if self.program == "coldtag":  # the console script
                 from annotation.cli import main as coldtag
@@ -295,9 +304,9 @@ class Demo:
         return [self._run_stage(s, keys[s.name]) for s in self.stages if s.name in names]
 
     def run(self, jobs: int = 1) -> list[dict]:
-        """Every stage whose key changed, each in a process of its own (``--only``, its output in
-        ``OUT/logs/<stage>.log``), up to ``jobs`` at once as their needs finish; the torch threads of the cores
-        shared among the stages running. What each did, in order."""
+        """Every stage whose key changed, in order in this process when ``jobs`` is 1, else each in a process of
+        its own (``--only``, its output in ``OUT/logs/<stage>.log``), up to ``jobs`` at once as their needs
+        finish, the cores' torch threads shared among the stages running. What each did, in order."""
         self.out.mkdir(parents=True, exist_ok=True)
         self.write_configs()
         keys = self.keys()
@@ -308,6 +317,10 @@ class Demo:
                 print(f"== {stage.name}: reused ({stage.done}, {state['seconds']:.0f} s when it ran)", flush=True)
                 results[stage.name] = {**state, "reused": True}
         pending = [s for s in self.stages if s.name not in results]
+        if jobs == 1:  # one at a time: in this process, its output on the console
+            for stage in pending:
+                results[stage.name] = self._run_stage(stage, keys[stage.name])
+            return [results[s.name] for s in self.stages]
         running: dict[str, tuple[subprocess.Popen, Path, float]] = {}
         failures: list[str] = []
         (self.out / "logs").mkdir(exist_ok=True)
