@@ -12,6 +12,7 @@ import csv
 import io
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -81,13 +82,13 @@ def mix_clips(batch: dict, share: float, union_groups: list[str]) -> dict:
     return {**batch, "wave": wave, "targets": new_targets}
 
 
-def decay_groups(module: nn.Module, weight_decay: float) -> list[dict]:
-    """Optimizer parameter groups: weight decay on weight matrices and kernels only. On norms' scales and
-    on biases it only pulls them towards zero, which is not regularisation (as nanoGPT's
-    ``configure_optimizers``)."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+def decay_groups(params: nn.Module | Iterable[nn.Parameter], weight_decay: float, **settings) -> list[dict]:
+    """Optimizer parameter groups of a module's (or these) trainable parameters: weight decay on weight matrices
+    and kernels only. On norms' scales and on biases it only pulls them towards zero, which is not
+    regularisation (as nanoGPT's ``configure_optimizers``). ``settings`` (a learning rate) go into both groups."""
+    params = [p for p in (params.parameters() if isinstance(params, nn.Module) else params) if p.requires_grad]
+    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay, **settings},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, **settings}]
 
 
 class LabelGroupsModule(pl.LightningModule):
@@ -212,13 +213,18 @@ class LabelGroupsModule(pl.LightningModule):
     def export_inputs(self) -> dict | None:
         return None
 
+    def param_groups(self) -> list[dict]:
+        """The optimizer's parameter groups, each with its (peak) learning rate ``"lr"``."""
+        return decay_groups(self, self.hparams.weight_decay, lr=self.hparams.lr)
+
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(decay_groups(self, self.hparams.weight_decay), lr=self.hparams.lr)
+        groups = [group for group in self.param_groups() if group["params"]]
+        optimizer = torch.optim.AdamW(groups)
         steps = self.trainer.estimated_stepping_batches
         if not steps or math.isinf(steps):
             return optimizer
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.hparams.lr, total_steps=int(steps),
-                                                       pct_start=0.1)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[group["lr"] for group in groups],
+                                                       total_steps=int(steps), pct_start=0.1)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
@@ -236,6 +242,12 @@ class TaggerModule(LabelGroupsModule):
             and only its `AudioTagger.TRAINING_SETTINGS` (dropout, crop length, ...) may differ.
         freeze_backbone: train the heads only (a linear probe): everything below them keeps the package's
             weights and stays in eval mode, so batch-norm statistics do not move either.
+        backbone_lr_scale: everything below the heads (front-end and backbone) trains at ``lr *
+            backbone_lr_scale``, the heads at ``lr``, both on the one-cycle schedule (discriminative fine-tuning:
+            new heads start random and need steps large enough to wreck pretrained features). 0 keeps those
+            weights as they are while their batch-norm statistics still follow the new data. Without effect
+            under ``freeze_backbone``, which trains nothing below the heads; allowed there all the same, so a
+            fine-tune config becomes a linear probe by ``--model.init_args.freeze_backbone=true`` alone.
         compile_backbone: run the backbone through ``torch.compile`` (on GPUs; the front-end stays in eager float32).
             The module and its weights' names are unchanged, so checkpoints and packages are the same.
         lr, weight_decay: AdamW settings (decay on weight matrices only); the learning rate warms up, then
@@ -256,6 +268,7 @@ class TaggerModule(LabelGroupsModule):
         model: AudioTagger,
         pretrained: str | None = None,
         freeze_backbone: bool = False,
+        backbone_lr_scale: float = 1.0,
         compile_backbone: bool = False,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
@@ -275,24 +288,34 @@ class TaggerModule(LabelGroupsModule):
         if bad:
             raise ValueError(f"mix_groups: {bad} are not multilabel groups of the model ({list(groups)})")
         self.mix_share, self.mix_groups = mix_share, list(mix_groups or [])
+        if backbone_lr_scale < 0:
+            raise ValueError(f"backbone_lr_scale must be >= 0, got {backbone_lr_scale}")
         self.freeze_backbone, self.compile_backbone = freeze_backbone, compile_backbone
         if freeze_backbone:
-            for part in self._frozen_parts():
+            for part in self._below_heads():
                 part.requires_grad_(False)
         # A loaded package comes in eval mode, and Lightning starts fitting in whatever mode it finds.
         self.train()
         self._init_training(group_weights, export_dir, tables_dir)
 
-    def _frozen_parts(self) -> list[nn.Module]:
-        # Everything the heads read from; the dropout before the heads belongs to the heads' training.
+    def _below_heads(self) -> list[nn.Module]:
+        # Everything the heads read from (what freeze_backbone freezes and backbone_lr_scale slows); the
+        # dropout before the heads belongs to the heads' training.
         return [part for name, part in self.model.named_children() if name not in ("heads", "dropout")]
+
+    def param_groups(self) -> list[dict]:
+        below = {id(p) for part in self._below_heads() for p in part.parameters()}
+        params = list(self.parameters())
+        lr, decay = self.hparams.lr, self.hparams.weight_decay
+        return (decay_groups([p for p in params if id(p) in below], decay, lr=lr * self.hparams.backbone_lr_scale)
+                + decay_groups([p for p in params if id(p) not in below], decay, lr=lr))
 
     def train(self, mode: bool = True) -> TaggerModule:
         super().train(mode)
         if self.freeze_backbone:
             # Lightning puts the whole module in training mode each epoch; batch norm would then still move
             # its running statistics (and dropout act) in parts whose weights are frozen.
-            for part in self._frozen_parts():
+            for part in self._below_heads():
                 part.eval()
         return self
 

@@ -3,6 +3,7 @@ what its package records, and that it beats training from scratch on the same fe
 
 import json
 import math
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -98,6 +99,39 @@ def test_a_linear_probe_trains_the_heads_only_and_keeps_batch_norm_statistics(pa
         assert changed == {f"heads.{g}.{p}" for g in NEW["groups"] for p in ("weight", "bias")}
     else:  # the same step without freezing moves the backbone and the statistics: the check above can fail
         assert "backbone.input_norm.running_mean" in changed and "backbone.conv.0.weight" in changed
+
+
+def test_below_the_heads_trains_at_backbone_lr_scale_times_the_heads_learning_rate():
+    module = TaggerModule(AudioTagger(NEW, **TINY), lr=0.01, backbone_lr_scale=0.1)
+    module.trainer = SimpleNamespace(estimated_stepping_batches=100)  # all configure_optimizers reads of it
+    optimizer = module.configure_optimizers()["optimizer"]
+    peak = {}  # parameter -> max_lr of every group it is in
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            peak.setdefault(p, []).append(group["max_lr"])
+    named = dict(module.model.named_parameters())
+    below = {name for name in named if name.startswith(("frontend.", "backbone."))}
+    assert below and set(named) - below == {f"heads.{g}.{p}" for g in NEW["groups"] for p in ("weight", "bias")}
+    assert set(peak) == set(module.parameters()) == set(named.values())
+    assert {name: peak[p] for name, p in named.items()} == {
+        name: [pytest.approx(0.001 if name in below else 0.01)] for name in named}
+
+
+def test_a_zero_backbone_lr_scale_trains_the_heads_and_leaves_the_weights_below_them(package):
+    module = TaggerModule(AudioTagger(NEW, **TINY), pretrained=str(package), lr=0.01, backbone_lr_scale=0.0)
+    before = {k: v.clone() for k, v in module.model.state_dict().items()}
+    _one_step(module)
+    after = module.model.state_dict()
+    weights = {name for name, _ in module.model.named_parameters()}
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed & weights == {f"heads.{g}.{p}" for g in NEW["groups"] for p in ("weight", "bias")}
+    # unlike freeze_backbone, batch norm still follows the new data
+    assert "backbone.input_norm.running_mean" in changed
+
+
+def test_a_negative_backbone_lr_scale_is_refused():
+    with pytest.raises(ValueError, match=r"backbone_lr_scale must be >= 0, got -0.1"):
+        TaggerModule(AudioTagger(NEW, **TINY), backbone_lr_scale=-0.1)
 
 
 # Fine-tune versus scratch, on sounds whose labels are known. Pre-training names the kinds of sound in a clip
