@@ -221,10 +221,11 @@ class LabelGroupsModule(pl.LightningModule):
         groups = [group for group in self.param_groups() if group["params"]]
         optimizer = torch.optim.AdamW(groups)
         steps = self.trainer.estimated_stepping_batches
-        if not steps or math.isinf(steps):
+        if not steps or math.isinf(steps) or steps < 3:  # too few steps to warm up and anneal
             return optimizer
+        # At least two warm-up steps: with exactly one (10 steps at 10 %) OneCycleLR divides by zero.
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[group["lr"] for group in groups],
-                                                       total_steps=int(steps), pct_start=0.1)
+                                                       total_steps=int(steps), pct_start=max(0.1, 2 / steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 

@@ -117,6 +117,23 @@ def test_below_the_heads_trains_at_backbone_lr_scale_times_the_heads_learning_ra
         name: [pytest.approx(0.001 if name in below else 0.01)] for name in named}
 
 
+@pytest.mark.parametrize("steps", [1, 2, 3, 5, 10, 11])
+def test_the_one_cycle_schedule_runs_every_step_of_a_short_run(steps):
+    """Ten steps once crashed the schedule (a one-step warm-up divides by zero): each step's learning rate is a
+    number no higher than the peak."""
+    module = TaggerModule(AudioTagger(NEW, **TINY), lr=0.01)
+    module.trainer = SimpleNamespace(estimated_stepping_batches=steps)
+    configured = module.configure_optimizers()
+    optimizer = configured["optimizer"] if isinstance(configured, dict) else configured
+    schedule = configured["lr_scheduler"]["scheduler"] if isinstance(configured, dict) else None
+    for _ in range(steps):
+        optimizer.step()
+        if schedule is not None:
+            schedule.step()
+        rates = [group["lr"] for group in optimizer.param_groups]
+        assert all(0 <= rate <= 0.01 + 1e-12 for rate in rates)
+
+
 def test_a_zero_backbone_lr_scale_trains_the_heads_and_leaves_the_weights_below_them(package):
     module = TaggerModule(AudioTagger(NEW, **TINY), pretrained=str(package), lr=0.01, backbone_lr_scale=0.0)
     before = {k: v.clone() for k, v in module.model.state_dict().items()}
