@@ -2,21 +2,17 @@
 is not installed): open the list, filter it, play a track, correct tags with the mouse and the keyboard,
 undo, reload and see the correction, export it and find it in the manifest.
 
-``COLDTAG_REVIEW_SCREENSHOT=docs/review.png`` also saves the track page's screenshot there (the README's);
-``COLDTAG_CHROMIUM`` names another Chromium than /usr/bin/chromium."""
+``COLDTAG_CHROMIUM`` names another Chromium than /usr/bin/chromium (the README's screenshot is
+scripts/review_screenshot.py's)."""
 
 import os
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from PIL import Image
 from review_runs import make_package, write_run
 
-from annotation.review.cli import cli_main
+from annotation.review.cli import cli_main, serving
 from annotation.review.run import Run
 from annotation.review.store import DB_FILE, Store
 
@@ -41,8 +37,6 @@ def browser():
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """The review app over the test run, served by uvicorn on a free port of 127.0.0.1."""
-    import uvicorn
-
     from annotation.review.app import create_app
 
     root = tmp_path_factory.mktemp("review-browser")
@@ -51,20 +45,8 @@ def served(tmp_path_factory):
     (root / "audio" / "odd.txt").write_text("an odd little song\nin three lines\nof lyrics\n")
     run = Run(out, root / "tagger")
     store = Store(out / DB_FILE, run.ids, run.labels)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(run, store, who="ana"), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{port}", root, store
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(run, store, who="ana")) as url:
+        yield url, root, store
 
 
 def test_review_a_track_in_the_browser_and_export_the_correction(browser, served, tmp_path):
@@ -133,8 +115,6 @@ def test_review_a_track_in_the_browser_and_export_the_correction(browser, served
     screenshot = tmp_path / "review.png"
     page.screenshot(path=str(screenshot))
     assert screenshot.read_bytes()[:4] == b"\x89PNG"
-    if os.environ.get("COLDTAG_REVIEW_SCREENSHOT"):  # 128 colours: a third of the bytes, no visible change
-        Image.open(screenshot).quantize(128).save(os.environ["COLDTAG_REVIEW_SCREENSHOT"], optimize=True)
 
     page.goto(url + "/")
     page.click("#verify-box summary")

@@ -13,6 +13,10 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from annotation.review.run import Run, RunError
 from annotation.review.store import DB_FILE, Store
@@ -67,6 +71,28 @@ def cli_main(args: list[str] | None = None) -> int:
     print(f"{name}: {len(run.ids)} records of {run.out} at http://{options.host}:{options.port}/", file=sys.stderr)
     uvicorn.run(app, host=options.host, port=options.port, log_level="warning")
     return 0
+
+
+@contextmanager
+def serving(app, host: str = "127.0.0.1", port: int = 0, timeout: float = 20.0) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a background thread (for a browser driven from this process: the browser
+    tests, scripts/review_screenshot.py); yields its URL, ``http://host:port`` (port 0: the free one it got)."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        if not server.started:
+            raise RuntimeError(f"the review app did not start on {host}:{port} within {timeout:g} s")
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 if __name__ == "__main__":
