@@ -282,7 +282,7 @@ class ShortChunkResNet(_Branched):
     paper (width 128 there; smaller widths train on a CPU). ``pooling="max"`` is the paper's global max;
     ``"mean_max"`` joins the mean to it, which keeps how much of the chunk a sound fills (a sustained
     instrument under a louder one) where the maximum keeps only its strongest moment; on the realistic
-    catalog it did not help, and the band statistics were what gave instruments their gain (README).
+    catalog it did not help, and the band statistics were what gave instruments their gain (docs/realistic.md).
     ``rhythm=True`` adds a `RhythmBranch` beside the pooled CNN vector (spectrogram ``frame_rate`` frames
     per second) and ``harmony=True`` a `HarmonicBranch` on the chroma passed beside the spectrogram, and
     ``band_stats=True`` the `BandStatistics` of its ``n_mels`` bands beside the CNN vector, hidden with it
