@@ -10,6 +10,7 @@ stream makes the catalog's own share give back its plays.
 
 import json
 import multiprocessing
+import multiprocessing.pool
 import os
 import shutil
 import tempfile
@@ -112,6 +113,18 @@ def _write_art(job: _ArtJob) -> None:
     if job.lyrics_path is not None:
         rng = np.random.default_rng([job.seed, _LYRICS, job.index])
         job.lyrics_path.write_text(write_lyrics(list(job.genres), list(job.moods), rng), encoding="utf-8")
+
+
+def worker_pool(workers: int, initializer, initargs: tuple = (), preload: str = __name__) -> multiprocessing.pool.Pool:
+    """Rendering processes forked from a fresh server process (which imports ``preload`` once), not from
+    this one: a caller's threads (torch's, a tokenizer's, a logger's) may hold locks that a child forked from
+    it waits on forever; a build run after a demo's stages in one process did."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([preload])
+    else:
+        context = multiprocessing.get_context("spawn")
+    return context.Pool(workers, initializer=initializer, initargs=initargs)
 
 
 def _init_worker() -> None:
@@ -251,10 +264,7 @@ def _build_into(root: Path, preset: Preset, seed: int, workers: int, hidden_tast
         for i, row in enumerate(rows):
             _write_art(_label(row, centroids[i], seed, i, root))
     else:
-        # fork where there is one: a spawned worker would spend seconds importing torch again.
-        # Workers make no OpenMP calls (numpy, scipy, FFmpeg), so a parent's torch threads are no hazard.
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        with multiprocessing.get_context(method).Pool(workers, initializer=_init_worker) as pool:
+        with worker_pool(workers, _init_worker) as pool:
             centroids = dict(pool.imap_unordered(_write_audio, audio_jobs, chunksize=4))
             art_jobs = [_label(row, centroids[i], seed, i, root) for i, row in enumerate(rows)]
             for _ in pool.imap_unordered(_write_art, art_jobs, chunksize=16):

@@ -10,7 +10,6 @@ written do not depend on the number of workers; FluidSynth renders a file the sa
 """
 
 import json
-import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,9 +99,9 @@ def build_into(root: Path, preset, seed: int, workers: int) -> dict:
         keys = dict(map(_write, jobs))
     else:
         # Workers only run FluidSynth and FFmpeg; one torch thread each on a shared machine.
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        with multiprocessing.get_context(method).Pool(workers, initializer=torch.set_num_threads,
-                                                      initargs=(1,)) as pool:
+        from toycatalog.build import worker_pool
+
+        with worker_pool(workers, torch.set_num_threads, (1,), preload=__name__) as pool:
             keys = dict(pool.imap_unordered(_write, jobs, chunksize=4))
     manifest = pd.DataFrame(rows)
     manifest.to_parquet(root / "manifest.parquet", index=False)
