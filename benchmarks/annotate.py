@@ -187,7 +187,7 @@ def _throughput(model: Path, clips: list[Path], scratch: Path, options: argparse
                 raise RuntimeError(f"coldtag annotate exited with {code} (see {out}/annotate.log)")
             with _clock() as decode:
                 decoded = list(decoding_loader(items, annotator.reader, batch, workers))
-            failed = [t["error"] for b in decoded for t in b if t["error"] is not None]
+            failed = [read.track.error for b in decoded for read in b if read.track.error is not None]
             if failed:
                 raise RuntimeError(f"decoding failed: {failed[0]}")
             runs[(threads, batch, workers)].append({"end_to_end": end_to_end, "decode": decode, "load": load})
