@@ -42,7 +42,7 @@ from annotation.inputs import InputError, list_inputs
 from annotation.reader import input_key, log_to
 from annotation.records import JSONL_FILE, LOG_FILE, SUMMARY_FILE, Records, read_annotations, record_schema
 from coldtag.storage import write_json
-from tagging.pretrained import resolve_model
+from tagging.pretrained import known_names, resolve_model
 
 ENGINES = ("local", "ddp", "ray")
 log = logging.getLogger("coldtag.annotate")
@@ -55,7 +55,9 @@ class UsageError(ValueError):
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     parser = parser or argparse.ArgumentParser(prog="coldtag annotate", description=__doc__.split("\n")[0])
     parser.add_argument("input", help="a folder of audio files, a CSV/TSV/JSONL/Parquet manifest, or a glob")
-    parser.add_argument("--model", required=True, help="a packaged AudioTagger, MultimodalTagger or ColdStartPipeline")
+    parser.add_argument("--model", required=True,
+                        help="a packaged AudioTagger, MultimodalTagger or ColdStartPipeline, or a pretrained name: "
+                             f"{', '.join(known_names())}")
     parser.add_argument("--out", required=True, help="the output folder (parts/, summary.json, annotate.log)")
     parser.add_argument("--format", choices=("parquet", "jsonl"), default="parquet",
                         help="jsonl: also write OUT/annotations.jsonl, the latest record of every track")

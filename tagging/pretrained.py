@@ -10,9 +10,18 @@ its version and licence (the ``"converted_from"`` input, carried on by every fin
     python -m tagging.pretrained musicnn --checkpoint MTT_musicnn --out DIR   # one package
     python -m tagging.pretrained cache                                        # all four, into the cache
 
-`resolve_model` turns a name (``musicnn-mtt``, ``musicnn-msd``, ``vgg-mtt``, ``vgg-msd``) given where a
-package path is expected into the converted package under ``$COLDTAG_HOME/models`` (default
-``~/.cache/coldtag``), converting it from the installed wheel on first use. The wheel pins numpy<1.17 and
+`resolve_model` turns a name given where a package path is expected into a package: a converted name
+(``musicnn-mtt``, ``musicnn-msd``, ``vgg-mtt``, ``vgg-msd``) into its package under ``$COLDTAG_HOME/models``
+(default ``~/.cache/coldtag``), converted from the installed wheel on first use; a student's name (`STUDENTS`:
+small taggers distilled from these on real recordings by `tagging.distil`) into its package shipped in
+``tagging/students/``.
+
+Decision thresholds: a converted package decides each tag at the threshold `THRESHOLDS_FILE` ships for it,
+chosen without labels by `tagging.agreement.expected_share_thresholds` on the training albums of the
+real-recording corpus (``scripts/student_eval.py thresholds``); the students ship theirs, chosen the same way.
+A catalog with labelled tracks replaces them with its own: fine-tune on its labels (``train.py fit``, whose
+validation sets F1-optimal thresholds), or write its own values into the package's ``thresholds.json`` and
+save it again (`AudioTagger.set_thresholds` and ``save_pretrained``). The wheel pins numpy<1.17 and
 TensorFlow, neither of which is needed here: install it with ``uv pip install --no-deps musicnn==0.1.0``.
 
 Track outputs: the wheel averages the tag probabilities of consecutive 3-s patches from the track's start and
@@ -43,6 +52,8 @@ WHEEL_VERSION = "0.1.0"
 INSTALL_HINT = f"uv pip install --no-deps {WHEEL}=={WHEEL_VERSION}"
 # name given to --model -> the wheel's checkpoint folder
 NAMES = {"musicnn-mtt": "MTT_musicnn", "musicnn-msd": "MSD_musicnn", "vgg-mtt": "MTT_vgg", "vgg-msd": "MSD_vgg"}
+STUDENTS_DIR = Path(__file__).resolve().parent / "students"
+THRESHOLDS_FILE = Path(__file__).resolve().parent / "pretrained_thresholds.json"
 DATASETS = {"MTT": "MagnaTagATune (Law et al., ISMIR 2009), top 50 tags",
             "MSD": "Million Song Dataset (Bertin-Mahieux et al., ISMIR 2011), top 50 last.fm tags"}
 SAMPLE_RATE, N_FFT, HOP, N_MELS = 16000, 512, 256, 96
@@ -159,7 +170,27 @@ def convert(checkpoint: str) -> AudioTagger:
         raise ValueError(f"{checkpoint}: the converted weights do not fit the model "
                          f"(missing {sorted(expected - set(state))[:5]}, extra {sorted(set(state) - expected)[:5]})")
     model.load_state_dict({k: v.contiguous() for k, v in state.items()}, strict=False)
+    name = next(n for n, c in NAMES.items() if c == checkpoint)
+    for group, values in shipped_thresholds().get(name, {}).items():
+        model.set_thresholds(group, torch.tensor([float(values[label]) for label in groups[group]]))
     return model.eval()
+
+
+def shipped_thresholds() -> dict:
+    """``{name: {group: {label: threshold}}}`` of the converted models (`THRESHOLDS_FILE`; empty without it)."""
+    return json.loads(THRESHOLDS_FILE.read_text()) if THRESHOLDS_FILE.is_file() else {}
+
+
+def student_names() -> list[str]:
+    """The names of the student packages shipped in `STUDENTS_DIR`."""
+    if not STUDENTS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in STUDENTS_DIR.iterdir() if (p / "package.json").is_file())
+
+
+def known_names() -> list[str]:
+    """Every name `resolve_model` takes in place of a package path."""
+    return [*NAMES, *student_names()]
 
 
 def provenance(checkpoint: str) -> dict:
@@ -182,6 +213,7 @@ def provenance(checkpoint: str) -> dict:
         "reference": "Pons & Serra, musicnn: pre-trained convolutional neural networks for music audio tagging, "
                      "ISMIR 2019 late-breaking demo" + ("" if arch == "musicnn" else " (its VGG-like baseline)"),
         "reported": (folder / "experiment.result").read_text().strip(),
+        "thresholds_sha256": file_sha256(THRESHOLDS_FILE) if THRESHOLDS_FILE.is_file() else None,
     }
 
 
@@ -197,22 +229,27 @@ def cache_dir() -> Path:
 
 
 def resolve_model(name_or_path: str | Path) -> Path:
-    """A package path as given, or a known name (`NAMES`) as its converted package in `cache_dir`, converted
-    from the installed wheel the first time (again if the installed wheel's checkpoint changed). A missing path
-    that is not a known name is refused, listing them. A name wins over a folder of that name in the working
-    directory: give such a folder by its absolute path."""
+    """A package path as given, a student's name (`student_names`) as its shipped package, or a converted
+    name (`NAMES`) as its package in `cache_dir`, converted from the installed wheel the first time (again if
+    the installed wheel's checkpoint or the shipped thresholds changed). A missing path that is not a known
+    name is refused, listing them. A name wins over a folder of that name in the working directory: give such
+    a folder by its absolute path."""
     name = str(name_or_path)
+    if name in student_names():
+        return STUDENTS_DIR / name
     if name not in NAMES:
         path = Path(name_or_path)
         if not path.exists() and os.sep not in name and "/" not in name:
             raise ValueError(f"{name!r}: neither a package directory nor a known pretrained model "
-                             f"({', '.join(NAMES)})")
+                             f"({', '.join(known_names())})")
         return path
     target = cache_dir() / name
     try:
         record = read_package(target, AudioTagger.__name__)
-        current = record["inputs"]["converted_from"]["sha256"] == file_sha256(
-            wheel_dir() / NAMES[name] / ".data-00000-of-00001")
+        converted = record["inputs"]["converted_from"]
+        current = converted["sha256"] == file_sha256(wheel_dir() / NAMES[name] / ".data-00000-of-00001") and \
+            converted.get("thresholds_sha256") == (file_sha256(THRESHOLDS_FILE) if THRESHOLDS_FILE.is_file()
+                                                   else None)
     except (FileNotFoundError, ProvenanceError, KeyError):
         current = False
     if not current:
@@ -228,11 +265,15 @@ def main(argv: list[str] | None = None) -> None:
     one.add_argument("--out", required=True, type=Path, help="the package folder to write")
     one.add_argument("--overwrite", action="store_true", help="write beside other files in --out")
     commands.add_parser("cache", help=f"convert every named model ({', '.join(NAMES)}) into the cache")
+    commands.add_parser("list", help="every name --model takes in place of a package path")
     options = parser.parse_args(argv)
     try:
         if options.command == "musicnn":
             record = convert_package(options.checkpoint, options.out, options.overwrite)
             print(json.dumps({"package": str(options.out), "sha256": record["sha256"]}))
+        elif options.command == "list":
+            for name in known_names():
+                print(name)
         else:
             for name in NAMES:
                 print(f"{name}: {resolve_model(name)}")

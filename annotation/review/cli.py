@@ -20,6 +20,7 @@ from contextlib import contextmanager
 
 from annotation.review.run import Run, RunError
 from annotation.review.store import DB_FILE, Store
+from tagging.pretrained import known_names
 
 
 def serve_parser() -> argparse.ArgumentParser:
@@ -27,7 +28,8 @@ def serve_parser() -> argparse.ArgumentParser:
                                      epilog="coldtag review export RUN_DIR --model DIR --out DIR: write the "
                                             "corrections as a manifest and vocabulary for train.py")
     parser.add_argument("run", metavar="RUN_DIR", help="the --out folder of a coldtag annotate run")
-    parser.add_argument("--model", required=True, help="the package that made the records")
+    parser.add_argument("--model", required=True, help="the package (or pretrained name: "
+                        f"{', '.join(known_names())}) that made the records")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     parser.add_argument("--port", type=int, default=8765, help="port (0: any free one)")
     parser.add_argument("--who", default=None, help="the reviewer name the pages start with (default: your login)")
@@ -38,7 +40,8 @@ def export_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coldtag review export",
                                      description="write the corrections as a manifest and vocabulary for train.py")
     parser.add_argument("run", metavar="RUN_DIR", help="the --out folder of a coldtag annotate run")
-    parser.add_argument("--model", required=True, help="the package that made the records")
+    parser.add_argument("--model", required=True, help="the package (or pretrained name: "
+                        f"{', '.join(known_names())}) that made the records")
     parser.add_argument("--out", required=True, help="folder for manifest.parquet, vocab.json and export.json")
     parser.add_argument("--val-share", type=float, default=0.2, help="share of the tracks in the val split")
     parser.add_argument("--format", choices=("parquet", "csv"), default="parquet")

@@ -27,6 +27,7 @@ from annotation.inputs import COVER_SUFFIXES, LYRICS_SUFFIXES
 from annotation.records import read_annotations
 from coldtag.storage import input_package, read_package
 from tagging.labels import MULTILABEL, LabelSpace
+from tagging.pretrained import resolve_model
 
 THIRDS = ("low", "mid", "high")
 # A pair of tags expected together fewer times than this is too rare here to call a disagreement.
@@ -52,11 +53,12 @@ class ModelInfo:
 
 
 def load_model_info(directory: str | Path) -> ModelInfo:
-    """The vocabulary and thresholds of a tagger package, or of the tagging model inside a cold-start
-    pipeline (its multimodal tagger if it has one, else its audio tagger), as `coldtag annotate` uses them.
-    The package's files are checked against its record first."""
-    directory = Path(directory)
+    """The vocabulary and thresholds of a tagger package (or a pretrained or student name, as `coldtag annotate`
+    takes it), or of the tagging model inside a cold-start pipeline (its multimodal tagger if it has one, else
+    its audio tagger), as `coldtag annotate` uses them. The package's files are checked against its record
+    first."""
     try:
+        directory = resolve_model(directory)
         record = read_package(directory)
         tagging, audio = directory, directory
         if record.get("kind") == "ColdStartPipeline":
