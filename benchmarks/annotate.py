@@ -65,8 +65,9 @@ TARGET_MEMORY_RATIO = 1.25
 
 def main(args: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="runs/demo/tagger/model",
-                        help="a packaged AudioTagger (make demo) or a pretrained name (musicnn-mtt, vgg-mtt, ...)")
+    parser.add_argument("--model", nargs="+", default=["runs/demo/tagger/model"],
+                        help="packaged AudioTaggers (make demo) or pretrained names (musicnn-mtt, a student, ...): "
+                             "several are measured side by side on the same files, with a summary table")
     parser.add_argument("--tracks", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each track")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[4, 16])
@@ -79,9 +80,10 @@ def main(args: list[str] | None = None) -> None:
     parser.add_argument("--no-install", action="store_true", help="never apt-get install the Debian music")
     parser.add_argument("--demo-audio", default=str(DEMO_AUDIO), help="fallback source of real audio")
     options = parser.parse_args(args)
-    model = resolve_model(options.model)
-    if not (model / "package.json").is_file():
-        parser.error(f"--model {model}: no packaged model there (make demo writes runs/demo/tagger/model)")
+    models = [resolve_model(name) for name in options.model]
+    for model in models:
+        if not (model / "package.json").is_file():
+            parser.error(f"--model {model}: no packaged model there (make demo writes runs/demo/tagger/model)")
     if shutil.which("ffmpeg") is None:
         parser.error("the ffmpeg command is needed to make the test files")
 
@@ -91,11 +93,31 @@ def main(args: list[str] | None = None) -> None:
         started = time.perf_counter()
         clips = _make_clips(sources, scratch / "tracks", options.tracks, options.seconds)
         print(f"{options.tracks} tracks x {options.seconds:g} s stereo {FILE_RATE} Hz MP3 (192 kbit/s) cut from "
-              f"{origin} in {time.perf_counter() - started:.0f} s; model {model}; torch {torch.__version__}, "
-              f"{os.cpu_count()} CPUs; median of {options.repeats}\n")
-        _throughput(model, clips, scratch, options)
-        if not options.no_memory:
-            _memory(model, clips, scratch, options)
+              f"{origin} in {time.perf_counter() - started:.0f} s; torch {torch.__version__}, "
+              f"{os.cpu_count()} CPUs; median of {options.repeats}")
+        summary = {}
+        for name, model in zip(options.model, models, strict=True):
+            print(f"\n## {name} ({model})\n")
+            summary[name] = _throughput(model, clips, scratch / name.replace("/", "_"), options)
+            if not options.no_memory:
+                summary[name]["peaks"] = _memory(model, clips, scratch / name.replace("/", "_"), options)
+        if len(models) > 1:
+            _side_by_side(summary, options)
+
+
+def _side_by_side(summary: dict[str, dict], options: argparse.Namespace) -> None:
+    """One row per model: its fastest setting's speed, decoding alone on the same files, and peak memory."""
+    first = next(iter(summary.values()))
+    print(f"\nSide by side ({options.tracks} tracks x {options.seconds:g} s; each model at its fastest setting; "
+          f"speed-up against the first, {next(iter(summary))}):\n")
+    memory = "" if options.no_memory else " peak RSS, 1-min file, MB |"
+    print(f"| model | parameters | x real time | decoding alone, x real time | end to end / decoding alone | "
+          f"speed-up |{memory}")
+    print("|---|---:|---:|---:|---:|---:|" + ("---:|" if memory else ""))
+    for name, row in summary.items():
+        peak = "" if options.no_memory else f" {row['peaks'][(1.0, 0)][0]:.0f} |"
+        print(f"| {name} | {row['parameters'] / 1e3:.0f}k | {row['speed']:.0f} | {row['decode_speed']:.0f} | "
+              f"{row['share']:.2f} | {row['speed'] / first['speed']:.1f}x |{peak}")
 
 
 # ---------------------------------------------------------------------------------------------- audio
@@ -163,7 +185,9 @@ def _long_file(clips: list[Path], out: Path, seconds: float) -> Path:
 
 # ---------------------------------------------------------------------------------------------- speed
 
-def _throughput(model: Path, clips: list[Path], scratch: Path, options: argparse.Namespace) -> None:
+def _throughput(model: Path, clips: list[Path], scratch: Path, options: argparse.Namespace) -> dict:
+    """Prints the speed table of every setting; returns the fastest's speed, decoding alone and their ratio."""
+    scratch.mkdir(parents=True, exist_ok=True)
     annotator = AudioAnnotator.from_package(model, "cpu")
     items, _ = list_inputs(clips[0].parent)
     audio_seconds = sum(audio_info(c).duration for c in clips)
@@ -210,6 +234,8 @@ def _throughput(model: Path, clips: list[Path], scratch: Path, options: argparse
             best = (total, share, setting)
     total, share, (threads, batch, workers) = best
     speed = audio_seconds / total
+    fastest = {"speed": speed, "decode_speed": speed / share, "share": share,
+               "parameters": sum(p.numel() for p in annotator.tagger.parameters())}
     print(f"\nFastest: {threads} model threads, batch {batch}, {workers} workers: {speed:.0f}x real time (target >= "
           f"{TARGET_REAL_TIME:.0f}x: {'met' if speed >= TARGET_REAL_TIME else 'NOT met'}), "
           f"{share:.2f} of decoding alone (target >= {TARGET_DECODE_SHARE}: "
@@ -217,7 +243,7 @@ def _throughput(model: Path, clips: list[Path], scratch: Path, options: argparse
           "system); wall time above it means waiting for the CPUs other processes hold.")
 
     if not pieces:
-        return
+        return fastest
     print("\nWhere the time goes: each piece alone, in this process, on the same decoded tracks (decoding: the "
           "decode-only pass without workers; the others: the least of 3 tries, wall s):\n")
     print("| model threads | batch | decoding | spectrogram | model | writing | sum | x real time of the sum | "
@@ -230,6 +256,7 @@ def _throughput(model: Path, clips: list[Path], scratch: Path, options: argparse
         print(f"| {threads} | {batch} | {decode:.2f} | {median['spectrogram']:.2f} | {median['model']:.2f} | "
               f"{median['writing']:.2f} | {decode + after:.2f} | "
               f"{audio_seconds / (decode + after):.0f} | {audio_seconds / after:.0f} |")
+    return fastest
 
 
 @contextlib.contextmanager
@@ -286,7 +313,8 @@ def _pieces(annotator: AudioAnnotator, batches: list[list[ReadItem]], out: Path,
 
 # ---------------------------------------------------------------------------------------------- memory
 
-def _memory(model: Path, clips: list[Path], scratch: Path, options: argparse.Namespace) -> None:
+def _memory(model: Path, clips: list[Path], scratch: Path, options: argparse.Namespace) -> dict:
+    """Prints the memory table; returns ``{(minutes, workers): (peak RSS MB, peak PSS MB)}``."""
     files = {}
     started = time.perf_counter()
     for minutes in (1.0, options.long_minutes):
@@ -325,6 +353,7 @@ def _memory(model: Path, clips: list[Path], scratch: Path, options: argparse.Nam
         print(f"workers {workers}: {options.long_minutes:g}-minute / 1-minute peak memory {ratio:.2f}x (RSS "
               f"{long[0] / short[0]:.2f}x, PSS {long[1] / short[1]:.2f}x; target <= {TARGET_MEMORY_RATIO}x: "
               f"{'met' if ratio <= TARGET_MEMORY_RATIO else 'NOT met'})")
+    return peaks
 
 
 def _annotate_process(model: Path, folder: Path, out: Path, workers: int, env: dict) -> tuple[float, float, float]:
