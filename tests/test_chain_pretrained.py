@@ -3,22 +3,26 @@ plays but no tags: nothing is trained but the fusion rows, no label is read, and
 similar tracks in the tagger's own words."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from annotation.cli import cli_main as annotate_main
 from annotation.cli import main as coldtag_main
+from annotation.records import read_annotations
 from coldtag.storage import read_package
 from fusion.__main__ import main
-from fusion.chain import ablation_vocabulary, attribute_groups
+from fusion.chain import ablation_vocabulary, attribute_groups, write_tagger_config
 from fusion.data import catalog_sources
 from fusion.pipeline import ColdStartPipeline
 from recsys import ColdStartSplit
 from tagging.features import TrackFeatures
 from tagging.labels import LabelSpace, read_manifest
 from tagging.models import AudioTagger
+from train import cli_main as train_main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -106,13 +110,19 @@ def test_the_chain_reads_no_label_and_its_rows_are_the_taggers_groups(run, catal
                         features.track_ids)
 
 
-def test_coldtag_coldstart_packages_a_pipeline_that_explains_in_the_taggers_tags(run, catalog, tagger, capfd):
+@pytest.fixture(scope="module")
+def packaged(run, catalog, tagger):
+    """``coldtag coldstart`` on the same catalog and folder: the chain's stages are done, so it only packages."""
+    made = (run / "features.npz").stat().st_mtime_ns
     with pytest.raises(SystemExit) as exit_code:
         coldtag_main(["coldstart", *chain_args(catalog, tagger, run)])
     assert exit_code.value.code == 0
-    assert capfd.readouterr().out.count(": done (") == 4  # the chain's four stages were there: only packaged
+    assert (run / "features.npz").stat().st_mtime_ns == made
+    return run / "pipeline"
 
-    pipeline = ColdStartPipeline.from_pretrained(run / "pipeline")
+
+def test_coldtag_coldstart_packages_a_pipeline_that_explains_in_the_taggers_tags(packaged, run, catalog, tagger):
+    pipeline = ColdStartPipeline.from_pretrained(packaged)
     assert pipeline.tagger.package["sha256"] == read_package(tagger)["sha256"]
     split = ColdStartSplit.load(run / "recsys" / "coldstart.npz")
     cold = split.item_ids[split.items("cold_test")][0]
@@ -133,6 +143,37 @@ def test_coldtag_coldstart_packages_a_pipeline_that_explains_in_the_taggers_tags
         assert similar["shared_tags"] == [t for t in mine if t in theirs]
         assert similar["why"] == f"both tagged {', '.join(similar['shared_tags'])}"
         assert {"banjo", "polka"} <= set(similar["shared_tags"])  # every track has them: always shared
+
+
+def test_coldtag_annotate_with_the_pipeline_records_why_each_similar_track_is_there(packaged, tiny_catalog,
+                                                                                      tmp_path):
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    for path in sorted((tiny_catalog / "audio").rglob("*.*"))[:2]:
+        (uploads / path.name).write_bytes(path.read_bytes())
+    assert annotate_main([str(uploads), "--model", str(packaged), "--out", str(tmp_path / "out"), "--workers", "0",
+                          "--no-progress"]) == 0
+    records = read_annotations(tmp_path / "out").to_pylist()
+    assert len(records) == 2
+    for record in records:
+        assert "banjo" in record["instrument"]["tags"] and "synth" not in record["instrument"]["tags"]
+        assert record["similar_tracks"]
+        for similar in record["similar_tracks"]:
+            assert {"banjo", "polka"} <= set(similar["shared_tags"]) and similar["why"].startswith("both tagged")
+
+
+def test_fine_tune_trains_the_chains_tagger_from_the_package_on_the_catalogs_labels(tiny_catalog, tagger,
+                                                                                    tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    read_manifest(tiny_catalog / "manifest.parquet").to_parquet(out / "manifest.parquet")  # absolute paths
+    (out / "vocab.json").write_text((tiny_catalog / "vocab.json").read_text())
+    config = write_tagger_config(Path("configs/tagger_test.yaml"), out, 1, pretrained=tagger)
+    train_main(["fit", "--config", str(config)])
+    made = AudioTagger.from_pretrained(out / "tagger" / "model")
+    assert list(made.labels.groups) == list(json.loads((tiny_catalog / "vocab.json").read_text())["groups"])
+    assert made.embedding_dim == 8  # the package's network, not the config's (16)
+    assert read_package(out / "tagger" / "model")["inputs"]["pretrained"]["sha256"] == read_package(tagger)["sha256"]
 
 
 def test_a_tagger_that_is_no_package_and_options_for_training_are_refused_by_name(catalog, tagger, tmp_path,
