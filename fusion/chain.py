@@ -148,6 +148,9 @@ def run_chain(options: argparse.Namespace) -> int:
         genome = genome or attribute_groups(tagger_vocab)
         tagger_vocab = ablation_vocabulary(tagger_vocab, genome, options.tagger)
     out = options.out
+    if not trains and (out / "tagger").exists():
+        # Its manifest.parquet holds the labels and the tagger's split: reused, the ablation would read them.
+        raise ValueError(f"--out {out} holds a chain that trained its own tagger; give --tagger another --out")
     out.mkdir(parents=True, exist_ok=True)
     split_manifest, tagger_config = out / "manifest.parquet", out / "tagger.yaml"
     tagger_package = out / "tagger" / "model" if trains else given

@@ -196,6 +196,10 @@ def test_a_tagger_that_is_no_package_and_options_for_training_are_refused_by_nam
     assert "--genome mood" in err and "['instrument', 'voice', 'genre']" in err
     assert not (tmp_path / "run" / "recsys").exists()  # refused before any stage ran
 
+    (tmp_path / "run" / "tagger").mkdir(parents=True)  # a chain that trained its own tagger wrote here
+    assert main(["chain", *base]) == 2
+    assert "holds a chain that trained its own tagger" in capsys.readouterr().err
+
 
 def test_a_pretrained_name_is_a_tagger_and_its_genre_is_the_genre_row(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("COLDTAG_HOME", str(tmp_path / "home"))
