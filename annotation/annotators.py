@@ -145,7 +145,8 @@ class MultimodalAnnotator:
 class PipelineAnnotator:
     """A packaged `fusion.pipeline.ColdStartPipeline`: the tag columns of the model that tags (the multimodal
     tagger if the pipeline has one, else the audio tagger), ``tags_from``, the predicted ``factors``, the
-    ``users`` to recommend the track to and its ``similar_tracks``."""
+    ``users`` to recommend the track to and its ``similar_tracks`` (with ``shared_tags`` and ``why`` when the
+    pipeline holds its tagger's tags of the catalog)."""
 
     def __init__(self, pipeline: ColdStartPipeline):
         self.pipeline = pipeline
@@ -165,11 +166,13 @@ class PipelineAnnotator:
         return cls(ColdStartPipeline.from_pretrained(directory, map_location=device, allow_outside=allow_outside))
 
     def columns(self) -> list[pa.Field]:
+        similar = [("track_id", pa.string()), ("similarity", pa.float64())]
+        if self.pipeline.catalog_tags is not None:
+            similar += [("shared_tags", pa.list_(pa.string())), ("why", pa.string())]
         return [*group_fields(self.tagging_model), pa.field("tags_from", pa.string()),
                 pa.field("factors", pa.list_(pa.float32())),
                 pa.field("users", pa.list_(pa.struct([("user_id", pa.string()), ("score", pa.float64())]))),
-                pa.field("similar_tracks", pa.list_(pa.struct([("track_id", pa.string()),
-                                                               ("similarity", pa.float64())])))]
+                pa.field("similar_tracks", pa.list_(pa.struct(similar)))]
 
     @torch.inference_mode()
     def predict(self, tracks: list[DecodedTrack]) -> list[dict]:
@@ -180,8 +183,7 @@ class PipelineAnnotator:
             record = self.pipeline.predict(known, encoded.audio_scores[index] if "audio" in known else None)
             tags = record["tags"] or {name: None for name in self.tagging_model.labels.groups}
             users = [{"user_id": str(u["user_id"]), "score": u["score"]} for u in record["users"]]
-            similar = [{"track_id": str(t["track_id"]), "similarity": t["similarity"]}
-                       for t in record["similar_tracks"]]
+            similar = [{**t, "track_id": str(t["track_id"])} for t in record["similar_tracks"]]
             results.append({"modalities": record["modalities"], **{g: tags.get(g) for g in tags},
                             "embedding": known["audio"].tolist() if "audio" in known else None,
                             "tags_from": record["tags_from"], "factors": record["factors"], "users": users,

@@ -92,7 +92,8 @@ PASSED_ON = {
     "train": "train, validate, test and package a tagger or a content -> factors model: coldtag train fit "
              "--config CONFIG (LightningCLI; train.py)",
     "coldstart": "tags, factors, users and similar tracks of a new track: coldtag coldstart --pipeline DIR "
-                 "--audio FILE [--lyrics FILE] [--cover FILE]",
+                 "--audio FILE [--lyrics FILE] [--cover FILE]; a pipeline from a catalog (python -m fusion chain "
+                 "--package): coldtag coldstart --manifest M --plays P [--tagger NAME|DIR] --out DIR",
     "review": "review and correct a run's tags in a browser; export the corrections (coldtag review --help)",
 }
 

@@ -6,8 +6,13 @@
         --features runs/demo/features.npz --recsys runs/demo/recsys --genome attribute graded \
         --out runs/demo/fusion
     python -m fusion package --tagger runs/demo/tagger/model --ablation runs/demo/fusion \
-        --recsys runs/demo/recsys --out runs/demo/pipeline
+        --recsys runs/demo/recsys --features runs/demo/features.npz --out runs/demo/pipeline
     python -m fusion coldstart --pipeline runs/demo/pipeline --audio new.mp3 [--lyrics new.txt] [--cover new.jpg]
+    python -m fusion coldstart --manifest my/manifest.csv --plays my/listens.csv --tagger musicnn-mtt \
+        --cold-fraction 0.1 --out runs/mine
+
+``coldstart`` with ``--manifest`` instead of ``--pipeline`` builds a pipeline from a catalog: it is
+``chain --package`` (see ``python -m fusion chain --help``), the pipeline in ``OUT/pipeline``.
 """
 
 from __future__ import annotations
@@ -70,6 +75,9 @@ def main(args: list[str] | None = None) -> int:
     which.add_argument("--fusion", type=Path, help="save_pretrained LateFusionRegressor directory")
     which.add_argument("--ablation", type=Path,
                        help="ablation output: take the row of lowest validation cosine distance a new track can run")
+    package.add_argument("--features", type=Path,
+                         help="features .npz of python -m tagging.features by this --tagger: its tags of the "
+                              "catalog's tracks explain each similar track (optional)")
     package.add_argument("--out", type=Path, required=True)
     package.add_argument("--lyrics-model", default=None, help="local transformer directory (default: MiniLM)")
     package.add_argument("--cover-arch", default="efficientnet_lite0")
@@ -82,16 +90,17 @@ def main(args: list[str] | None = None) -> int:
                                 description=whole_chain.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     whole_chain.add_arguments(chain)
 
-    cold = commands.add_parser("coldstart", help="tags, factors, users and similar tracks of a new track (JSON)")
+    cold = commands.add_parser("coldstart", help="tags, factors, users and similar tracks of a new track (JSON); "
+                                                 "with --manifest instead of --pipeline: chain --package")
     cold.add_argument("--pipeline", type=Path, required=True)
     cold.add_argument("--audio", type=Path)
     cold.add_argument("--lyrics", type=Path)
     cold.add_argument("--cover", type=Path)
 
-    options = parser.parse_args(args)
+    options = parser.parse_args(coldstart_form(sys.argv[1:] if args is None else args))
     if options.command == "coldstart" and not (options.audio or options.lyrics or options.cover):
         parser.error("coldstart needs at least one of --audio, --lyrics, --cover")
-    command = {"split": split_tracks, "ablation": ablation, "chain": whole_chain.run_chain, "package": _package,
+    command = {"split": split_tracks, "ablation": ablation, "chain": whole_chain.run_chain, "package": package_pipeline,
                "coldstart": _coldstart}[options.command]
     try:
         return command(options)
@@ -99,6 +108,17 @@ def main(args: list[str] | None = None) -> int:
         # A bad argument or file: one line naming it, not a traceback.
         print(f"python -m fusion {options.command}: {error}", file=sys.stderr)
         return 2
+
+
+def coldstart_form(args: list[str]) -> list[str]:
+    """``coldstart`` given a catalog (``--manifest``) rather than a package (``--pipeline``) builds the
+    pipeline: the arguments of ``chain --package``. Any other command line is returned as it is."""
+    if not args or args[0] != "coldstart":
+        return args
+    flags = {a.split("=", 1)[0] for a in args[1:]}
+    if "--manifest" in flags and "--pipeline" not in flags:
+        return ["chain", "--package", *args[1:]]
+    return args
 
 
 def split_arguments(parser: argparse.ArgumentParser) -> None:
@@ -203,11 +223,14 @@ def _config(path: Path, settings: list[str], flag: str) -> dict:
     return config
 
 
-def _package(options: argparse.Namespace) -> int:
+def package_pipeline(options: argparse.Namespace) -> int:
+    """``python -m fusion package`` on parsed options."""
     from coldtag.storage import file_sha256
+    from fusion.explain import CatalogTags
     from fusion.model import LateFusionRegressor
     from fusion.pipeline import ColdStartPipeline
     from recsys import ColdStartSplit, Recommender
+    from tagging.features import TrackFeatures
     from tagging.models import AudioTagger
     from tagging.multimodal import MultimodalTagger
 
@@ -220,15 +243,23 @@ def _package(options: argparse.Namespace) -> int:
     recommender = Recommender(split.user_factors, split.item_factors[played], split.user_ids,
                               split.item_ids[played], params=split.params)
     multimodal = MultimodalTagger.from_pretrained(options.multimodal) if options.multimodal else None
-    pipeline = ColdStartPipeline(AudioTagger.from_pretrained(options.tagger),
+    tagger = AudioTagger.from_pretrained(options.tagger)
+    catalog_tags = None
+    if options.features is not None:
+        if not options.features.is_file():
+            raise FileNotFoundError(f"--features {options.features}: not found")
+        catalog_tags = CatalogTags.from_features(TrackFeatures.load(options.features), tagger,
+                                                 f"--features {options.features}")
+    pipeline = ColdStartPipeline(tagger,
                                  LateFusionRegressor.from_pretrained(fusion_dir), recommender, multimodal,
                                  lyrics_model=options.lyrics_model, cover_arch=options.cover_arch,
                                  cover_weights=options.cover_weights, cover_size=options.cover_size,
                                  n_users=options.n_users, n_tracks=options.n_tracks,
-                                 factors_sha256=file_sha256(split_file))
+                                 factors_sha256=file_sha256(split_file), catalog_tags=catalog_tags)
     pipeline.save_pretrained(options.out)
     print(f"{options.out}: fusion {fusion_dir} (inputs {pipeline.fusion.inputs}), {recommender.n_users} users, "
-          f"{recommender.n_items} catalog tracks, tags from {'multimodal' if multimodal else 'audio'} tagger")
+          f"{recommender.n_items} catalog tracks, tags from {'multimodal' if multimodal else 'audio'} tagger"
+          + (f", similar tracks explained by the tags of {options.tagger}" if catalog_tags else ""))
     return 0
 
 

@@ -9,6 +9,9 @@ torch alone, no Lightning::
     pipeline = ColdStartPipeline.from_pretrained("runs/demo/pipeline")
     record = pipeline(audio="new.mp3", lyrics="new.txt")  # any subset of audio / lyrics / cover
 
+With the tags its audio tagger gave the catalog's tracks (`fusion.explain.CatalogTags`), each similar track
+also says why, in that tagger's vocabulary: the tags it shares with the new track.
+
 A file that cannot be read becomes an entry of ``record["errors"]``; the other modalities go on.
 """
 
@@ -22,6 +25,7 @@ import torch
 
 from coldtag.storage import ProvenanceError, is_inside, read_package, save_package
 from fusion.data import SCORES, assemble, is_content, modality_of
+from fusion.explain import CatalogTags
 from fusion.model import LateFusionRegressor
 from recsys import Recommender, topk
 from tagging.image import CoverEncoder
@@ -33,6 +37,7 @@ from tagging.tracks import DecodedTrack, TrackReader, encode_tracks
 MODALITIES = ("audio", "lyrics", "cover")
 CONFIG_FILE = "pipeline.json"
 RECOMMENDER_FILE = "recommender.npz"
+CATALOG_TAGS_FILE = "catalog_tags.npz"
 
 
 class ColdStartPipeline:
@@ -49,6 +54,8 @@ class ColdStartPipeline:
         n_users, n_tracks: how many users and similar tracks a record lists.
         factors_sha256: hash of the cold-start split file whose factors the recommender holds; checked
             against the one the fusion model was trained on, when both are known.
+        catalog_tags: the tags ``tagger`` gave the catalog's tracks; with them each similar track has
+            ``shared_tags`` and ``why``. They must be of the tagger's vocabulary (``ValueError``).
 
     Models loaded from packages must agree on what made them: the fusion model and the multimodal
     tagger must have been trained on features of this very audio tagger, else `ProvenanceError`.
@@ -59,7 +66,8 @@ class ColdStartPipeline:
     def __init__(self, tagger: AudioTagger, fusion: LateFusionRegressor, recommender: Recommender,
                  multimodal: MultimodalTagger | None = None, lyrics_model: str | None = None,
                  cover_arch: str = "efficientnet_lite0", cover_weights: str | None = None, cover_size: int = 224,
-                 n_users: int = 10, n_tracks: int = 10, factors_sha256: str | None = None):
+                 n_users: int = 10, n_tracks: int = 10, factors_sha256: str | None = None,
+                 catalog_tags: CatalogTags | None = None):
         unusable = [name for name in fusion.inputs if not is_content(name)]
         if unusable:
             raise ValueError(f"fusion model takes {unusable}, which a new track cannot have: nobody has annotated "
@@ -78,6 +86,9 @@ class ColdStartPipeline:
             raise ValueError(f"n_users, n_tracks and cover_size must be >= 1, got {n_users}, {n_tracks}, "
                              f"{cover_size}")
         _check_provenance(tagger, fusion, multimodal, factors_sha256)
+        if catalog_tags is not None:
+            catalog_tags.check(tagger)
+        self.catalog_tags = catalog_tags
         self.tagger, self.fusion, self.recommender = tagger.eval(), fusion.eval(), recommender
         self.multimodal = multimodal.eval() if multimodal is not None else None
         self.config = {"lyrics_model": lyrics_model, "cover_arch": cover_arch, "cover_weights": cover_weights,
@@ -110,7 +121,8 @@ class ColdStartPipeline:
         tags, probabilities and graded values) and ``tags_from`` (``"multimodal"``, ``"audio"`` or None),
         ``factors`` (unit vector, or None when no input of the fusion model could be computed), ``users``
         ([{user_id, score}], best first, score x_uᵀŷ) and ``similar_tracks`` ([{track_id, similarity}],
-        cosine of the factors). Audio is read on the tagger's chunk grid, streaming long files.
+        cosine of the factors; with catalog tags also ``shared_tags`` and ``why``, from the audio tagger's
+        tags of both tracks). Audio is read on the tagger's chunk grid, streaming long files.
         """
         if audio is None and lyrics is None and cover is None:
             raise ValueError(f"give at least one of {MODALITIES}")
@@ -151,7 +163,15 @@ class ColdStartPipeline:
         device = next(self.fusion.parameters()).device
         inputs, _ = assemble(sources, {m: np.ones(1, dtype=bool) for m in embeddings}, usable)
         factors = self.fusion({n: torch.from_numpy(x).to(device) for n, x in inputs.items()})[0].cpu().numpy()
-        return record | {"factors": factors.tolist(), **self._neighbours(factors)}
+        neighbours = self._neighbours(factors)
+        if self.catalog_tags is not None:
+            # The audio tagger's tags, not the multimodal tagger's: the catalog's were decided by it.
+            decided = None if audio_scores is None else self.tagger.record(audio_scores)
+            tags = None if decided is None else [tag for group in self.tagger.labels.multilabel()
+                                                 for tag in decided[group.name]["tags"]]
+            for track in neighbours["similar_tracks"]:
+                track.update(self.catalog_tags.explain(tags, track["track_id"]))
+        return record | {"factors": factors.tolist(), **neighbours}
 
     def _tags(self, embeddings: dict[str, torch.Tensor], audio_scores: dict | None) -> dict:
         if self.multimodal is not None:
@@ -177,15 +197,17 @@ class ColdStartPipeline:
 
     def save_pretrained(self, directory: str | Path, overwrite: bool = False) -> dict:
         """``tagger/``, ``fusion/``, ``multimodal/`` (if any; each a package of its own), ``recommender.npz``,
-        ``pipeline.json`` and ``package.json``: one package that runs on raw files alone. Written beside the
-        target and swapped in (`coldtag.storage.save_package`): a failed save leaves no half pipeline, and
-        a folder holding other files is refused unless ``overwrite`` (they stay)."""
+        ``catalog_tags.npz`` (if any), ``pipeline.json`` and ``package.json``: one package that runs on raw
+        files alone. Written beside the target and swapped in (`coldtag.storage.save_package`): a failed save
+        leaves no half pipeline, and a folder holding other files is refused unless ``overwrite`` (they stay)."""
         def write(folder: Path) -> None:
             self.tagger.save_pretrained(folder / "tagger")
             self.fusion.save_pretrained(folder / "fusion")
             if self.multimodal is not None:
                 self.multimodal.save_pretrained(folder / "multimodal")
             self.recommender.save(folder / RECOMMENDER_FILE)
+            if self.catalog_tags is not None:
+                self.catalog_tags.save(folder / CATALOG_TAGS_FILE)
             (folder / CONFIG_FILE).write_text(json.dumps(self.config, indent=2) + "\n")
         self.package = save_package(directory, write, type(self).__name__, overwrite=overwrite)
         # The parts were saved into a staging folder that then took the package's place: they live here now.
@@ -215,9 +237,11 @@ class ColdStartPipeline:
         multimodal = None
         if (directory / "multimodal").is_dir():
             multimodal = MultimodalTagger.from_pretrained(directory / "multimodal", map_location)
+        tags = directory / CATALOG_TAGS_FILE
         pipeline = cls(AudioTagger.from_pretrained(directory / "tagger", map_location),
                        LateFusionRegressor.from_pretrained(directory / "fusion", map_location),
-                       Recommender.load(directory / RECOMMENDER_FILE), multimodal=multimodal, **config)
+                       Recommender.load(directory / RECOMMENDER_FILE), multimodal=multimodal,
+                       catalog_tags=CatalogTags.load(tags) if tags.is_file() else None, **config)
         pipeline.package = record
         return pipeline
 
