@@ -23,6 +23,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from coldtag.storage import carried_inputs, read_package, reference, save_model
 from tagging.frontend import Frontend
+from tagging.keys import KEY_PROFILES, key_fits, key_templates
 from tagging.labels import MULTILABEL, LabelSpace
 from tagging.musicnn import VGG, MusiCNN
 
@@ -146,19 +147,11 @@ def _autocorrelation(x: torch.Tensor) -> torch.Tensor:
     return acf / torch.arange(n, 0, -1, device=x.device, dtype=x.dtype)
 
 
-# Krumhansl-Kessler key profiles, tonic first (Krumhansl, "Cognitive Foundations of Musical Pitch", 1990):
-# how well each pitch class fits a major or a minor key, from listeners' ratings.
-KEY_PROFILES = {
-    "major": (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88),
-    "minor": (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17),
-}
-
-
 class HarmonicFeatures(nn.Module):
     """Which scale the music uses, relative to its tonic: ``chroma (batch, 12, frames) in dB -> (batch, 36)``.
 
     The chunk's pitch-class profile (mean chroma magnitude, summing to 1) is correlated with the 24 rotated
-    key profiles (`KEY_PROFILES`, Krumhansl-Schmuckler key finding); the best key's tonic is the estimated
+    key profiles (`tagging.keys.KEY_PROFILES`, Krumhansl-Schmuckler key finding); the best key's tonic is the estimated
     tonic. The features are the profile and the 24 correlations, both rotated so that the tonic comes first.
     A CNN on a spectrogram sees a minor piece in each of 12 keys as 12 different pictures and, from a few
     hundred tracks, learned mode no better than chance; read relative to the tonic, as the rhythm branch
@@ -170,11 +163,7 @@ class HarmonicFeatures(nn.Module):
 
     def __init__(self):
         super().__init__()
-        profiles = torch.tensor(list(KEY_PROFILES.values()))  # modes in KEY_PROFILES' order: major, minor
-        rotations = (torch.arange(12).unsqueeze(0) - torch.arange(12).unsqueeze(1)).remainder(12)  # [root, pc]
-        keys = profiles[:, rotations]  # (mode, root, pitch class): each profile with its tonic on root
-        keys = keys - keys.mean(dim=2, keepdim=True)
-        self.register_buffer("keys", keys / keys.norm(dim=2, keepdim=True), persistent=False)
+        self.register_buffer("keys", key_templates(KEY_PROFILES), persistent=False)  # (mode, root, pitch class)
 
     def profile(self, chroma: torch.Tensor) -> torch.Tensor:
         """``(batch, 12, frames)`` in dB -> the mean magnitude per pitch class, summing to 1: ``(batch, 12)``."""
@@ -183,9 +172,7 @@ class HarmonicFeatures(nn.Module):
 
     def key_fits(self, profile: torch.Tensor) -> torch.Tensor:
         """``(batch, 12) -> (batch, 2, 12)``: the correlation of the profile with each key [mode, tonic]."""
-        centred = profile - profile.mean(dim=1, keepdim=True)
-        centred = centred / centred.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        return torch.einsum("bp,mrp->bmr", centred, self.keys.to(centred.dtype))  # float32 even in a .half() model
+        return key_fits(profile, self.keys)  # in the profile's float32 even in a .half() model
 
     def key(self, chroma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The best key of each chunk: tonic pitch class (0 = C) and mode (0 major, 1 minor), ``(batch,)`` each."""

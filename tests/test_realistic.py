@@ -17,7 +17,8 @@ pytest.importorskip("mido", reason="mido (a project dependency) is not installed
 import toycatalog.build
 import toycatalog.realistic
 from tagging.frontend import Frontend
-from tagging.models import KEY_PROFILES, HarmonicFeatures
+from tagging.keys import KEY_PROFILES, best_key
+from tagging.models import HarmonicFeatures
 from toycatalog import build_catalog, load_manifest
 from toycatalog.__main__ import main
 from toycatalog.catalog import spectral_centroid
@@ -28,7 +29,6 @@ from toycatalog.realistic import (
     INSTRUMENTS,
     RANGES,
     Piece,
-    best_key,
     draw_piece,
     fluidsynth_missing,
     make_artists,

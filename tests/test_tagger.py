@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from tagging.models import KEY_PROFILES, AudioTagger, HarmonicFeatures, RhythmBranch, RhythmFeatures, chunk_starts
+from tagging.keys import KEY_PROFILES
+from tagging.models import AudioTagger, HarmonicFeatures, RhythmBranch, RhythmFeatures, chunk_starts
 
 VOCAB = {"groups": {
     "genre": {"type": "multilabel", "labels": ["rock", "jazz", "folk"]},

@@ -23,11 +23,10 @@ from pathlib import Path
 
 import mido
 import numpy as np
-import torch
 from scipy import signal
 from scipy.io import wavfile
 
-from tagging.models import KEY_PROFILES, HarmonicFeatures
+from tagging.keys import best_key
 from toycatalog.synth import METERS, SCALES
 
 # Instrument tag -> General MIDI program (0-based): ten timbres a listener names without hesitating.
@@ -421,16 +420,9 @@ def render_piece(piece: Piece, notes, sample_rate: int = SAMPLE_RATE, loudness_d
     return audio
 
 
-def best_key(chroma: np.ndarray) -> tuple[int, str]:
-    """(tonic pitch class, mode) whose rotated Krumhansl-Kessler profile correlates best with a 12-bin chroma:
-    the key finder of the tagger's harmonic branch (`tagging.models.HarmonicFeatures`)."""
-    fits = HarmonicFeatures().key_fits(torch.as_tensor(chroma, dtype=torch.float32).unsqueeze(0))[0]  # (2, 12)
-    mode, root = divmod(int(fits.flatten().argmax()), 12)
-    return root, tuple(KEY_PROFILES)[mode]
-
-
 def written_key(notes) -> tuple[int, str]:
-    """The key the pitched notes of `write_score` fit best, each weighted by its length in beats."""
+    """The key the pitched notes of `write_score` fit best, each weighted by its length in beats (Krumhansl-Kessler
+    profiles, `tagging.keys.best_key`: the profiles live apart from the tagger, which reads them too)."""
     chroma = np.zeros(12)
     for channel, _, length, note, _ in notes:
         if channel != _DRUMS_CHANNEL:
