@@ -37,6 +37,14 @@ fi
 have_fluidsynth() {
     command -v fluidsynth >/dev/null 2>&1 && [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ]
 }
+# The rubberband command stretches and shifts recordings for the tempo and key checks (tests/test_tempo_key.py,
+# scripts/tempo_key_eval.py); they skip, saying so, without it.
+if [ -n "$realistic" ] && ! command -v rubberband >/dev/null 2>&1 && [ "$(id -u)" = 0 ] \
+    && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing rubberband-cli with apt-get"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rubberband-cli >/dev/null
+fi
 if [ -n "$realistic" ] && ! have_fluidsynth; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "setup: installing FluidSynth and the General MIDI soundfont with apt-get"
