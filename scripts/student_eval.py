@@ -177,7 +177,7 @@ def corpus_probabilities(model: AudioTagger, rows: list[dict], cache: Path, max_
     ``max_seconds`` (the audio the students learn from), from the distillation cache (`tagging.distil`)."""
     sums = {g.name: [] for g in model.labels.multilabel()}
     for row in rows:
-        wave = cached_audio(row["audio_path"], model.sample_rate, max_seconds, (), cache)["clean"]
+        wave = cached_audio(row["audio_path"], model.sample_rate, max_seconds, (), cache)["clean"].float() / 32767
         logits = cached_logits(model, wave, row["audio_path"], max_seconds, cache)
         for group in sums:
             sums[group].append(torch.sigmoid(logits[group]).mean(dim=0).numpy())

@@ -110,8 +110,8 @@ def _file_key(path: str, max_seconds: float) -> str:
 
 def cached_audio(path: str, sample_rate: int, max_seconds: float, codecs: tuple[str, ...], cache: Path
                  ) -> dict[str, torch.Tensor]:
-    """``{"clean": wave, codec: re-encoded wave, ...}`` of the first ``max_seconds`` of ``path`` (int16 on
-    disk, float32 here), decoded once and cached."""
+    """``{"clean": wave, codec: re-encoded wave, ...}`` of the first ``max_seconds`` of ``path`` as int16
+    (full scale 32767: a quarter of float32's memory for hours of audio), decoded once and cached."""
     file = cache / "audio" / f"{_file_key(path, max_seconds)}-{sample_rate}.safetensors"
     waves = load_file(file) if file.exists() else {}
     if "clean" not in waves:
@@ -126,7 +126,7 @@ def cached_audio(path: str, sample_rate: int, max_seconds: float, codecs: tuple[
     if changed:
         file.parent.mkdir(parents=True, exist_ok=True)
         save_file(waves, file)
-    return {name: wave.float() / 32767 for name, wave in waves.items() if name == "clean" or name in codecs}
+    return {name: wave for name, wave in waves.items() if name == "clean" or name in codecs}
 
 
 @torch.no_grad()
@@ -169,7 +169,7 @@ class Augment:
 
 @dataclass
 class TeacherTrack:
-    waves: dict[str, torch.Tensor]  # "clean" and the codecs, (time,) each
+    waves: dict[str, torch.Tensor]  # "clean" and the codecs, (time,) int16 each (`cached_audio`)
     starts: torch.Tensor  # (chunks,)
     logits: dict[str, torch.Tensor]  # group -> (chunks, labels)
 
@@ -202,7 +202,7 @@ class DistilChunks(Dataset):
         codecs = [name for name in track.waves if name != "clean"]
         if augment is not None and codecs and rng.random() < augment.codec_share:
             variant = codecs[rng.integers(len(codecs))]
-        wave = track.waves[variant][start:start + self.chunk]
+        wave = track.waves[variant][start:start + self.chunk].float() / 32767
         wave = F.pad(wave, (0, self.chunk - len(wave)))
         if augment is not None:
             if rng.random() < augment.tilt_share:
@@ -343,7 +343,8 @@ def distil(teachers: list[str | Path], out: str | Path, *, manifest: str | Path 
         try:
             waves = cached_audio(track.path, first.sample_rate, max_seconds,
                                  codecs if track.split == "train" else (), cache)
-            teacher_logits = [cached_logits(m, waves["clean"], track.path, max_seconds, cache) for m in models]
+            clean = waves["clean"].float() / 32767
+            teacher_logits = [cached_logits(m, clean, track.path, max_seconds, cache) for m in models]
         except (OSError, ValueError, RuntimeError, subprocess.CalledProcessError) as error:
             log.warning("%s: left out (%s)", track.path, error)
             continue
