@@ -2,7 +2,7 @@
 default, every track of them end to end (listing, decoding workers, the model on its 16-chunk grid, Parquet).
 
     .venv/bin/python benchmarks/annotate_albums.py --manifest data/real/test.csv \\
-        --model musicnn-mtt musicnn-student-small musicnn-student-base [--workers 1] [--threads 2]
+        --model musicnn-mtt musicnn-distil-s musicnn-distil-m [--workers 1] [--threads 2]
 
 Prints one row per model: tracks annotated and failed, the audio's hours (the manifest's durations), wall
 seconds, x real time (hours of audio per hour of wall time), the decided tags per track on average, and the
