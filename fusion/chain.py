@@ -43,7 +43,7 @@ from coldtag.storage import atomic_path, atomic_write, write_json
 from coldtag.training import cli_main as train_main
 from fusion.data import FUSION_SPLIT
 from recsys import ColdStartSplit
-from recsys.__main__ import cold_arguments, coldstart, model_arguments, plays_arguments
+from recsys.cli import cold_arguments, coldstart, model_arguments, plays_arguments
 from tagging import features
 from tagging.labels import MULTILABEL, read_manifest
 from tagging.models import AudioTagger
