@@ -10,8 +10,8 @@ import scipy.sparse as sp
 import torch
 import yaml
 
-from fusion.__main__ import main
 from fusion.ablation import DataPaths, Row, row_config, row_differences, run_ablation, train_row
+from fusion.cli import main
 from fusion.data import FUSION_SPLIT, split_warm_tracks
 from fusion.lightning import mean_cosine_distance
 from fusion.model import AudioFactorRegressor, LateFusionRegressor

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torchmetrics.functional.classification import multilabel_auroc
 
-from fusion.__main__ import main as fusion_main
+from fusion.cli import main as fusion_main
 from fusion.data import FUSION_SPLIT
 from recsys.cli import main as recsys_main
 from tagging.features import extract_features
