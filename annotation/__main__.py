@@ -1,7 +1,5 @@
 """``python -m annotation``: ``coldtag annotate`` (`annotation.cli`)."""
 
-import sys
-
 from annotation.cli import cli_main
 
-sys.exit(cli_main())
+raise SystemExit(cli_main())

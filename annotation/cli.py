@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
             train_main(argv[1:])
         sys.exit(0)
     if argv and argv[0] == "coldstart":
-        from fusion.__main__ import main as fusion_main
+        from fusion.cli import main as fusion_main
 
         sys.exit(fusion_main(["coldstart", *argv[1:]]))
     if argv and argv[0] == "review":

@@ -42,8 +42,9 @@ import yaml
 from coldtag.storage import atomic_path, atomic_write, write_json
 from coldtag.training import cli_main as train_main
 from fusion.data import FUSION_SPLIT
+from fusion.stages import ablation, ablation_arguments, package_pipeline, split_arguments, split_tracks
 from recsys import ColdStartSplit
-from recsys.__main__ import cold_arguments, coldstart, model_arguments, plays_arguments
+from recsys.cli import cold_arguments, coldstart, model_arguments, plays_arguments
 from tagging import features
 from tagging.labels import MULTILABEL, read_manifest
 from tagging.models import AudioTagger
@@ -58,8 +59,6 @@ CONTENT_COLUMNS = ("track_id", "audio_path", "lyrics_path", "cover_path")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from fusion.__main__ import ablation_arguments, split_arguments
-
     parser.add_argument("--manifest", type=Path, required=True,
                         help="one row per track: track_id, audio_path (lyrics_path, cover_path), labels")
     parser.add_argument("--vocab", type=Path, help="vocabulary JSON (default: vocab.json beside --manifest)")
@@ -130,8 +129,6 @@ def pretrained_tagger(name: str) -> Path:
 
 def run_chain(options: argparse.Namespace) -> int:
     """Run the stages that have not finished; 1 if one fails (named with the command that reruns it), else 0."""
-    from fusion.__main__ import ablation, package_pipeline, split_tracks
-
     given = check_tagger_options(options)
     trains = given is None or options.fine_tune
     vocab = options.vocab or options.manifest.parent / "vocab.json"

@@ -13,10 +13,17 @@ import yaml
 
 def parse_setting(text: str) -> tuple[list[str], object]:
     """``"a.b.c=value"`` -> (``["a", "b", "c"]``, the value read as YAML)."""
+    path, value = split_setting(text)
+    return path, yaml.safe_load(value)
+
+
+def split_setting(text: str) -> tuple[list[str], str]:
+    """``"a.b.c=value"`` -> (``["a", "b", "c"]``, ``"value"`` as written): `parse_setting` before the value is
+    read, for a caller that checks the key first. A ``ValueError`` without ``=`` or without a key."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise ValueError(f"expected DOTTED.KEY=VALUE, got {text!r}")
-    return key.split("."), yaml.safe_load(value)
+    return key.split("."), value
 
 
 def apply_setting(config: dict, path: list[str], value: object) -> None:

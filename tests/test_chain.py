@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import pytest
 
-from fusion.__main__ import main
+from fusion.cli import main
 from fusion.data import FUSION_SPLIT
 from tagging.labels import read_manifest
 

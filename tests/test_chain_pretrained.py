@@ -14,8 +14,8 @@ from annotation.cli import cli_main as annotate_main
 from annotation.cli import main as coldtag_main
 from annotation.records import read_annotations
 from coldtag.storage import read_package
-from fusion.__main__ import main
 from fusion.chain import ablation_vocabulary, attribute_groups, write_tagger_config
+from fusion.cli import main
 from fusion.data import catalog_sources
 from fusion.pipeline import ColdStartPipeline
 from recsys import ColdStartSplit

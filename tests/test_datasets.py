@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tagging.datasets.__main__ import main
 from tagging.datasets.catalog import fraction_split
+from tagging.datasets.cli import main
 from tagging.datasets.folders import build_folders
 from tagging.datasets.magnatagatune import build_magnatagatune
 from tagging.datasets.manifest import build_manifest

@@ -10,13 +10,13 @@ import scipy.sparse as sp
 import torch
 import yaml
 
-from fusion.__main__ import main
 from fusion.ablation import DataPaths, Row, row_config, row_differences, run_ablation, train_row
+from fusion.cli import main
 from fusion.data import FUSION_SPLIT, split_warm_tracks
 from fusion.lightning import mean_cosine_distance
 from fusion.model import AudioFactorRegressor, LateFusionRegressor
 from recsys import ColdStartSplit
-from recsys.__main__ import main as recsys_main
+from recsys.cli import main as recsys_main
 from tagging.features import TrackFeatures, extract_features
 from tagging.labels import LabelSpace, read_manifest
 from tagging.models import AudioTagger

@@ -12,9 +12,9 @@ import pytest
 import torch
 from torchmetrics.functional.classification import multilabel_auroc
 
-from fusion.__main__ import main as fusion_main
+from fusion.cli import main as fusion_main
 from fusion.data import FUSION_SPLIT
-from recsys.__main__ import main as recsys_main
+from recsys.cli import main as recsys_main
 from tagging.features import extract_features
 from tagging.labels import LabelSpace, read_manifest
 from tagging.models import AudioTagger

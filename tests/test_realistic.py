@@ -20,8 +20,8 @@ from tagging.frontend import Frontend
 from tagging.keys import KEY_PROFILES, best_key
 from tagging.models import HarmonicFeatures
 from toycatalog import build_catalog, load_manifest
-from toycatalog.__main__ import main
 from toycatalog.catalog import spectral_centroid
+from toycatalog.cli import main
 from toycatalog.realistic import (
     CHORD_INSTRUMENTS,
     GM_PROGRAMS,

@@ -4,7 +4,7 @@ with and without artists, the ``--catalog`` shorthand, and one-line errors with 
 import pytest
 
 from recsys import ColdStartSplit
-from recsys.__main__ import main
+from recsys.cli import main
 
 FAST = ["--factors", "4", "--iterations", "3"]
 

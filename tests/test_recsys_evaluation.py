@@ -16,7 +16,7 @@ from recsys import (
     make_cold_start_split,
     ranking_metrics,
 )
-from recsys.__main__ import main
+from recsys.cli import main
 
 
 def _metrics(scores, relevant, **kwargs):

@@ -13,7 +13,6 @@ from torchcodec.decoders import AudioDecoder
 
 import toycatalog.build
 from toycatalog import PRESETS, build_catalog, load_manifest
-from toycatalog.__main__ import main
 from toycatalog.artwork import draw_cover
 from toycatalog.catalog import (
     ATTRIBUTES,
@@ -27,6 +26,7 @@ from toycatalog.catalog import (
     make_artists,
     true_attributes,
 )
+from toycatalog.cli import main
 from toycatalog.synth import TrackSpec, render
 
 SR = 16000

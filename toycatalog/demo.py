@@ -37,7 +37,7 @@ from pathlib import Path
 import yaml
 
 from coldtag.storage import atomic_write, write_json
-from tagging.runs import point_outputs_at
+from tagging.runs import point_outputs_at, split_setting
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -432,12 +432,16 @@ class Demo:
 
 
 def parse_changes(changes) -> dict[str, dict[str, object]]:
-    """``["tagger.trainer.max_epochs=5", ...]`` -> ``{"tagger": {"trainer.max_epochs": 5}}``; values as YAML."""
+    """``["tagger.trainer.max_epochs=5", ...]`` -> ``{"tagger": {"trainer.max_epochs": 5}}``; values as YAML.
+    The key is read by `tagging.runs.split_setting`, and its first part must name a config of `BASE_CONFIGS`."""
     parsed: dict[str, dict[str, object]] = {}
     for change in changes:
-        target, sep, value = change.partition("=")
-        name, dot, key = target.partition(".")
-        if not sep or not dot or not key or name not in BASE_CONFIGS:
+        try:
+            (name, *path), value = split_setting(change)
+        except ValueError:
+            name, path, value = "", [], ""
+        key = ".".join(path)
+        if not key or name not in BASE_CONFIGS:
             raise ValueError(f"--set {change!r}: expected CONFIG.DOTTED.KEY=VALUE with CONFIG one of "
                              f"{', '.join(BASE_CONFIGS)}, e.g. tagger.trainer.max_epochs=5")
         parsed.setdefault(name, {})[key] = yaml.safe_load(value)

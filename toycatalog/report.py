@@ -460,11 +460,10 @@ def _factor_map_section(demo: Demo, plots: Path) -> str:
     import matplotlib.pyplot as plt
 
     from fusion.ablation import ablation_predictions
+    from fusion.stages import best_content_row
     from recsys import ColdStartSplit
 
     split = ColdStartSplit.load(demo.out / "recsys" / "coldstart.npz")
-    from fusion.__main__ import best_content_row
-
     chosen = best_content_row(demo.out / "fusion").parent.resolve()
     rows = json.loads((demo.out / "fusion" / "rows.json").read_text())
     row = next(r["name"] for r in rows if Path(r["dir"]).resolve() == chosen)

@@ -1,5 +1,5 @@
-import sys
+"""``python -m annotation.review``: ``coldtag review`` (`annotation.review.cli`)."""
 
 from annotation.review.cli import cli_main
 
-sys.exit(cli_main())
+raise SystemExit(cli_main())
