@@ -23,25 +23,40 @@ benchmark dependency):
 
 Left out: learned tempo models with non-commercial or AGPL terms (tempocnn, madmom), and the `basic-pitch`
 ONNX pitch model (Apache-2.0) as a pitch-salience front end for key, which would add onnxruntime.
-Both estimators take a mono wave at any sample rate and resample to `ANALYSIS_RATE`, so a track gets the
-same values whichever tagger's rate it was decoded at.
+
+Cost: both read at most the central `ANALYSIS_SECONDS` (60 s) of a recording, at `ANALYSIS_RATE` (16 kHz,
+the rate a 16 kHz tagger's `coldtag annotate` already decodes at, so there is nothing to resample there; a
+wave at another rate is cut first, then resampled). The spectrograms are numpy's own (`scipy.fft.rfft` over
+strided frames) with the mel and chroma filterbanks built once, and the tuning estimate (librosa's
+`estimate_tuning`: parabolic peak picking over the whole spectrogram) computed only in its 150-4000 Hz band;
+each gives librosa's numbers to float32 rounding at a fraction of its cost (benchmarks/tempo_key.py).
+`estimate_tempo_key` gives both from one conversion. The two need different spectrograms (10 ms hops for
+onsets, 4 Hz bins for chroma), so they do not share one.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
+import scipy.fft
+import scipy.sparse
 import torch
 
 from tagging.keys import MODES, PROFILES, key_fits, key_templates
 
 ANALYSIS_RATE = 16000
+ANALYSIS_SECONDS = 60.0  # at most the central minute of a recording is analysed
 TEMPO_FPS = 100  # onset frames per second: a lag step is ~2 % of the period at 200 BPM, refined below
 TEMPO_WINDOW_SECONDS = 8.0
 TEMPO_RANGE = (30.0, 300.0)
 PRIOR_BPM, PRIOR_OCTAVES = 120.0, 1.0
+ONSET_FFT, ONSET_MELS = 1024, 64  # 64 ms frames, 64 mel bands up to 8 kHz
 CHROMA_FFT, CHROMA_HOP = 4096, 2048  # 256 ms frames: 4 Hz bins, a semitone apart from ~70 Hz up
+TUNING_BAND = (150.0, 4000.0)  # Hz: where librosa's tuning estimate looks for spectral peaks
+TOP_DB = 80.0
+BLOCK_BYTES = 1 << 20  # frames whose spectra are taken at once: a cache-sized block (256 of 1024 samples)
 
 
 class Tempo(NamedTuple):
@@ -56,27 +71,94 @@ class Key(NamedTuple):
     mode_confidence: float  # in [0.5, 1]
 
 
-def _mono(wave, sample_rate: int) -> np.ndarray:
-    """A mono wave (tensor or array, ``(time,)``) -> float32 numpy at `ANALYSIS_RATE`."""
-    import librosa
+def central(y: np.ndarray, samples: int) -> np.ndarray:
+    """The middle ``samples`` of ``y`` (all of it when shorter)."""
+    start = max(0, (len(y) - samples) // 2)
+    return y[start:start + samples]
 
+
+def _mono(wave, sample_rate: int) -> np.ndarray:
+    """A mono wave (tensor or array, ``(time,)``) -> its central `ANALYSIS_SECONDS`, float32 numpy at
+    `ANALYSIS_RATE`."""
     if sample_rate < 1:
         raise ValueError(f"sample_rate must be >= 1, got {sample_rate}")
     y = wave.detach().cpu().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave)
     if y.ndim != 1:
         raise ValueError(f"expected a mono wave (time,), got shape {y.shape}")
-    y = y.astype(np.float32)
+    y = central(y, int(ANALYSIS_SECONDS * sample_rate)).astype(np.float32)
     if sample_rate != ANALYSIS_RATE:
+        import librosa
+
         y = librosa.resample(y, orig_sr=sample_rate, target_sr=ANALYSIS_RATE, res_type="soxr_hq")
     return y
 
 
-def onset_envelope(y: np.ndarray) -> np.ndarray:
-    """A wave at `ANALYSIS_RATE` -> its onset strength at `TEMPO_FPS` frames a second."""
+@lru_cache(maxsize=4)
+def _hann(n_fft: int) -> np.ndarray:
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)  # periodic, as librosa's
+
+
+def _frames(y: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """``(time,)`` -> ``(frames, n_fft)``, a view: frames centred every ``hop`` samples, zero padded at the
+    ends, as librosa's ``stft(center=True, pad_mode="constant")`` cuts them."""
+    padded = np.pad(y.astype(np.float32, copy=False), n_fft // 2)
+    return np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
+
+
+def _power(frames: np.ndarray) -> np.ndarray:
+    """``(frames, n_fft)`` -> ``(frames, n_fft // 2 + 1)``: the power spectrum of each Hann-windowed frame."""
+    spectrum = scipy.fft.rfft(frames * _hann(frames.shape[1]), axis=1)
+    return spectrum.real ** 2 + spectrum.imag ** 2
+
+
+def _blocks(frames: np.ndarray) -> range:
+    """The first frame of each block of ``frames`` whose windowed copy fits `BLOCK_BYTES`."""
+    return range(0, len(frames), max(1, BLOCK_BYTES // (4 * frames.shape[1])))
+
+
+def power_spectrogram(y: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """``(time,)`` -> ``(frames, n_fft // 2 + 1)``: librosa's ``abs(stft(y, n_fft, hop)) ** 2``, frames first,
+    taken a cache-sized block of frames at a time."""
+    frames = _frames(y, n_fft, hop)
+    power = np.empty((len(frames), n_fft // 2 + 1), np.float32)
+    blocks = _blocks(frames)
+    for start in blocks:
+        power[start:start + blocks.step] = _power(frames[start:start + blocks.step])
+    return power
+
+
+@lru_cache(maxsize=1)
+def _mel_filters() -> scipy.sparse.csr_matrix:
+    """``(mels, bins)``, sparse: each bin feeds at most two triangles, so a sparse product costs ~1/30 of a
+    dense one."""
     import librosa
 
-    return librosa.onset.onset_strength(y=y, sr=ANALYSIS_RATE, hop_length=ANALYSIS_RATE // TEMPO_FPS, n_fft=1024,
-                                        n_mels=64)
+    return scipy.sparse.csr_matrix(librosa.filters.mel(sr=ANALYSIS_RATE, n_fft=ONSET_FFT, n_mels=ONSET_MELS,
+                                                       fmax=ANALYSIS_RATE / 2))
+
+
+@lru_cache(maxsize=128)
+def _chroma_filters(tuning: float) -> np.ndarray:
+    import librosa
+
+    return librosa.filters.chroma(sr=ANALYSIS_RATE, n_fft=CHROMA_FFT, tuning=tuning, n_chroma=12).astype(np.float32)
+
+
+def onset_envelope(y: np.ndarray) -> np.ndarray:
+    """A wave at `ANALYSIS_RATE` -> its onset strength at `TEMPO_FPS` frames a second: librosa's
+    ``onset.onset_strength(y, n_fft=1024, n_mels=64)`` (the mean over mel bands of the rise in dB from one
+    frame to the next, 80 dB below the loudest band floored). Each block of spectra is reduced to its mel
+    bands while it is in the cache."""
+    hop = ANALYSIS_RATE // TEMPO_FPS
+    frames = _frames(y, ONSET_FFT, hop)
+    mel = np.empty((ONSET_MELS, len(frames)), np.float32)
+    blocks = _blocks(frames)
+    for start in blocks:
+        mel[:, start:start + blocks.step] = _mel_filters() @ _power(frames[start:start + blocks.step]).T
+    db = 10 * np.log10(np.maximum(mel, 1e-10))  # (mels, frames)
+    db = np.maximum(db, db.max() - TOP_DB)
+    flux = np.maximum(0.0, np.diff(db, axis=1)).mean(axis=0)  # (frames - 1,)
+    return np.pad(flux, (1 + ONSET_FFT // (2 * hop), 0))[:db.shape[1]]  # centred on the frames, as librosa pads
 
 
 def tempo_curve(envelope: np.ndarray) -> np.ndarray:
@@ -104,7 +186,12 @@ def tempo_prior(bpm: np.ndarray) -> np.ndarray:
 
 def estimate_tempo(wave, sample_rate: int) -> Tempo:
     """A mono recording ``(time,)`` -> its global tempo in BPM and a confidence in [0, 1]."""
-    curve = tempo_curve(onset_envelope(_mono(wave, sample_rate)))
+    return tempo_of_wave(_mono(wave, sample_rate))
+
+
+def tempo_of_wave(y: np.ndarray) -> Tempo:
+    """`estimate_tempo` of a wave already at `ANALYSIS_RATE`."""
+    curve = tempo_curve(onset_envelope(y))
     lags = np.arange(len(curve), dtype=np.float64)
     with np.errstate(divide="ignore"):
         bpm = 60.0 * TEMPO_FPS / lags
@@ -122,15 +209,47 @@ def estimate_tempo(wave, sample_rate: int) -> Tempo:
     return Tempo(60.0 * TEMPO_FPS / lag, float(np.clip(curve[best], 0.0, 1.0)))
 
 
-def pitch_class_profile(wave, sample_rate: int) -> np.ndarray:
-    """A mono recording -> its mean chroma, ``(12,)`` with C first."""
+def estimate_tuning(power: np.ndarray) -> float:
+    """A ``(frames, bins)`` power spectrogram of `CHROMA_FFT`-sample frames -> the deviation from A440 in
+    fractions of a semitone, as librosa's ``estimate_tuning(S=power.T)`` finds it (the spectral peaks above a
+    tenth of their frame's maximum, placed by parabolic interpolation, the louder half of them histogrammed by
+    their distance to the nearest semitone), computed in `TUNING_BAND` only, where librosa keeps its peaks."""
     import librosa
 
-    y = _mono(wave, sample_rate)
+    freqs = np.arange(power.shape[1]) * ANALYSIS_RATE / CHROMA_FFT
+    band = np.flatnonzero((freqs >= TUNING_BAND[0]) & (freqs < TUNING_BAND[1]))
+    lo, hi = band[0], band[-1] + 1
+    s = power[:, lo - 1:hi + 1]  # (frames, band + 2): the band and a neighbour on each side
+    above = s * (s > 0.1 * power.max(axis=1, keepdims=True))
+    peak = (above[:, 1:-1] > above[:, :-2]) & (above[:, 1:-1] >= above[:, 2:])
+    left, centre, right = s[:, :-2], s[:, 1:-1], s[:, 2:]
+    bend, slope = right + left - 2 * centre, (right - left) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.where(np.abs(slope) < np.abs(bend), -slope / bend, 0.0)
+    magnitude = (centre + 0.5 * slope * shift)[peak]
+    if not magnitude.size:
+        return 0.0
+    pitch = (np.arange(lo, hi) + shift)[peak] * ANALYSIS_RATE / CHROMA_FFT
+    return float(librosa.pitch_tuning(pitch[magnitude >= np.median(magnitude)], resolution=0.01, bins_per_octave=12))
+
+
+def pitch_class_profile(wave, sample_rate: int) -> np.ndarray:
+    """A mono recording -> its mean chroma, ``(12,)`` with C first."""
+    return profile_of_wave(_mono(wave, sample_rate))
+
+
+def profile_of_wave(y: np.ndarray) -> np.ndarray:
+    """`pitch_class_profile` of a wave already at `ANALYSIS_RATE`: librosa's ``feature.chroma_stft(y,
+    n_fft=4096, hop_length=2048)`` (tuning estimated, each frame scaled to a maximum of 1) averaged over
+    frames."""
     if not np.any(y):
         return np.zeros(12)
-    chroma = librosa.feature.chroma_stft(y=y, sr=ANALYSIS_RATE, n_fft=CHROMA_FFT, hop_length=CHROMA_HOP)
-    return chroma.mean(axis=1)
+    power = power_spectrogram(y, CHROMA_FFT, CHROMA_HOP)  # (frames, bins)
+    # einsum's own loop: numpy's threaded BLAS stalls on a busy machine for products this small
+    chroma = np.einsum("cf,tf->tc", _chroma_filters(round(estimate_tuning(power), 2)), power)  # (frames, 12)
+    peak = chroma.max(axis=1, keepdims=True)
+    chroma = np.divide(chroma, peak, out=np.zeros_like(chroma), where=peak > np.finfo(np.float32).tiny)
+    return chroma.mean(axis=0)
 
 
 def key_of_profile(profile: np.ndarray, profiles: str = "temperley") -> Key:
@@ -148,6 +267,14 @@ def key_of_profile(profile: np.ndarray, profiles: str = "temperley") -> Key:
 def estimate_key(wave, sample_rate: int, profiles: str = "temperley") -> Key:
     """A mono recording ``(time,)`` -> its key: tonic pitch class (0 = C), mode and confidences."""
     return key_of_profile(pitch_class_profile(wave, sample_rate), profiles)
+
+
+def estimate_tempo_key(wave, sample_rate: int) -> tuple[Tempo, Key | None]:
+    """`estimate_tempo` and `estimate_key` of one recording from one conversion; the key is None for
+    silence, which has no pitch classes."""
+    y = _mono(wave, sample_rate)
+    profile = profile_of_wave(y)
+    return tempo_of_wave(y), (key_of_profile(profile) if profile.any() else None)
 
 
 def mirex_tempo_accuracy(estimate: float, truth: float, tolerance: float = 0.04) -> tuple[bool, bool]:
