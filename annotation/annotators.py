@@ -18,7 +18,7 @@ import pyarrow as pa
 import torch
 
 from annotation.reader import ReadItem
-from annotation.records import FILE_FIELDS, RUN_FIELDS
+from annotation.records import FILE_FIELDS, RUN_FIELDS, TEMPO_KEY_FIELDS, tempo_key_values
 from coldtag.storage import PACKAGE_FILE, file_sha256, input_package, is_inside, read_package
 from fusion.data import modality_of
 from fusion.pipeline import ColdStartPipeline
@@ -33,7 +33,7 @@ from tagging.tracks import DecodedTrack, TrackReader, encode_tracks, error_value
 def group_fields(model: TaggerBase) -> list[pa.Field]:
     """One column per label group: probabilities and decided tags, or graded values in their units."""
     fields = []
-    taken = {f.name for f in FILE_FIELDS + RUN_FIELDS}
+    taken = {f.name for f in FILE_FIELDS + TEMPO_KEY_FIELDS + RUN_FIELDS}
     for name, group in model.labels.groups.items():
         if name in taken:
             raise ValueError(f"the model's label group {name!r} has the name of a record column")
@@ -257,6 +257,7 @@ def annotate_tracks(annotator, batch: list[ReadItem]) -> list[dict]:
             "lyrics_path": track.lyrics_path, "cover_path": track.cover_path, "input_key": read.input_key,
             "duration": track.duration, "sample_rate": track.sample_rate, "channels": track.channels,
             "modalities": [], "warnings": track.warnings, "sidecar_errors": track.sidecar_errors,
+            **(tempo_key_values(track.tempo, track.key) if track.error is None else {}),
             **results.get(id(read), {}), "error": track.error, "seconds": seconds[id(read)],
             "model_kind": package.get("kind"), "model_sha256": package.get("sha256"), "coldtag_version": version})
     return records

@@ -17,6 +17,8 @@ import pyarrow.parquet as pq
 
 from annotation.inputs import InputError, Item
 from coldtag.storage import atomic_path
+from tagging.keys import PITCH_CLASSES
+from tagging.tempo_key import Key, Tempo
 
 PARTS_DIR = "parts"
 SUMMARY_FILE = "summary.json"
@@ -32,6 +34,13 @@ FILE_FIELDS = [
     pa.field("sidecar_errors", pa.list_(pa.struct([("modality", pa.string()), ("type", pa.string()),
                                                     ("message", pa.string())]))),
 ]
+# The track's global tempo and key by signal processing (`tagging.tempo_key`), whatever the model: null when
+# annotate ran with --no-tempo-key, and for silent, too short or failed audio.
+TEMPO_KEY_FIELDS = [
+    pa.field("tempo", pa.struct([("bpm", pa.float64()), ("confidence", pa.float64())])),
+    pa.field("key", pa.struct([("tonic", pa.string()), ("mode", pa.string()), ("confidence", pa.float64()),
+                               ("mode_confidence", pa.float64())])),
+]
 RUN_FIELDS = [
     pa.field("embedding", pa.list_(pa.float32())), pa.field("model_kind", pa.string()),
     pa.field("model_sha256", pa.string()), pa.field("coldtag_version", pa.string()),
@@ -40,9 +49,16 @@ RUN_FIELDS = [
 
 
 def record_schema(model_columns: list[pa.Field]) -> pa.Schema:
-    """Every record's columns, a failed file's too: the file's, the model's (an annotator's ``columns()``)
-    and the run's."""
-    return pa.schema(FILE_FIELDS + model_columns + RUN_FIELDS)
+    """Every record's columns, a failed file's too: the file's, the model's (an annotator's ``columns()``),
+    the tempo and key, and the run's."""
+    return pa.schema(FILE_FIELDS + model_columns + TEMPO_KEY_FIELDS + RUN_FIELDS)
+
+
+def tempo_key_values(tempo: Tempo | None, key: Key | None) -> dict:
+    """A track's `TEMPO_KEY_FIELDS` values from its estimates (None: not estimated); the tonic by name."""
+    return {"tempo": None if tempo is None else {"bpm": tempo.bpm, "confidence": tempo.confidence},
+            "key": None if key is None else {"tonic": PITCH_CLASSES[key.tonic], "mode": key.mode,
+                                             "confidence": key.confidence, "mode_confidence": key.mode_confidence}}
 
 
 def part_run(path: Path) -> int:
@@ -85,8 +101,8 @@ class Records:
     def check_layout(self) -> None:
         files = self.files()
         if files and not pq.read_schema(files[0]).equals(self.schema):
-            raise InputError(f"{self.out}: holds records of another layout (a model with other label groups); "
-                             "use --overwrite to start over, or another --out")
+            raise InputError(f"{self.out}: holds records of another layout (a model with other label groups, or "
+                             "an older coldtag's); use --overwrite to start over, or another --out")
 
     def latest(self, prune: bool = True) -> dict[str, dict]:
         """The latest record of each id (id, input key, model hash and error); with ``prune``, older

@@ -41,10 +41,10 @@ def vocabulary() -> dict:
 
 def write_records(out: Path, model, tracks: int, seed: int = 0) -> None:
     from annotation.annotators import group_fields
-    from annotation.records import FILE_FIELDS, RUN_FIELDS
+    from annotation.records import record_schema
 
     rng = np.random.default_rng(seed)
-    schema = pa.schema(FILE_FIELDS + group_fields(model) + RUN_FIELDS)
+    schema = record_schema(group_fields(model))
     rows = []
     for i in range(tracks):
         name = f"artist{i // 10:04d}/track{i:05d}.mp3"

@@ -18,6 +18,11 @@ differ from its MD5 signature (damaged frames, which FFmpeg decodes without a wo
 would describe the damage (`tagging.audio.verify_flac`). Other codecs carry no such signature; their
 undecodable frames are errors (``corrupt``).
 
+A reader made with ``tempo_key`` also estimates the track's global tempo and key (`tagging.tempo_key`) from
+the central minute of the wave it decoded for the model (of a streamed file, one more range of the same
+decoding pass): not from silent or uninformative audio, and no tempo from less than
+`MIN_TEMPO_SECONDS`.
+
 `encode_tracks` runs the frozen encoders over decoded tracks: the tagger's embedding and scores of the
 informative audio, the lyrics and cover embeddings. `tagging.features` (what fusion and the multimodal
 tagger train on), every annotator of ``coldtag annotate`` and `fusion.pipeline.ColdStartPipeline` all go
@@ -30,11 +35,13 @@ import logging
 import traceback
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from tagging.audio import audio_info, level_histogram, load_audio, read_ranges, scan_length, verify_flac
 from tagging.image import CoverEncoder, load_cover
 from tagging.models import AudioTagger, chunk_starts, grid_chunks
+from tagging.tempo_key import ANALYSIS_SECONDS, TEMPO_WINDOW_SECONDS, Key, Tempo, estimate_tempo_key
 from tagging.text import LyricsEncoder, read_lyrics
 
 log = logging.getLogger(__name__)
@@ -44,6 +51,8 @@ SILENT, SHORT, CLIPPED = "silent", "short", "clipped"
 # training: nothing is decided from it.
 DECIDABLE_SHARE = 0.5
 CLIPPED_SHARE = 1e-3
+# Less audio than one window of the tempo's autocorrelation says nothing about a global tempo.
+MIN_TEMPO_SECONDS = TEMPO_WINDOW_SECONDS
 
 
 class RefusedInput(ValueError):
@@ -71,6 +80,8 @@ class DecodedTrack:
     informative: bool = False
     lyrics: str | None = None
     cover: torch.Tensor | None = None
+    tempo: Tempo | None = None  # read with ``tempo_key``, from informative audio with onsets
+    key: Key | None = None  # read with ``tempo_key``, from informative audio
     error: dict | None = None
     sidecar_errors: list[dict] = field(default_factory=list)
 
@@ -85,7 +96,8 @@ class TrackReader:
     """Files -> `DecodedTrack`; cheap to pickle, so it runs in decoding workers.
 
     ``sample_rate``, ``chunk_samples`` and ``max_chunks`` are the tagger's evaluation grid
-    (`AudioTagger.track_chunks`); ``lyrics``/``cover_size``: read those sidecars too.
+    (`AudioTagger.track_chunks`); ``lyrics``/``cover_size``: read those sidecars too; ``tempo_key``: estimate
+    the track's tempo and key too.
     """
 
     sample_rate: int
@@ -94,6 +106,7 @@ class TrackReader:
     lyrics: bool = False
     cover_size: int | None = None
     stream_above_seconds: float = 600.0
+    tempo_key: bool = False
 
     @classmethod
     def for_tagger(cls, tagger: AudioTagger, **kwargs) -> TrackReader:
@@ -142,12 +155,19 @@ class TrackReader:
         else:
             length, levels = scan_length(path, self.sample_rate)
             starts = chunk_starts(length, self.chunk_samples, self.max_chunks)
-            ranges = read_ranges(path, self.sample_rate, [(s, s + self.chunk_samples) for s in starts])
+            ranges = [(s, s + self.chunk_samples) for s in starts]
+            if self.tempo_key:  # the central minute, in the same pass (read_ranges takes ranges by start)
+                middle = max(0, (length - int(ANALYSIS_SECONDS * self.sample_rate)) // 2)
+                ranges.append((middle, min(length, middle + int(ANALYSIS_SECONDS * self.sample_rate))))
+            order = sorted(range(len(ranges)), key=lambda i: ranges[i][0])
+            read = dict(zip(order, read_ranges(path, self.sample_rate, [ranges[i] for i in order]), strict=True))
             chunks = []
-            for start, wave in zip(starts, ranges, strict=True):
+            for index, start in enumerate(starts):
+                wave = read[index]
                 wave[max(0, length - start):] = 0  # past the scanned length, as grid_chunks pads
                 chunks.append(wave)
             chunks = torch.stack(chunks)
+            wave = read.get(len(starts))
         warnings = []
         if int(levels[1:].sum()) == 0:
             warnings.append(SILENT)
@@ -158,6 +178,17 @@ class TrackReader:
         track.chunks, track.duration = chunks, length / self.sample_rate
         track.sample_rate, track.channels, track.warnings = info.sample_rate, info.num_channels, warnings
         track.informative = SILENT not in warnings and length >= DECIDABLE_SHARE * self.chunk_samples
+        if self.tempo_key and track.informative:
+            self._read_tempo_key(path, wave, track)
+
+    def _read_tempo_key(self, path: str, wave: torch.Tensor, track: DecodedTrack) -> None:
+        try:
+            tempo, track.key = estimate_tempo_key(wave, self.sample_rate)
+        except Exception:  # a fault of the estimator, not of the file: the track keeps its tags
+            log.exception("%s: no tempo and key", path)
+            return
+        onsets = not np.isnan(tempo.bpm)
+        track.tempo = tempo if onsets and track.duration >= MIN_TEMPO_SECONDS else None
 
 
 def error_value(error: BaseException) -> dict:

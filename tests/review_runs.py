@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from annotation.annotators import group_fields
-from annotation.records import FILE_FIELDS, RUN_FIELDS
+from annotation.records import record_schema
 from tagging.models import AudioTagger
 
 VOCAB = {"groups": {"genre": {"type": "multilabel", "labels": ["rock", "jazz", "folk"]},
@@ -55,7 +55,7 @@ def write_tone(path: Path, seconds: float = 2.0, pitch: float = 440.0, rate: int
 def write_run(out: Path, model: AudioTagger, audio: Path, tracks: dict | None = None, failed: bool = True) -> Path:
     """Records of ``tracks`` (default `TRACKS`), their audio tones in ``audio``, and one error record."""
     tracks = TRACKS if tracks is None else tracks
-    schema = pa.schema(FILE_FIELDS + group_fields(model) + RUN_FIELDS)
+    schema = record_schema(group_fields(model))
     rows = []
     for k, (track, (genre, mood)) in enumerate(tracks.items()):
         path = write_tone(audio / track, pitch=220 + 20 * k)

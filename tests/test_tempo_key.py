@@ -4,13 +4,25 @@ I-IV-V-I cadences in set keys, their stretched and shifted copies, and the colum
 import shutil
 import subprocess
 
+import librosa
 import numpy as np
 import pytest
 import soundfile
 import torch
 
+from annotation.cli import cli_main
+from annotation.records import read_annotations
 from tagging.keys import KEY_PROFILES, key_fits, key_templates
-from tagging.tempo_key import estimate_key, estimate_tempo, mirex_tempo_accuracy
+from tagging.models import AudioTagger
+from tagging.tempo_key import (
+    estimate_key,
+    estimate_tempo,
+    estimate_tempo_key,
+    mirex_tempo_accuracy,
+    onset_envelope,
+    pitch_class_profile,
+)
+from tagging.tracks import TrackReader
 
 SR = 16000
 STRETCHES = (0.8, 0.9, 1.1, 1.25)  # duration ratios: the tempo becomes bpm / ratio
@@ -85,8 +97,6 @@ def test_tempo_of_silence_and_of_noise():
 
 
 def test_tempo_does_not_depend_on_the_sample_rate():
-    import librosa
-
     y = librosa.resample(clicks(137), orig_sr=SR, target_sr=22050)
     assert within(estimate_tempo(torch.from_numpy(y), 22050).bpm, 137)
 
@@ -129,3 +139,81 @@ def test_mirex_weighted_key_score_of_mir_eval():
     scores = [weighted_score("C major", estimate) for estimate in ("C major", "G major", "A minor", "C minor",
                                                                    "D major")]
     assert scores == [1.0, 0.5, 0.3, 0.2, 0.0]
+
+
+def test_the_spectra_are_librosas_and_only_the_central_minute_is_read():
+    """The numpy spectra and the band-limited tuning estimate give librosa's onset strength and chroma to
+    float32 rounding; a recording longer than a minute is judged on its middle minute."""
+    y = cadence(9, "minor") + clicks(100, 12.0)
+    reference = librosa.onset.onset_strength(y=y, sr=SR, hop_length=SR // 100, n_fft=1024, n_mels=64)
+    np.testing.assert_allclose(onset_envelope(y), reference, rtol=0, atol=1e-4 * reference.max())
+    chroma = librosa.feature.chroma_stft(y=y, sr=SR, n_fft=4096, hop_length=2048).mean(axis=1)
+    np.testing.assert_allclose(pitch_class_profile(y, SR), chroma, rtol=0, atol=1e-5)
+    middle = clicks(137, 60.0)
+    framed = np.concatenate([np.zeros(30 * SR, np.float32), middle, clicks(90, 30.0)])
+    assert estimate_tempo(framed, SR) == estimate_tempo(middle, SR)
+
+
+# A tagger that reads 16 kHz, as the pretrained and distilled ones do: annotate hands the estimators the wave
+# it decoded for the model.
+VOCAB = {"groups": {"genre": {"type": "multilabel", "labels": ["one", "two"]}}}
+
+
+@pytest.fixture(scope="module")
+def tagger(tmp_path_factory):
+    torch.manual_seed(0)
+    model = AudioTagger(VOCAB, backbone="tiny", width=4, embedding_dim=8, sample_rate=SR, n_fft=512,
+                        hop_length=256, n_mels=32, chunk_seconds=1.0, eval_chunks=3).eval()
+    path = tmp_path_factory.mktemp("tagger") / "model"
+    model.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def uploads(tmp_path_factory):
+    """A click track at 137 BPM, a cadence in A minor, silence, a 0.3 s blip and a file that is not audio."""
+    root = tmp_path_factory.mktemp("uploads")
+    soundfile.write(root / "clicks.wav", clicks(137), SR)
+    soundfile.write(root / "cadence.flac", cadence(9, "minor"), SR)
+    soundfile.write(root / "silent.wav", np.zeros(5 * SR, np.float32), SR)
+    soundfile.write(root / "blip.wav", cadence(0, "major")[:int(0.3 * SR)], SR)
+    (root / "text.wav").write_text("not audio\n" * 50)
+    return root
+
+
+def _annotate(uploads, tagger, out, *extra):
+    assert cli_main([str(uploads), "--model", str(tagger), "--out", str(out), "--workers", "1", "--no-progress",
+                     *extra]) == 0
+    return read_annotations(out).to_pandas().set_index("id")
+
+
+def test_annotate_records_the_tempo_and_key_it_was_given(uploads, tagger, tmp_path):
+    records = _annotate(uploads, tagger, tmp_path / "out")
+    tempo = records.loc["clicks.wav", "tempo"]
+    assert abs(tempo["bpm"] / 137 - 1) <= 0.02 and tempo["confidence"] > 0.7, tempo
+    key = records.loc["cadence.flac", "key"]
+    assert (key["tonic"], key["mode"]) == ("A", "minor") and key["confidence"] > 0.6, key
+    assert 0.5 < key["mode_confidence"] <= 1
+    assert abs(records.loc["cadence.flac", "tempo"]["bpm"] / 60 - 1) <= 0.02  # a chord a second
+    # Nothing to estimate from silence or from 0.3 s: null, and no error.
+    for name in ("silent.wav", "blip.wav"):
+        assert records.loc[name, "error"] is None
+        assert records.loc[name, "tempo"] is None and records.loc[name, "key"] is None, name
+    assert records.loc["text.wav", "error"]["type"] == "AudioDecodeError"
+    assert records.loc["text.wav", "tempo"] is None and records.loc["text.wav", "key"] is None
+
+
+def test_no_tempo_key_leaves_the_columns_null(uploads, tagger, tmp_path):
+    records = _annotate(uploads, tagger, tmp_path / "out", "--no-tempo-key")
+    assert records["tempo"].isna().all() and records["key"].isna().all()
+    assert records.loc["clicks.wav", "genre"] is not None  # the model's columns are there as ever
+
+
+def test_a_streamed_file_gets_the_tempo_and_key_of_its_whole_decode(uploads, tagger):
+    model = AudioTagger.from_pretrained(tagger)
+    clicks_path = str(uploads / "clicks.wav")
+    whole = TrackReader.for_tagger(model, tempo_key=True)(clicks_path)
+    streamed = TrackReader.for_tagger(model, tempo_key=True, stream_above_seconds=1.0)(clicks_path)
+    assert abs(streamed.tempo.bpm / whole.tempo.bpm - 1) < 1e-3 and streamed.key[:2] == whole.key[:2]
+    assert TrackReader.for_tagger(model)(clicks_path).tempo is None  # a reader for features does not estimate
+    assert estimate_tempo_key(np.zeros(10 * SR), SR)[1] is None
