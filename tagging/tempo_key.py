@@ -191,7 +191,12 @@ def estimate_tempo(wave, sample_rate: int) -> Tempo:
 
 def tempo_of_wave(y: np.ndarray) -> Tempo:
     """`estimate_tempo` of a wave already at `ANALYSIS_RATE`."""
-    curve = tempo_curve(onset_envelope(y))
+    return tempo_of_envelope(onset_envelope(y))
+
+
+def tempo_of_envelope(envelope: np.ndarray) -> Tempo:
+    """The tempo of an onset strength at `TEMPO_FPS` frames a second."""
+    curve = tempo_curve(envelope)
     lags = np.arange(len(curve), dtype=np.float64)
     with np.errstate(divide="ignore"):
         bpm = 60.0 * TEMPO_FPS / lags
