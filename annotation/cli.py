@@ -81,7 +81,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                         help="read files outside the input root (links, manifest paths) and encoders outside the "
                              "model package")
     parser.add_argument("--no-tempo-key", dest="tempo_key", action="store_false",
-                        help="leave the tempo and key columns null (their estimate costs ~0.03 s a track in the "
+                        help="leave the tempo and key columns null (their estimate costs ~0.02 s a track in the "
                              "decoding workers)")
     parser.add_argument("--retry-errors", action="store_true", help="annotate again the tracks that failed")
     parser.add_argument("--overwrite", action="store_true", help="discard earlier results and start over")
