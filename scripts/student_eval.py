@@ -2,7 +2,8 @@
 thresholds that pretrained and student packages ship.
 
     .venv/bin/python scripts/student_eval.py agreement --manifest data/real/manifest.csv \\
-        --teacher musicnn-mtt --teacher musicnn-msd --student NAME=DIR [--student ...] --out runs/distil/eval
+        --teacher musicnn-mtt --teacher musicnn-msd --student NAME=DIR [--student ...] \\
+        [--reference vgg-mtt:musicnn-mtt] --out runs/distil/eval
     .venv/bin/python scripts/student_eval.py thresholds --manifest data/real/manifest.csv \\
         --model musicnn-mtt --model NAME=DIR ... --out runs/distil/thresholds.json [--write-students]
 
@@ -16,8 +17,9 @@ the hash of its weights and config.
 ``agreement`` (split ``test`` by default): for each student and each teacher that taught it, the rules of
 `tagging.agreement` (mean per-tag Spearman over the tags the teacher varies on, top-3 overlap, macro
 ROC-AUC against the teacher's decided tags at the teacher's shipped thresholds), each with a 95 % interval
-from resampling albums (`coldtag.intervals.cluster_bootstrap`). Written to ``OUT/agreement.md`` and
-``.json``.
+from resampling albums (`coldtag.intervals.cluster_bootstrap`). ``--reference vgg-mtt:musicnn-mtt`` adds a row
+for a model that learnt the teacher's labels rather than its outputs, scored by the same rules: how closely
+two taggers of the same training data agree on these albums. Written to ``OUT/agreement.md`` and ``.json``.
 
 ``thresholds`` (split ``train``): `tagging.agreement.expected_share_thresholds` of each model's
 probabilities on the training albums (each track's mean over every chunk of its first 480 s, the audio the
@@ -128,12 +130,20 @@ def agreement(options: argparse.Namespace) -> None:
     albums = [row["album"] for row in rows]
     teachers = {name: AudioTagger.from_pretrained(path) for name, path in map(named, options.teacher)}
     students = {name: AudioTagger.from_pretrained(path) for name, path in map(named, options.student)}
+    references = dict(spec.split(":", 1) for spec in options.reference)  # {model: teacher it is set beside}
+    unknown = sorted(set(references.values()) - set(teachers))
+    if unknown:
+        raise SystemExit(f"--reference: {unknown} not among the --teacher models")
+    students.update({name: AudioTagger.from_pretrained(resolve_model(name)) for name in references})
     scores = track_scores({**teachers, **students}, rows, options.out, options.max_chunks)
     table = []
     for student_name, student in students.items():
         params = sum(p.numel() for p in student.parameters())
         for teacher_name, teacher in teachers.items():
-            groups = taught_groups(student, teacher_name)
+            if student_name in references:  # the same vocabulary, learnt from the same labels
+                groups = {g: g for g in teacher.labels.groups} if references[student_name] == teacher_name else None
+            else:
+                groups = taught_groups(student, teacher_name)
             if groups is None:
                 continue
             order = list(teacher.labels.groups)
@@ -215,6 +225,9 @@ def main(argv: list[str] | None = None) -> None:
     agree.add_argument("--teacher", action="append", required=True)
     agree.add_argument("--student", action="append", default=[], help="NAME=DIR or a known name (none: only "
                        "score the teachers, into the cache)")
+    agree.add_argument("--reference", action="append", default=[], metavar="MODEL:TEACHER",
+                       help="a model trained on the teacher's labels, not distilled from it (vgg-mtt:musicnn-mtt), "
+                            "scored the same way: how closely two taggers of the same data agree")
     agree.add_argument("--out", type=Path, default=Path("runs/distil/eval"))
     agree.add_argument("--max-chunks", type=int, default=16, help="evenly spaced chunks per track (default 16; "
                        "0: every chunk, as the packages annotate)")

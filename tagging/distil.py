@@ -240,7 +240,7 @@ class DistilModule(pl.LightningModule):
 
     def _step(self, batch: dict, stage: str) -> torch.Tensor:
         loss = self.loss(self.model(batch["wave"]), batch["targets"])
-        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(batch["wave"]))
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch["wave"]))
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -248,6 +248,12 @@ class DistilModule(pl.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._step(batch, "val")
+
+    def on_train_epoch_end(self) -> None:
+        metrics = self.trainer.callback_metrics
+        log.info("epoch %d of %d: %s", self.current_epoch + 1, self.epochs,
+                 ", ".join(f"{name} {float(metrics[name]):.4f}" for name in ("train/loss", "val/loss")
+                           if name in metrics))
 
     def configure_optimizers(self):
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
