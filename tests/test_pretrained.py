@@ -170,7 +170,8 @@ def _write(path: Path, wave: torch.Tensor, rate: int) -> None:
 def test_coldtag_annotate_takes_a_name_and_writes_the_records_of_any_package(tmp_path, capsys):
     """A small corpus (the reference clip at 16 kHz, a 4-s chord at 44.1 kHz, a 1-s clip shorter than a chunk)
     through the real command with ``--model musicnn-mtt``: the columns of a package trained here, and per
-    track the probabilities the loaded model gives in `AudioTagger.annotate`."""
+    track the probabilities the loaded model gives in `AudioTagger.annotate`, and its decided tags (at the
+    shipped thresholds) except for the short clip, which is flagged and decides nothing."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     clip = torch.from_numpy(reference_signal())
@@ -198,7 +199,11 @@ def test_coldtag_annotate_takes_a_name_and_writes_the_records_of_any_package(tmp
             written = records.at[name, group]
             np.testing.assert_allclose(list(written["probabilities"].values()),
                                        list(expected[group]["probabilities"].values()), atol=1e-5)
-            assert list(written["tags"]) == expected[group]["tags"]
+            # the 1-s clip covers a third of a chunk: its numbers are written, no tag is decided from it
+            assert list(written["tags"]) == ([] if name == "short.wav" else expected[group]["tags"])
+    assert "short" in records.at["short.wav", "warnings"]
+    short = model.annotate(load_audio(corpus / "short.wav", model.sample_rate))
+    assert any(short[group]["tags"] for group in model.labels.groups)  # the model alone would decide a tag
 
 
 def test_a_fine_tune_and_a_linear_probe_start_from_the_converted_weights():
