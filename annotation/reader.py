@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from annotation.inputs import Item, file_facts
+from tagging import tempo_key
 from tagging.tracks import DecodedTrack, TrackReader
 
 LOGGERS = ("coldtag", "annotation", "tagging", "fusion")
@@ -62,14 +63,15 @@ def log_to(path: str | Path) -> None:
         logger.setLevel(logging.INFO)
 
 
-def _one_thread(_: int) -> None:
-    # Each decoding process uses one core; the model's process keeps the others.
-    torch.set_num_threads(1)
-
-
 class _Decode(torch.utils.data.Dataset):
     def __init__(self, items: list[Item], reader: TrackReader):
         self.items, self.reader = items, reader
+
+    def worker_init(self, _: int) -> None:
+        # Each decoding process uses one core; the model's process keeps the others.
+        torch.set_num_threads(1)
+        if self.reader.tempo_key:
+            tempo_key.load()
 
     def __len__(self) -> int:
         return len(self.items)
@@ -81,9 +83,12 @@ class _Decode(torch.utils.data.Dataset):
 def decoding_loader(items: list[Item], reader: TrackReader, batch_size: int, workers: int,
                     sampler: torch.utils.data.Sampler | None = None) -> torch.utils.data.DataLoader:
     """Batches of `ReadItem`\\ s, decoded by ``workers`` processes in input order (or the ``sampler``'s)."""
-    return torch.utils.data.DataLoader(_Decode(items, reader), batch_size=batch_size, sampler=sampler,
+    dataset = _Decode(items, reader)
+    if not workers and reader.tempo_key:
+        tempo_key.load()  # here, not in the first track's time
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler,
                                        num_workers=workers, collate_fn=list,
-                                       worker_init_fn=_one_thread if workers else None,
+                                       worker_init_fn=dataset.worker_init if workers else None,
                                        prefetch_factor=4 if workers else None)
 
 

@@ -25,13 +25,12 @@ from report import print_table
 from tagging.audio import audio_info, load_audio
 from tagging.tempo_key import (
     ANALYSIS_RATE,
-    ANALYSIS_SECONDS,
     CHROMA_FFT,
     CHROMA_HOP,
     ONSET_FFT,
     ONSET_MELS,
     TEMPO_FPS,
-    central,
+    central_range,
     estimate_key,
     estimate_tempo,
     estimate_tempo_key,
@@ -47,7 +46,8 @@ def librosa_tempo_key(wave):
     """`estimate_tempo_key` through the librosa calls it reproduces."""
     import librosa
 
-    y = central(wave.numpy(), int(ANALYSIS_SECONDS * RATE))
+    start, stop = central_range(len(wave), RATE)
+    y = wave[start:stop].numpy()
     envelope = librosa.onset.onset_strength(y=y, sr=RATE, hop_length=RATE // TEMPO_FPS, n_fft=ONSET_FFT,
                                             n_mels=ONSET_MELS)
     chroma = librosa.feature.chroma_stft(y=y, sr=RATE, n_fft=CHROMA_FFT, hop_length=CHROMA_HOP)

@@ -130,11 +130,14 @@ def agreement(options: argparse.Namespace) -> None:
     albums = [row["album"] for row in rows]
     teachers = {name: AudioTagger.from_pretrained(path) for name, path in map(named, options.teacher)}
     students = {name: AudioTagger.from_pretrained(path) for name, path in map(named, options.student)}
-    references = dict(spec.split(":", 1) for spec in options.reference)  # {model: teacher it is set beside}
-    unknown = sorted(set(references.values()) - set(teachers))
-    if unknown:
-        raise SystemExit(f"--reference: {unknown} not among the --teacher models")
-    students.update({name: AudioTagger.from_pretrained(resolve_model(name)) for name in references})
+    references = {}  # {model: the teacher it is set beside}
+    for spec in options.reference:
+        model, _, teacher = spec.rpartition(":")
+        if teacher not in teachers:
+            raise SystemExit(f"--reference {spec}: {teacher!r} is not among the --teacher models")
+        name, path = named(model)
+        references[name] = teacher
+        students[name] = AudioTagger.from_pretrained(path)
     scores = track_scores({**teachers, **students}, rows, options.out, options.max_chunks)
     table = []
     for student_name, student in students.items():

@@ -36,6 +36,7 @@ onsets, 4 Hz bins for chroma), so they do not share one.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -71,10 +72,18 @@ class Key(NamedTuple):
     mode_confidence: float  # in [0.5, 1]
 
 
-def central(y: np.ndarray, samples: int) -> np.ndarray:
-    """The middle ``samples`` of ``y`` (all of it when shorter)."""
-    start = max(0, (len(y) - samples) // 2)
-    return y[start:start + samples]
+def load() -> None:
+    """Import librosa (about 2 s) now: a decoding process calls it when it starts, so that its first track's
+    time is that track's."""
+    import librosa  # noqa: F401
+
+
+def central_range(length: int, sample_rate: int) -> tuple[int, int]:
+    """``(start, stop)``: the samples of a ``length``-sample recording that are analysed, its central
+    `ANALYSIS_SECONDS` (all of it when shorter)."""
+    samples = int(ANALYSIS_SECONDS * sample_rate)
+    start = max(0, (length - samples) // 2)
+    return start, min(length, start + samples)
 
 
 def _mono(wave, sample_rate: int) -> np.ndarray:
@@ -85,7 +94,8 @@ def _mono(wave, sample_rate: int) -> np.ndarray:
     y = wave.detach().cpu().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave)
     if y.ndim != 1:
         raise ValueError(f"expected a mono wave (time,), got shape {y.shape}")
-    y = central(y, int(ANALYSIS_SECONDS * sample_rate)).astype(np.float32)
+    start, stop = central_range(len(y), sample_rate)
+    y = y[start:stop].astype(np.float32)
     if sample_rate != ANALYSIS_RATE:
         import librosa
 
@@ -111,9 +121,13 @@ def _power(frames: np.ndarray) -> np.ndarray:
     return spectrum.real ** 2 + spectrum.imag ** 2
 
 
-def _blocks(frames: np.ndarray) -> range:
-    """The first frame of each block of ``frames`` whose windowed copy fits `BLOCK_BYTES`."""
-    return range(0, len(frames), max(1, BLOCK_BYTES // (4 * frames.shape[1])))
+def _block_powers(frames: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
+    """Each block of ``frames`` whose windowed copy fits `BLOCK_BYTES` (the cache): its slice of the frames
+    and its `_power`."""
+    step = max(1, BLOCK_BYTES // (4 * frames.shape[1]))
+    for start in range(0, len(frames), step):
+        block = slice(start, start + step)
+        yield block, _power(frames[block])
 
 
 def power_spectrogram(y: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
@@ -121,9 +135,8 @@ def power_spectrogram(y: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     taken a cache-sized block of frames at a time."""
     frames = _frames(y, n_fft, hop)
     power = np.empty((len(frames), n_fft // 2 + 1), np.float32)
-    blocks = _blocks(frames)
-    for start in blocks:
-        power[start:start + blocks.step] = _power(frames[start:start + blocks.step])
+    for block, block_power in _block_powers(frames):
+        power[block] = block_power
     return power
 
 
@@ -152,9 +165,8 @@ def onset_envelope(y: np.ndarray) -> np.ndarray:
     hop = ANALYSIS_RATE // TEMPO_FPS
     frames = _frames(y, ONSET_FFT, hop)
     mel = np.empty((ONSET_MELS, len(frames)), np.float32)
-    blocks = _blocks(frames)
-    for start in blocks:
-        mel[:, start:start + blocks.step] = _mel_filters() @ _power(frames[start:start + blocks.step]).T
+    for block, block_power in _block_powers(frames):
+        mel[:, block] = _mel_filters() @ block_power.T
     db = 10 * np.log10(np.maximum(mel, 1e-10))  # (mels, frames)
     db = np.maximum(db, db.max() - TOP_DB)
     flux = np.maximum(0.0, np.diff(db, axis=1)).mean(axis=0)  # (frames - 1,)

@@ -41,7 +41,7 @@ import torch
 from tagging.audio import audio_info, level_histogram, load_audio, read_ranges, scan_length, verify_flac
 from tagging.image import CoverEncoder, load_cover
 from tagging.models import AudioTagger, chunk_starts, grid_chunks
-from tagging.tempo_key import ANALYSIS_SECONDS, TEMPO_WINDOW_SECONDS, Key, Tempo, estimate_tempo_key
+from tagging.tempo_key import TEMPO_WINDOW_SECONDS, Key, Tempo, central_range, estimate_tempo_key
 from tagging.text import LyricsEncoder, read_lyrics
 
 log = logging.getLogger(__name__)
@@ -157,8 +157,7 @@ class TrackReader:
             starts = chunk_starts(length, self.chunk_samples, self.max_chunks)
             ranges = [(s, s + self.chunk_samples) for s in starts]
             if self.tempo_key:  # the central minute, in the same pass (read_ranges takes ranges by start)
-                middle = max(0, (length - int(ANALYSIS_SECONDS * self.sample_rate)) // 2)
-                ranges.append((middle, min(length, middle + int(ANALYSIS_SECONDS * self.sample_rate))))
+                ranges.append(central_range(length, self.sample_rate))
             order = sorted(range(len(ranges)), key=lambda i: ranges[i][0])
             read = dict(zip(order, read_ranges(path, self.sample_rate, [ranges[i] for i in order]), strict=True))
             chunks = []
