@@ -67,11 +67,10 @@ class _Decode(torch.utils.data.Dataset):
     def __init__(self, items: list[Item], reader: TrackReader):
         self.items, self.reader = items, reader
 
-    def worker_init(self, _: int) -> None:
+    @staticmethod
+    def worker_init(_: int) -> None:
         # Each decoding process uses one core; the model's process keeps the others.
         torch.set_num_threads(1)
-        if self.reader.tempo_key:
-            tempo_key.load()
 
     def __len__(self) -> int:
         return len(self.items)
@@ -84,8 +83,9 @@ def decoding_loader(items: list[Item], reader: TrackReader, batch_size: int, wor
                     sampler: torch.utils.data.Sampler | None = None) -> torch.utils.data.DataLoader:
     """Batches of `ReadItem`\\ s, decoded by ``workers`` processes in input order (or the ``sampler``'s)."""
     dataset = _Decode(items, reader)
-    if not workers and reader.tempo_key:
-        tempo_key.load()  # here, not in the first track's time
+    if reader.tempo_key:
+        # Here, not in the first track's time; forked decoding processes start with it imported.
+        tempo_key.load()
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler,
                                        num_workers=workers, collate_fn=list,
                                        worker_init_fn=dataset.worker_init if workers else None,

@@ -36,8 +36,13 @@ onsets, 4 Hz bins for chroma), so they do not share one.
 
 from __future__ import annotations
 
+import fcntl
+import importlib
+import sys
+import tempfile
 from collections.abc import Iterator
 from functools import lru_cache
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -72,10 +77,19 @@ class Key(NamedTuple):
     mode_confidence: float  # in [0.5, 1]
 
 
-def load() -> None:
-    """Import librosa (about 2 s) now: a decoding process calls it when it starts, so that its first track's
-    time is that track's."""
-    import librosa  # noqa: F401
+def load():
+    """The librosa module, imported on first use (about 2 s; a reader calls this before its first track, so
+    that the track's time is its own).
+
+    Importing librosa compiles its numba gufuncs and saves them in numba's cache. Two processes doing that at
+    once (the decoding workers or DDP ranks of a fresh install) can leave a mismatched pair of cache files
+    that crashes every later process (numba#10128), so a first import waits for a lock that every process of
+    the machine shares."""
+    if "librosa" not in sys.modules:
+        with open(Path(tempfile.gettempdir()) / "coldtag-librosa-import.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            importlib.import_module("librosa")
+    return sys.modules["librosa"]
 
 
 def central_range(length: int, sample_rate: int) -> tuple[int, int]:
@@ -97,9 +111,7 @@ def _mono(wave, sample_rate: int) -> np.ndarray:
     start, stop = central_range(len(y), sample_rate)
     y = y[start:stop].astype(np.float32)
     if sample_rate != ANALYSIS_RATE:
-        import librosa
-
-        y = librosa.resample(y, orig_sr=sample_rate, target_sr=ANALYSIS_RATE, res_type="soxr_hq")
+        y = load().resample(y, orig_sr=sample_rate, target_sr=ANALYSIS_RATE, res_type="soxr_hq")
     return y
 
 
@@ -144,17 +156,13 @@ def power_spectrogram(y: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
 def _mel_filters() -> scipy.sparse.csr_matrix:
     """``(mels, bins)``, sparse: each bin feeds at most two triangles, so a sparse product costs ~1/30 of a
     dense one."""
-    import librosa
-
-    return scipy.sparse.csr_matrix(librosa.filters.mel(sr=ANALYSIS_RATE, n_fft=ONSET_FFT, n_mels=ONSET_MELS,
-                                                       fmax=ANALYSIS_RATE / 2))
+    return scipy.sparse.csr_matrix(load().filters.mel(sr=ANALYSIS_RATE, n_fft=ONSET_FFT, n_mels=ONSET_MELS,
+                                                      fmax=ANALYSIS_RATE / 2))
 
 
 @lru_cache(maxsize=128)
 def _chroma_filters(tuning: float) -> np.ndarray:
-    import librosa
-
-    return librosa.filters.chroma(sr=ANALYSIS_RATE, n_fft=CHROMA_FFT, tuning=tuning, n_chroma=12).astype(np.float32)
+    return load().filters.chroma(sr=ANALYSIS_RATE, n_fft=CHROMA_FFT, tuning=tuning, n_chroma=12).astype(np.float32)
 
 
 def onset_envelope(y: np.ndarray) -> np.ndarray:
@@ -176,8 +184,7 @@ def onset_envelope(y: np.ndarray) -> np.ndarray:
 def tempo_curve(envelope: np.ndarray) -> np.ndarray:
     """Onset strength ``(frames,)`` -> the mean autocorrelation of its Hann-windowed 8-second windows (half
     overlapping), each normalised to 1 at lag 0: ``(window,)``, index = lag in frames."""
-    import librosa
-
+    librosa = load()
     window = int(TEMPO_WINDOW_SECONDS * TEMPO_FPS)
     if len(envelope) < window:
         envelope = np.pad(envelope, (0, window - len(envelope)))
@@ -231,8 +238,7 @@ def estimate_tuning(power: np.ndarray) -> float:
     fractions of a semitone, as librosa's ``estimate_tuning(S=power.T)`` finds it (the spectral peaks above a
     tenth of their frame's maximum, placed by parabolic interpolation, the louder half of them histogrammed by
     their distance to the nearest semitone), computed in `TUNING_BAND` only, where librosa keeps its peaks."""
-    import librosa
-
+    librosa = load()
     freqs = np.arange(power.shape[1]) * ANALYSIS_RATE / CHROMA_FFT
     band = np.flatnonzero((freqs >= TUNING_BAND[0]) & (freqs < TUNING_BAND[1]))
     lo, hi = band[0], band[-1] + 1
