@@ -9,7 +9,10 @@ An *input* of a fusion model is one cached array, named as `tagging.features` an
 - ``annotated/<group>``: the manifest's hand annotations of a group, encoded as the tagger's targets
   (the paper's Music Genome Project row for the attribute groups): an upper bound, since a new track
   has no annotation;
-- ``lyrics``, ``cover``: the frozen lyrics and cover embeddings.
+- ``lyrics``, ``cover``: the frozen lyrics and cover embeddings;
+- ``reference/<name>``: a reference source of ``python -m fusion references`` (`fusion.references`), such as
+  log-mel statistics, random vectors or another tagger's tag probabilities: a row that tells what the
+  content features are worth, which a packaged pipeline cannot compute (`is_content`).
 
 Names come from the vocabulary, never from a fixed list, so any catalog's groups are inputs. An input
 is present for a track when the modality it comes from is (`modality_of`).
@@ -32,7 +35,7 @@ from tagging.labels import REGRESSION, LabelSpace
 if TYPE_CHECKING:  # tagging.data imports Lightning, which the deployed pipeline does without
     from tagging.data import TrackDataset
 
-SCORES, ANNOTATED = "scores/", "annotated/"
+SCORES, ANNOTATED, REFERENCE = "scores/", "annotated/", "reference/"
 # The manifest column naming each track's part in the fusion stage (`split_warm_tracks`): ``train``
 # (warm tracks the audio tagger never saw), ``val``, ``test`` (cold), or null (the tagger's own tracks).
 FUSION_SPLIT = "fusion_split"
@@ -40,13 +43,15 @@ FUSION_SPLIT = "fusion_split"
 
 def modality_of(name: str) -> str:
     """The modality whose presence an input follows: the tagger's scores need the audio; an annotation
-    is its own."""
+    and a reference source are their own."""
     return "audio" if name.startswith(SCORES) else name
 
 
 def is_content(name: str) -> bool:
-    """Whether a brand-new track, which nobody has annotated, can have this input."""
-    return not name.startswith(ANNOTATED)
+    """Whether the packaged pipeline computes this input for a brand-new track: not an annotation (nobody
+    has annotated a new track) nor a reference source (`REFERENCE`: a yardstick for the ablation, which
+    the pipeline has no encoder for)."""
+    return not name.startswith((ANNOTATED, REFERENCE))
 
 
 def assemble(sources: dict[str, np.ndarray], present: dict[str, np.ndarray],

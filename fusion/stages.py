@@ -158,7 +158,8 @@ def package_pipeline(options: argparse.Namespace) -> int:
 
 def best_content_row(ablation: Path) -> Path:
     """The model of the fusion row with the lowest *validation* cosine distance among those a new track
-    can run (no annotated input); the test split plays no part in the choice."""
+    can run (`fusion.data.is_content`: no annotated input, no reference source); the test split plays no part
+    in the choice."""
     rows_file = ablation / "rows.json"
     if not rows_file.is_file():
         raise FileNotFoundError(f"{rows_file}: not found; run python -m fusion ablation first")
