@@ -20,6 +20,7 @@ is present for a track when the modality it comes from is (`modality_of`).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -90,6 +91,39 @@ def catalog_sources(features: TrackFeatures, manifest: pd.DataFrame, labels: Lab
             sources[ANNOTATED + group] = np.nan_to_num(values, nan=0.0)
             present[ANNOTATED + group] = ~np.isnan(values).all(axis=1)
     return sources, present
+
+
+def with_references(features: TrackFeatures, references: TrackFeatures, source: str | Path,
+                    track_ids) -> TrackFeatures:
+    """``features`` with the reference sources of ``references`` (``python -m fusion references``'s file, read
+    from ``source``) beside its own arrays, row for row; a track of ``features`` that ``references`` lacks
+    has them absent (zeros).
+
+    A ``ValueError`` names ``source`` when it lacks one of ``track_ids`` (the tracks a model learns from
+    and is judged on), holds no source, a source not named `REFERENCE` ``+ name``, one ``features`` has
+    already, or one without a ``description``."""
+    names = list(references.arrays)
+    wrong = [n for n in names if not n.startswith(REFERENCE) or n in features.arrays
+             or "description" not in references.sources.get(n, {})]
+    if not names or wrong:
+        raise ValueError(f"{source}: not reference features of python -m fusion references: its sources {names} "
+                         f"must be named {REFERENCE}<name>, have a description, and be new to the features "
+                         f"(offending: {wrong})")
+    index = {t: i for i, t in enumerate(references.track_ids.tolist())}
+    missing = [t for t in map(str, track_ids) if t not in index]
+    if missing:
+        raise ValueError(f"{source}: no reference features for {len(missing)} track(s) of the cold-start split, "
+                         f"e.g. {missing[:3]}; make them from the ablation's manifest (python -m fusion references)")
+    rows = np.array([index.get(t, -1) for t in features.track_ids.tolist()], dtype=np.int64)
+    known = rows >= 0
+    arrays, present = dict(features.arrays), dict(features.present)
+    for name in names:
+        arrays[name] = np.zeros((len(rows), references.arrays[name].shape[1]), dtype=np.float32)
+        arrays[name][known] = references.arrays[name][rows[known]]
+        present[name] = known.copy()
+        present[name][known] = references.present[name][rows[known]]
+    return TrackFeatures(track_ids=features.track_ids, arrays=arrays, present=present, errors=features.errors,
+                         sources={**features.sources, **{n: references.sources[n] for n in names}})
 
 
 def _annotation_columns(labels: LabelSpace, group: str) -> set[str]:

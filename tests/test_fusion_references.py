@@ -2,12 +2,18 @@
 another tagger's tags of a catalog's tracks; ``python -m fusion ablation --references`` adds a row per source, which
 the packaged pipeline never picks."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from fusion.cli import main
 from fusion.references import random_features
+from fusion.stages import best_content_row
+from recsys import ColdStartSplit
 from tagging.baseline import logmel_stats
 from tagging.features import TrackFeatures, extract_features
 from tagging.labels import read_manifest
@@ -89,3 +95,88 @@ def test_a_bad_argument_is_named_in_one_line(small_manifest, tiny_inputs, tmp_pa
         err = capsys.readouterr().err
         assert err.startswith("python -m fusion references: ") and message in err and err.count("\n") == 1
     assert not (tmp_path / "references.npz").exists()
+
+
+@pytest.fixture(scope="module")
+def catalog_references(tiny_catalog, tmp_path_factory):
+    """Log-mel statistics and 8 random features of every track of the tiny catalog."""
+    out = tmp_path_factory.mktemp("catalog-references") / "references.npz"
+    assert main(["references", "--manifest", str(tiny_catalog / "manifest.parquet"), "--logmel-stats", "--random", "8",
+                 "--out", str(out)]) == 0
+    return out
+
+
+def ablation(tiny_catalog, tiny_inputs, out: Path, *extra: str) -> list[str]:
+    """The ablation command line on the tiny catalog: late-fusion rows only, tiny and short."""
+    return ["ablation", "--catalog", str(tiny_catalog), "--features", str(tiny_inputs / "features.npz"), "--recsys",
+            str(tiny_inputs / "recsys"), "--genome", "attribute", "graded", "--skip-audio", "--set",
+            "model.init_args.model.init_args.hidden=16", "--set", "trainer.max_epochs=2", "--resamples", "20",
+            *extra, "--out", str(out)]
+
+
+def stamps(rows: list[dict]) -> dict[str, int]:
+    return {row["dir"]: (Path(row["dir"]) / "result.json").stat().st_mtime_ns for row in rows}
+
+
+def test_references_add_a_row_each_after_the_content_rows_which_are_reused(tiny_catalog, tiny_inputs,
+                                                                           catalog_references, tmp_path):
+    out = tmp_path / "fusion"
+    assert main(ablation(tiny_catalog, tiny_inputs, out)) == 0
+    content = json.loads((out / "rows.json").read_text())
+    made = stamps(content)
+
+    assert main(ablation(tiny_catalog, tiny_inputs, out, "--references", str(catalog_references))) == 0
+    rows = json.loads((out / "rows.json").read_text())
+    assert [row["name"] for row in rows] == [*(row["name"] for row in content), "Log-mel statistics",
+                                             "Random features (8)"]
+    assert [row["inputs"] for row in rows[len(content):]] == [["reference/logmel-stats"], ["reference/random"]]
+    table = (out / "table.md").read_text()
+    assert "| Log-mel statistics |" in table and "| Random features (8) |" in table
+    differences = pd.read_csv(out / "differences.csv")
+    assert set(differences.loc[differences["row"] == "Random features (8)", "versus"]) == {"Log-mel statistics",
+                                                                                         "popularity"}
+    # Adding references retrains no content row: they read the features file they always did.
+    assert stamps(rows[:len(content)]) == made
+
+    merged = TrackFeatures.load(out / "features+references.npz")
+    features, references = (TrackFeatures.load(p) for p in (tiny_inputs / "features.npz", catalog_references))
+    assert set(merged.arrays) == set(features.arrays) | set(references.arrays)
+    order = references.rows(merged.track_ids.tolist())
+    np.testing.assert_array_equal(merged.arrays["reference/random"], references.arrays["reference/random"][order])
+    unit = yaml.safe_load((Path(rows[-1]["dir"]) / "config.yaml").read_text())["data"]["init_args"]
+    assert unit["features"] == str(out / "features+references.npz") and unit["inputs"] == ["reference/random"]
+
+    # Again: the merged file is not rewritten (its bytes are in the rows' keys), so every row is reused.
+    written, trained = (out / "features+references.npz").stat().st_mtime_ns, stamps(rows)
+    assert main(ablation(tiny_catalog, tiny_inputs, out, "--references", str(catalog_references))) == 0
+    assert (out / "features+references.npz").stat().st_mtime_ns == written and stamps(rows) == trained
+
+    chosen = best_content_row(out).parent
+    assert str(chosen) in {row["dir"] for row in content}
+
+
+def test_the_packaged_pipeline_never_takes_a_reference_row_even_the_best_one(tmp_path):
+    """A reference row of the lowest validation distance, and an annotated one below the content rows: neither."""
+    rows = [("Audio", ["audio"], 0.5), ("MGP", ["annotated/genre"], 0.2),
+            ("Random features", ["reference/random"], 0.1), ("Audio + MLG", ["audio", "scores/genre"], 0.4),
+            ("Log-mel statistics", ["reference/logmel-stats"], 0.3)]
+    (tmp_path / "rows.json").write_text(json.dumps([{"name": name, "inputs": inputs, "dir": name,
+                                                     "val": {"cosine_distance": distance}}
+                                                    for name, inputs, distance in rows]))
+    assert best_content_row(tmp_path) == Path("Audio + MLG") / "model"
+
+
+def test_a_reference_file_without_a_track_of_the_split_is_named(tiny_catalog, tiny_inputs, catalog_references,
+                                                                tmp_path, capsys):
+    split = ColdStartSplit.load(tiny_inputs / "recsys" / "coldstart.npz")
+    cold = str(split.item_ids[split.items("cold_test")][0])
+    full = TrackFeatures.load(catalog_references)
+    keep = full.track_ids != cold
+    partial = tmp_path / "partial.npz"
+    TrackFeatures(full.track_ids[keep], {n: a[keep] for n, a in full.arrays.items()},
+                  {n: m[keep] for n, m in full.present.items()}, full.errors[keep], full.sources).save(partial)
+    out = tmp_path / "fusion"
+    assert main(ablation(tiny_catalog, tiny_inputs, out, "--references", str(partial))) == 2
+    err = capsys.readouterr().err
+    assert f"{partial}: no reference features for 1 track(s) of the cold-start split, e.g. ['{cold}']" in err
+    assert not (out / "units").exists()  # refused before any row trained
