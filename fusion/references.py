@@ -55,7 +55,8 @@ def reference_features(manifest: str | Path, logmel: bool = False, random_dim: i
     paths = frame["audio_path"].tolist()
     if logmel:
         values, present = logmel_source(paths)
-        why = [f"{path}: log-mel statistics: no audio could be decoded" for path in paths]
+        why = [f"{path}: log-mel statistics: could not be decoded" if path else "log-mel statistics: no audio file"
+               for path in paths]
         _add(features, LOGMEL, values, present, np.where(present, "", why),
              {"kind": "logmel_stats", "description": "Log-mel statistics", "dim": values.shape[1]})
     if random_dim is not None:

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from fusion.cli import main
+from fusion.data import with_references
 from fusion.references import random_features
 from fusion.stages import best_content_row
 from recsys import ColdStartSplit
@@ -95,6 +96,26 @@ def test_a_bad_argument_is_named_in_one_line(small_manifest, tiny_inputs, tmp_pa
         err = capsys.readouterr().err
         assert err.startswith("python -m fusion references: ") and message in err and err.count("\n") == 1
     assert not (tmp_path / "references.npz").exists()
+
+
+def test_references_join_the_features_row_for_row_by_track_id():
+    """Track b is in the features but not the split, and the references lack it: it has them absent."""
+    features = TrackFeatures(np.array(["a", "b", "c"]), {"audio": np.ones((3, 2), dtype=np.float32)},
+                             {"audio": np.ones(3, dtype=bool)})
+    references = TrackFeatures(np.array(["c", "a"]), {"reference/random": np.array([[3.0], [1.0]], dtype=np.float32)},
+                               {"reference/random": np.array([True, False])},
+                               sources={"reference/random": {"description": "Random features (1)"}})
+    merged = with_references(features, references, "r.npz", ["a", "c"])
+    assert merged.arrays["reference/random"].ravel().tolist() == [1.0, 0.0, 3.0]
+    assert merged.present["reference/random"].tolist() == [False, False, True]
+    assert merged.arrays["audio"] is features.arrays["audio"] and set(merged.sources) == {"reference/random"}
+    with pytest.raises(ValueError, match=r"r.npz: no reference features for 1 track\(s\).*\['b'\]"):
+        with_references(features, references, "r.npz", ["a", "b"])
+    renamed = TrackFeatures(references.track_ids, {"random": references.arrays["reference/random"]},
+                            {"random": references.present["reference/random"]},
+                            sources={"random": {"description": "x"}})
+    with pytest.raises(ValueError, match=r"r.npz: not reference features .*\['random'\]"):
+        with_references(features, renamed, "r.npz", ["a"])
 
 
 @pytest.fixture(scope="module")
