@@ -5,18 +5,25 @@ Every row is a `LateFusionRegressor` over some inputs of `fusion.data`, except t
 end-to-end `AudioFactorRegressor`, tested on one centre patch per track ("patches") and on the mean
 over each whole track ("full track"). A trained model is cached in ``out/units/<kind>-<key>``, the key
 hashing its settings and the bytes of the files it learnt from, so a re-run reuses finished rows.
+
+With a file of reference sources (``python -m fusion references``, `fusion.references`: log-mel statistics,
+random features, another tagger's tags), one more row per source follows the content rows: what the
+features are worth beside a yardstick that no packaged pipeline computes. Those rows learn from the
+features and the references in one file, ``out/features+references.npz``, written again only when its
+content changes, so their rows are reused too and the content rows keep their keys.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import logging
 import shutil
 import time
 import warnings
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +37,7 @@ import yaml
 from coldtag.intervals import Difference, paired_difference
 from coldtag.storage import atomic_path, atomic_write, file_sha256, write_json
 from coldtag.training import cli_main
-from fusion.data import ANNOTATED, SCORES, catalog_sources
+from fusion.data import ANNOTATED, REFERENCE, SCORES, catalog_sources, with_references
 from fusion.lightning import (
     AudioFactorDataModule,
     FactorRegressionModule,
@@ -49,6 +56,7 @@ log = logging.getLogger(__name__)
 RESULT_FILE = "result.json"
 DATA_PATHS = ("manifest", "vocab", "recsys", "features")
 ROWS_FILE = "rows.json"
+MERGED_FEATURES = "features+references.npz"
 
 
 @dataclass(frozen=True)
@@ -62,14 +70,15 @@ class Row:
 
 
 def ablation_rows(groups: Sequence[str], genome: Sequence[str], sources: Collection[str],
-                  audio: bool = True) -> tuple[Row, ...]:
+                  audio: bool = True, references: Mapping[str, str] | None = None) -> tuple[Row, ...]:
     """The rows of the paper's table for a vocabulary.
 
     ``genome``: the label groups that stand for the paper's attributes (its MGP row annotated, its MLG
     row predicted); the first other group of ``groups`` stands for its genres, the rest join the last
     row. ``sources``: the inputs there are (`fusion.data.catalog_sources`); a row whose inputs are not
     all there is left out, so a catalog without annotations, lyrics or covers gets the rows it can have.
-    ``audio``: whether to include the end-to-end audio CNN rows.
+    ``audio``: whether to include the end-to-end audio CNN rows. ``references``: ``{reference source: row
+    name}`` (`fusion.data.REFERENCE`), one row each after the content rows.
     """
     unknown = [g for g in genome if g not in groups]
     if not genome or unknown:
@@ -91,31 +100,38 @@ def ablation_rows(groups: Sequence[str], genome: Sequence[str], sources: Collect
     if others[1:] or len(extra) > 1:
         rest = [*others[1:], *extra]
         rows.append(Row(f"All content (+ {', '.join(rest)})", (*base, *(SCORES + g for g in others[1:]), *extra)))
+    rows += [Row(name, (source,)) for source, name in (references or {}).items()]
+    names = [row.name for row in rows]
+    if len(set(names)) < len(names):
+        raise ValueError(f"a reference row takes the name of another row: {names}")
     return tuple(row for row in rows if all(i in sources for i in row.inputs))
 
 
 @dataclass(frozen=True)
 class DataPaths:
-    """Where an ablation reads from: the manifest and its vocabulary, the cached features and the output
-    folder of ``python -m recsys coldstart``."""
+    """Where an ablation reads from: the manifest and its vocabulary, the cached features, the output
+    folder of ``python -m recsys coldstart`` and the reference sources (``python -m fusion references``),
+    if any."""
 
     manifest: Path
     vocab: Path
     features: Path
     recsys: Path
+    references: Path | None = None
 
     @classmethod
-    def catalog(cls, catalog: Path, features: Path, recsys: Path) -> DataPaths:
+    def catalog(cls, catalog: Path, features: Path, recsys: Path, references: Path | None = None) -> DataPaths:
         """A toy catalog folder's ``manifest.parquet`` and ``vocab.json``."""
-        return cls(Path(catalog) / "manifest.parquet", Path(catalog) / "vocab.json", Path(features), Path(recsys))
+        return cls(Path(catalog) / "manifest.parquet", Path(catalog) / "vocab.json", Path(features), Path(recsys),
+                   None if references is None else Path(references))
 
     @property
     def coldstart(self) -> Path:
         return self.recsys / "coldstart.npz"
 
     def check(self) -> None:
-        for path in (self.manifest, self.vocab, self.features, self.coldstart):
-            if not path.is_file():
+        for path in (self.manifest, self.vocab, self.features, self.coldstart, self.references):
+            if path is not None and not path.is_file():
                 raise FileNotFoundError(f"{path}: not found (see `python -m fusion ablation --help`)")
 
 
@@ -131,6 +147,9 @@ def run_ablation(paths: DataPaths, out: str | Path, fusion_config: dict, audio_c
     for the end-to-end audio rows, which are left out when it is None; the row's inputs, the data paths, the
     seed and the output folder replace the config's. Each row's config is kept beside its model
     (``units/<row>/config.yaml``), so ``python train.py fit --config`` reruns it alone.
+
+    ``paths.references``: a file of ``python -m fusion references``, whose sources add one row each
+    (`ablation_rows`); it must hold every track of the cold-start split (a ``ValueError`` names it).
 
     ``genome``: the attribute groups (default: every group of the vocabulary). The fusion stage trains
     on the warm items the manifest's `fusion.data.FUSION_SPLIT` column marks ``train`` when it has one
@@ -164,22 +183,31 @@ def _run(paths: DataPaths, out: Path, fusion_config: dict, audio_config: dict | 
     split = ColdStartSplit.load(paths.coldstart)
     manifest, labels = read_manifest(paths.manifest), LabelSpace.from_json(paths.vocab)
     features = TrackFeatures.load(paths.features)
+    with_refs, descriptions = paths, {}
+    if paths.references is not None:
+        features = with_references(features, TrackFeatures.load(paths.references), paths.references, split.item_ids)
+        with_refs = dataclasses.replace(paths, features=save_if_changed(features, out / MERGED_FEATURES))
+        descriptions = {name: features.sources[name]["description"] for name in features.arrays
+                        if name.startswith(REFERENCE)}
     content = catalog_sources(features, manifest, labels, split.item_ids)
-    rows = ablation_rows(list(labels.groups), genome or list(labels.groups), content[0], audio_config is not None)
+    rows = ablation_rows(list(labels.groups), genome or list(labels.groups), content[0], audio_config is not None,
+                         descriptions)
     train, training = training_items(split, manifest)
     artists = item_artists(split, manifest, artist_col, paths.manifest)
     digest = {path.name: file_sha256(path) for path in (paths.manifest, paths.vocab, paths.coldstart)}
-    feature_digest = file_sha256(paths.features)
+    feature_digests = {path: file_sha256(path) for path in {paths.features, with_refs.features}}
     units: dict[str, dict] = {}
     keys: dict[Row, str] = {}
     for row in rows:
         is_audio = not row.inputs
-        config = row_config(audio_config if is_audio else fusion_config, row, paths, seed, ks, map_k)
+        # A content row reads the features file it always did, so that adding references keeps its key.
+        row_paths = with_refs if any(name.startswith(REFERENCE) for name in row.inputs) else paths
+        config = row_config(audio_config if is_audio else fusion_config, row, row_paths, seed, ks, map_k)
         # The key: the row's settings and the bytes of its data files, not where they lie.
         settings = copy.deepcopy(config)
         for name in DATA_PATHS:
             settings["data"]["init_args"].pop(name, None)
-        data = digest if is_audio else {**digest, paths.features.name: feature_digest}
+        data = digest if is_audio else {**digest, row_paths.features.name: feature_digests[row_paths.features]}
         key = keys[row] = hashlib.sha256(json.dumps({"config": settings, "data": data}, sort_keys=True)
                                          .encode()).hexdigest()[:12]
         inputs = "+".join(name.replace("/", "-") for name in row.inputs) or "audio-cnn"
@@ -212,6 +240,14 @@ def _run(paths: DataPaths, out: Path, fusion_config: dict, audio_config: dict | 
     # Last and atomically: a build tool may take table.md as the sign that the ablation is done.
     atomic_write(out / "table.md", markdown(table) + "\n")
     return table
+
+
+def save_if_changed(features: TrackFeatures, path: Path) -> Path:
+    """``path``, where ``features`` are saved unless the file there holds them already: an ``.npz`` saved again
+    has other bytes, which would change the keys of the rows that read it."""
+    if not (path.is_file() and TrackFeatures.load(path).equals(features)):
+        features.save(path)
+    return path
 
 
 def item_artists(split: ColdStartSplit, manifest: pd.DataFrame, artist_col: str | None,

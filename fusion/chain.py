@@ -14,7 +14,8 @@ so a chain that stopped picks up where it did:
 3. ``train.py fit``: the audio tagger on its share, from a LightningCLI config (``tagger.yaml``, the
    given one with its paths pointed into ``--out``);
 4. ``python -m tagging.features``: audio, lyrics and cover features of every track (``features.npz``);
-5. ``python -m fusion ablation``: the table (``fusion/table.md``, ``fusion/differences.md``);
+5. ``python -m fusion ablation``: the table (``fusion/table.md``, ``fusion/differences.md``), with a row per
+   reference source of ``--references FILE.npz`` (``python -m fusion references`` on the same manifest);
 6. with ``--package``, ``python -m fusion package``: the cold-start pipeline of the best content row
    (``pipeline/``), which explains each similar track by the tags the tagger gives both.
 
@@ -134,7 +135,7 @@ def run_chain(options: argparse.Namespace) -> int:
     vocab = options.vocab or options.manifest.parent / "vocab.json"
     for flag, path in (("--manifest", options.manifest), ("--vocab", vocab if trains else None),
                        ("--plays", options.plays), ("--tagger-config", options.tagger_config if trains else None),
-                       ("--cold-items", options.cold_items)):
+                       ("--cold-items", options.cold_items), ("--references", options.references)):
         if path is not None and not path.is_file():
             raise FileNotFoundError(f"{flag} {path}: not found")
     if options.cold_items is None and options.cold_fraction is None and options.split_col is None:

@@ -1,10 +1,12 @@
-"""Command line: ``python -m fusion split | ablation | chain | package | coldstart``.
+"""Command line: ``python -m fusion split | references | ablation | chain | package | coldstart``.
 
     python -m fusion split --manifest data/demo/manifest.parquet --recsys runs/demo/recsys \
         --artist-col artist_id --out runs/demo/manifest.parquet
+    python -m fusion references --manifest runs/demo/manifest.parquet --logmel-stats --random 64 \
+        --tagger musicnn-distil-s --out runs/demo/references.npz
     python -m fusion ablation --manifest runs/demo/manifest.parquet --vocab data/demo/vocab.json \
         --features runs/demo/features.npz --recsys runs/demo/recsys --genome attribute graded \
-        --out runs/demo/fusion
+        [--references runs/demo/references.npz] --out runs/demo/fusion
     python -m fusion package --tagger runs/demo/tagger/model --ablation runs/demo/fusion \
         --recsys runs/demo/recsys --features runs/demo/features.npz --out runs/demo/pipeline
     python -m fusion coldstart --pipeline runs/demo/pipeline --audio new.mp3 [--lyrics new.txt] [--cover new.jpg]
@@ -22,8 +24,11 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 from fusion import chain as whole_chain
 from fusion.pipeline import ColdStartPipeline
+from fusion.references import write_references
 from fusion.stages import ablation, ablation_arguments, package_pipeline, split_arguments, split_tracks
 
 
@@ -41,6 +46,23 @@ def main(argv: list[str] | None = None) -> int:
     split.add_argument("--vocab", type=Path, help="vocabulary JSON (default: vocab.json beside --manifest); "
                                                   "copied beside --out, where the other commands look for it")
     split.add_argument("--out", type=Path, required=True, help="the manifest to write (.parquet)")
+
+    references = commands.add_parser("references", help="reference sources for the ablation, which a packaged "
+                                                        "pipeline cannot compute: log-mel statistics, random "
+                                                        "features, another tagger's tags")
+    references.add_argument("--manifest", type=Path, required=True,
+                            help="the ablation's manifest (Parquet, CSV or TSV): its tracks' audio")
+    references.add_argument("--logmel-stats", action="store_true",
+                            help="log-mel statistics of each track (python -m tagging.baseline's logmel_stats)")
+    references.add_argument("--random", type=int, metavar="DIM",
+                            help="DIM Gaussian values per track, drawn from --seed and the track's id")
+    references.add_argument("--tagger", action="append", metavar="NAME|DIR|NAME=DIR",
+                            help="a packaged AudioTagger (pretrained name or save_pretrained folder) whose tag "
+                                 "probabilities are a source; repeatable")
+    references.add_argument("--seed", type=int, default=0, help="seed of the random features")
+    references.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                            help="where the taggers run")
+    references.add_argument("--out", type=Path, required=True, help="the reference features to write (.npz)")
 
     ablation_parser = commands.add_parser("ablation", help="train every row of the ablation and write its table")
     source = ablation_parser.add_mutually_exclusive_group(required=True)
@@ -91,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(coldstart_form(sys.argv[1:] if argv is None else argv))
     if options.command == "coldstart" and not (options.audio or options.lyrics or options.cover):
         parser.error("coldstart needs at least one of --audio, --lyrics, --cover")
-    command = {"split": split_tracks, "ablation": ablation, "chain": whole_chain.run_chain, "package": package_pipeline,
-               "coldstart": _coldstart}[options.command]
+    command = {"split": split_tracks, "references": write_references, "ablation": ablation,
+               "chain": whole_chain.run_chain, "package": package_pipeline, "coldstart": _coldstart}[options.command]
     try:
         return command(options)
     except (FileNotFoundError, ValueError) as error:  # ProvenanceError is a ValueError

@@ -9,7 +9,10 @@ An *input* of a fusion model is one cached array, named as `tagging.features` an
 - ``annotated/<group>``: the manifest's hand annotations of a group, encoded as the tagger's targets
   (the paper's Music Genome Project row for the attribute groups): an upper bound, since a new track
   has no annotation;
-- ``lyrics``, ``cover``: the frozen lyrics and cover embeddings.
+- ``lyrics``, ``cover``: the frozen lyrics and cover embeddings;
+- ``reference/<name>``: a reference source of ``python -m fusion references`` (`fusion.references`), such as
+  log-mel statistics, random vectors or another tagger's tag probabilities: a row that tells what the
+  content features are worth, which a packaged pipeline cannot compute (`is_content`).
 
 Names come from the vocabulary, never from a fixed list, so any catalog's groups are inputs. An input
 is present for a track when the modality it comes from is (`modality_of`).
@@ -17,6 +20,7 @@ is present for a track when the modality it comes from is (`modality_of`).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,7 +36,7 @@ from tagging.labels import REGRESSION, LabelSpace
 if TYPE_CHECKING:  # tagging.data imports Lightning, which the deployed pipeline does without
     from tagging.data import TrackDataset
 
-SCORES, ANNOTATED = "scores/", "annotated/"
+SCORES, ANNOTATED, REFERENCE = "scores/", "annotated/", "reference/"
 # The manifest column naming each track's part in the fusion stage (`split_warm_tracks`): ``train``
 # (warm tracks the audio tagger never saw), ``val``, ``test`` (cold), or null (the tagger's own tracks).
 FUSION_SPLIT = "fusion_split"
@@ -40,13 +44,15 @@ FUSION_SPLIT = "fusion_split"
 
 def modality_of(name: str) -> str:
     """The modality whose presence an input follows: the tagger's scores need the audio; an annotation
-    is its own."""
+    and a reference source are their own."""
     return "audio" if name.startswith(SCORES) else name
 
 
 def is_content(name: str) -> bool:
-    """Whether a brand-new track, which nobody has annotated, can have this input."""
-    return not name.startswith(ANNOTATED)
+    """Whether the packaged pipeline computes this input for a brand-new track: not an annotation (nobody
+    has annotated a new track) nor a reference source (`REFERENCE`: a yardstick for the ablation, which
+    the pipeline has no encoder for)."""
+    return not name.startswith((ANNOTATED, REFERENCE))
 
 
 def assemble(sources: dict[str, np.ndarray], present: dict[str, np.ndarray],
@@ -85,6 +91,39 @@ def catalog_sources(features: TrackFeatures, manifest: pd.DataFrame, labels: Lab
             sources[ANNOTATED + group] = np.nan_to_num(values, nan=0.0)
             present[ANNOTATED + group] = ~np.isnan(values).all(axis=1)
     return sources, present
+
+
+def with_references(features: TrackFeatures, references: TrackFeatures, source: str | Path,
+                    track_ids) -> TrackFeatures:
+    """``features`` with the reference sources of ``references`` (``python -m fusion references``'s file, read
+    from ``source``) beside its own arrays, row for row; a track of ``features`` that ``references`` lacks
+    has them absent (zeros).
+
+    A ``ValueError`` names ``source`` when it lacks one of ``track_ids`` (the tracks a model learns from
+    and is judged on), holds no source, a source not named `REFERENCE` ``+ name``, one ``features`` has
+    already, or one without a ``description``."""
+    names = list(references.arrays)
+    wrong = [n for n in names if not n.startswith(REFERENCE) or n in features.arrays
+             or "description" not in references.sources.get(n, {})]
+    if not names or wrong:
+        raise ValueError(f"{source}: not reference features of python -m fusion references: its sources {names} "
+                         f"must be named {REFERENCE}<name>, have a description, and be new to the features "
+                         f"(offending: {wrong})")
+    index = {t: i for i, t in enumerate(references.track_ids.tolist())}
+    missing = [t for t in map(str, track_ids) if t not in index]
+    if missing:
+        raise ValueError(f"{source}: no reference features for {len(missing)} track(s) of the cold-start split, "
+                         f"e.g. {missing[:3]}; make them from the ablation's manifest (python -m fusion references)")
+    rows = np.array([index.get(t, -1) for t in features.track_ids.tolist()], dtype=np.int64)
+    known = rows >= 0
+    arrays, present = dict(features.arrays), dict(features.present)
+    for name in names:
+        arrays[name] = np.zeros((len(rows), references.arrays[name].shape[1]), dtype=np.float32)
+        arrays[name][known] = references.arrays[name][rows[known]]
+        present[name] = known.copy()
+        present[name][known] = references.present[name][rows[known]]
+    return TrackFeatures(track_ids=features.track_ids, arrays=arrays, present=present, errors=features.errors,
+                         sources={**features.sources, **{n: references.sources[n] for n in names}})
 
 
 def _annotation_columns(labels: LabelSpace, group: str) -> set[str]:

@@ -70,8 +70,8 @@ class ColdStartPipeline:
                  catalog_tags: CatalogTags | None = None):
         unusable = [name for name in fusion.inputs if not is_content(name)]
         if unusable:
-            raise ValueError(f"fusion model takes {unusable}, which a new track cannot have: nobody has annotated "
-                             "it yet")
+            raise ValueError(f"fusion model takes {unusable}, which the pipeline cannot compute for a new track "
+                             "(nobody has annotated it yet; a reference source is the ablation's yardstick)")
         expected = _audio_input_dims(tagger, fusion.inputs)
         wrong = {name: (fusion.config["input_dims"][name], dim) for name, dim in expected.items()
                  if fusion.config["input_dims"][name] != dim}

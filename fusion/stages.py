@@ -19,7 +19,7 @@ import yaml
 from datasets import disable_progress_bars
 
 from coldtag.storage import atomic_path, atomic_write, file_sha256
-from fusion.ablation import DataPaths, markdown, run_ablation
+from fusion.ablation import MERGED_FEATURES, DataPaths, markdown, run_ablation
 from fusion.data import FUSION_SPLIT, is_content, split_warm_tracks
 from fusion.explain import CatalogTags
 from fusion.model import LateFusionRegressor
@@ -48,6 +48,9 @@ def ablation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the intervals")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (one is fastest on a busy machine)")
     parser.add_argument("--skip-audio", action="store_true", help="leave out the end-to-end audio rows (slow)")
+    parser.add_argument("--references", type=Path, metavar="FILE.npz",
+                        help="reference sources of python -m fusion references (log-mel statistics, random features, "
+                             "another tagger's tags): one more row each, which the packaged pipeline never picks")
     parser.add_argument("--fusion-config", type=Path, default=FUSION_CONFIG,
                         help="LightningCLI config of the late-fusion rows (train.py); each row sets its inputs")
     parser.add_argument("--audio-config", type=Path, default=AUDIO_CONFIG,
@@ -98,17 +101,19 @@ def ablation(options: argparse.Namespace) -> int:
     fusion = _config(options.fusion_config, options.settings, "--set")
     audio = None if options.skip_audio else _config(options.audio_config, options.audio_settings, "--audio-set")
     started = time.perf_counter()
-    paths = (DataPaths.catalog(options.catalog, options.features, options.recsys) if options.catalog else
+    paths = (DataPaths.catalog(options.catalog, options.features, options.recsys, options.references)
+             if options.catalog else
              DataPaths(options.manifest, options.vocab or options.manifest.parent / "vocab.json", options.features,
-                       options.recsys))
+                       options.recsys, options.references))
     artist_col = None if options.artist_col == "none" else options.artist_col
     table = run_ablation(paths, options.out, fusion, audio, options.genome, options.seed, threads=options.threads,
                          artist_col=artist_col, resamples=options.resamples)
     print(markdown(table))
     print()
     print((options.out / "differences.md").read_text())
+    merged = f", {MERGED_FEATURES}" if options.references else ""
     print(f"wall time {time.perf_counter() - started:.0f} s; wrote {options.out}/table.md, table.csv, table.png, "
-          f"rows.json, differences.md, differences.csv")
+          f"rows.json, differences.md, differences.csv{merged}")
     return 0
 
 
@@ -158,7 +163,8 @@ def package_pipeline(options: argparse.Namespace) -> int:
 
 def best_content_row(ablation: Path) -> Path:
     """The model of the fusion row with the lowest *validation* cosine distance among those a new track
-    can run (no annotated input); the test split plays no part in the choice."""
+    can run (`fusion.data.is_content`: no annotated input, no reference source); the test split plays no part
+    in the choice."""
     rows_file = ablation / "rows.json"
     if not rows_file.is_file():
         raise FileNotFoundError(f"{rows_file}: not found; run python -m fusion ablation first")

@@ -55,11 +55,20 @@ class TrackFeatures:
             raise KeyError(f"no features for {len(missing)} track(s), e.g. {missing[:3]}")
         return np.array([index[t] for t in track_ids], dtype=np.int64)
 
+    def equals(self, other: TrackFeatures) -> bool:
+        """Whether ``other`` holds what `save` would write of these: the same tracks, arrays, masks, errors and
+        sources (a saved file's bytes differ from one save to the next)."""
+        return (np.array_equal(self.track_ids.astype(str), other.track_ids.astype(str))
+                and np.array_equal(self._errors(), other._errors()) and self.sources == other.sources
+                and _same_arrays(self.arrays, other.arrays) and _same_arrays(self.present, other.present))
+
+    def _errors(self) -> np.ndarray:
+        return (self.errors if self.errors is not None else np.full(len(self), "")).astype(str)
+
     def save(self, path: str | Path) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"track_ids": self.track_ids.astype(str),
-                   "errors": (self.errors if self.errors is not None else np.full(len(self), "")).astype(str)}
+        payload = {"track_ids": self.track_ids.astype(str), "errors": self._errors()}
         payload.update({f"array:{k}": v for k, v in self.arrays.items()})
         payload.update({f"present:{k}": v for k, v in self.present.items()})
         payload["sources"] = np.array(json.dumps(self.sources))
@@ -74,6 +83,10 @@ class TrackFeatures:
                        arrays={k.removeprefix("array:"): data[k] for k in data.files if k.startswith("array:")},
                        present={k.removeprefix("present:"): data[k] for k in data.files
                                 if k.startswith("present:")})
+
+
+def _same_arrays(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+    return a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]) for k in a)
 
 
 @torch.inference_mode()

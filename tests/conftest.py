@@ -63,3 +63,24 @@ def tiny_tagger(tiny_catalog, tmp_path_factory):
               f"--model.init_args.export_dir={root / 'model'}", f"--trainer.default_root_dir={root}"])
     (checkpoint,) = (root / "checkpoints").glob("*.ckpt")
     return SimpleNamespace(export=root / "model", checkpoint=checkpoint)
+
+
+@pytest.fixture(scope="session")
+def tiny_inputs(tiny_catalog, tmp_path_factory):
+    """What the ablation of the tiny catalog reads, once per test session: ``tagger`` (a small untrained tagger's
+    package), ``features.npz`` (its features of every track) and ``recsys`` (the cold-start split)."""
+    from recsys.cli import main as recsys_main
+    from tagging.features import extract_features
+    from tagging.labels import LabelSpace
+    from tagging.models import AudioTagger
+
+    root = tmp_path_factory.mktemp("fusion-inputs")
+    torch.manual_seed(0)
+    vocab = LabelSpace.from_json(tiny_catalog / "vocab.json").to_dict()
+    tagger = AudioTagger(vocab, backbone="tiny", width=4, embedding_dim=8, sample_rate=8000, n_fft=256,
+                         hop_length=128, n_mels=32, chunk_seconds=1.0, eval_chunks=2)
+    tagger.save_pretrained(root / "tagger")
+    extract_features(tiny_catalog / "manifest.parquet", tagger).save(root / "features.npz")
+    assert recsys_main(["coldstart", "--catalog", str(tiny_catalog), "--out", str(root / "recsys"),
+                        "--factors", "8", "--iterations", "5"]) == 0
+    return root

@@ -51,7 +51,7 @@ def tagger(tmp_path_factory):
 @pytest.fixture(scope="module")
 def catalog(tiny_catalog, tmp_path_factory):
     """The tiny catalog as audio and plays only: a CSV manifest without a vocabulary, whose columns named after
-    the tagger's groups hold what no vocabulary can read."""
+    the tagger's groups hold what no vocabulary can read; and random reference features of its tracks."""
     root = tmp_path_factory.mktemp("untagged")
     toy = pd.read_parquet(tiny_catalog / "manifest.parquet")
     manifest = pd.DataFrame({"track_id": toy["track_id"],
@@ -60,6 +60,8 @@ def catalog(tiny_catalog, tmp_path_factory):
         manifest[group] = POISON
     manifest.to_csv(root / "manifest.csv", index=False)
     pd.read_parquet(tiny_catalog / "plays.parquet").to_csv(root / "plays.csv", index=False)
+    assert main(["references", "--manifest", str(root / "manifest.csv"), "--random", "4", "--out",
+                 str(root / "references.npz")]) == 0
     return root
 
 
@@ -67,7 +69,7 @@ def chain_args(catalog, tagger, out) -> list[str]:
     return ["--manifest", str(catalog / "manifest.csv"), "--plays", str(catalog / "plays.csv"), "--user-col",
             "user_id", "--item-col", "track_id", "--count-col", "plays", "--cold-fraction", "0.3", "--tagger",
             str(tagger), "--no-lyrics", "--no-cover", "--skip-audio", "--set", "trainer.max_epochs=2",
-            "--resamples", "20", "--out", str(out)]
+            "--resamples", "20", "--references", str(catalog / "references.npz"), "--out", str(out)]
 
 
 def refuse_labels(*args, **kwargs):
@@ -87,7 +89,7 @@ def run(catalog, tagger, tmp_path_factory):
 def test_the_chain_reads_no_label_and_its_rows_are_the_taggers_groups(run, catalog, tagger, monkeypatch):
     table = (run / "fusion" / "table.md").read_text()
     for row in ("Audio (tagger embedding)", "MLG (predicted instrument, voice)", "Audio + MLG",
-                "Audio + MLG + genre", "oracle"):
+                "Audio + MLG + genre", "Random features (4)", "oracle"):
         assert f"| {row} |" in table
     assert "MGP" not in table  # nothing annotated: no annotated row
     rows = json.loads((run / "fusion" / "rows.json").read_text())
@@ -124,6 +126,7 @@ def packaged(run, catalog, tagger):
 def test_coldtag_coldstart_packages_a_pipeline_that_explains_in_the_taggers_tags(packaged, run, catalog, tagger):
     pipeline = ColdStartPipeline.from_pretrained(packaged)
     assert pipeline.tagger.package["sha256"] == read_package(tagger)["sha256"]
+    assert "reference/random" not in pipeline.fusion.inputs  # the chain's reference row is never packaged
     split = ColdStartSplit.load(run / "recsys" / "coldstart.npz")
     cold = split.item_ids[split.items("cold_test")][0]
     audio = read_manifest(catalog / "manifest.csv").set_index("track_id").loc[cold, "audio_path"]

@@ -16,10 +16,8 @@ from fusion.data import FUSION_SPLIT, split_warm_tracks
 from fusion.lightning import mean_cosine_distance
 from fusion.model import AudioFactorRegressor, LateFusionRegressor
 from recsys import ColdStartSplit
-from recsys.cli import main as recsys_main
-from tagging.features import TrackFeatures, extract_features
-from tagging.labels import LabelSpace, read_manifest
-from tagging.models import AudioTagger
+from tagging.features import TrackFeatures
+from tagging.labels import read_manifest
 from tagging.runs import apply_setting, parse_setting
 
 DIMS = {"audio": 6, "lyrics": 5, "cover": 4}
@@ -147,21 +145,6 @@ def test_audio_model_pools_patches_and_round_trips(tmp_path):
         torch.testing.assert_close(loaded.predict_tracks(wave), track)
     with pytest.raises(ValueError, match="pooling"):
         model.predict_tracks(wave, pooling="max")
-
-
-@pytest.fixture(scope="module")
-def tiny_inputs(tiny_catalog, tmp_path_factory):
-    """Tagger features (a small untrained tagger) and the cold-start split of the tiny catalog."""
-    root = tmp_path_factory.mktemp("fusion-inputs")
-    torch.manual_seed(0)
-    vocab = LabelSpace.from_json(tiny_catalog / "vocab.json").to_dict()
-    tagger = AudioTagger(vocab, backbone="tiny", width=4, embedding_dim=8, sample_rate=8000, n_fft=256,
-                         hop_length=128, n_mels=32, chunk_seconds=1.0, eval_chunks=2)
-    tagger.save_pretrained(root / "tagger")
-    extract_features(tiny_catalog / "manifest.parquet", tagger).save(root / "features.npz")
-    assert recsys_main(["coldstart", "--catalog", str(tiny_catalog), "--out", str(root / "recsys"),
-                        "--factors", "8", "--iterations", "5"]) == 0
-    return root
 
 
 def test_ablation_writes_its_table_reuses_rows_and_packages_the_best_pipeline(tiny_catalog, tiny_inputs, tmp_path,

@@ -145,6 +145,8 @@ def test_the_pipeline_refuses_inputs_a_new_track_cannot_have(parts):
     tagger, _, recommender, _ = parts
     with pytest.raises(ValueError, match="annotated/attribute"):
         ColdStartPipeline(tagger, LateFusionRegressor({"annotated/attribute": 29}, N_FACTORS), recommender)
+    with pytest.raises(ValueError, match="reference/random"):
+        ColdStartPipeline(tagger, LateFusionRegressor({"audio": 8, "reference/random": 4}, N_FACTORS), recommender)
     with pytest.raises(ValueError, match="input sizes"):
         ColdStartPipeline(tagger, LateFusionRegressor({"audio": 9}, N_FACTORS), recommender)
 
