@@ -92,9 +92,10 @@ if [ ! -f "$stamp" ]; then
     [ -x .venv/bin/uv ] || .venv/bin/python -m pip install -q uv
     echo "setup: installing the project with extras [$extras] into .venv"
     .venv/bin/uv pip install -q --python .venv/bin/python -e ".[$extras]"
-    # Importing librosa compiles its numba functions into numba's cache; done here, once and alone, no two
-    # processes (decoding workers, test subprocesses) can write that cache at once (numba#10128: a crash).
-    .venv/bin/python -c 'from tagging.tempo_key import load; load()'
+    # Importing librosa's modules compiles their numba functions into numba's cache; done here, once and alone
+    # (under a minute), no two processes (decoding workers, test subprocesses) write that cache at once later
+    # (numba#10128: a crash).
+    .venv/bin/python -c 'from tagging.tempo_key import warm_cache; warm_cache()'
     rm -f .venv/.installed-*
     touch "$stamp"
 fi

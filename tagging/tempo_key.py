@@ -78,18 +78,32 @@ class Key(NamedTuple):
 
 
 def load():
-    """The librosa module, imported on first use (about 2 s; a reader calls this before its first track, so
-    that the track's time is its own).
+    """The librosa module, with the parts the estimators use imported (about 2 s; a reader calls this before
+    its first track, so that the track's time is its own).
 
-    Importing librosa compiles its numba gufuncs and saves them in numba's cache. Two processes doing that at
-    once (the decoding workers or DDP ranks of a fresh install) can leave a mismatched pair of cache files
-    that crashes every later process (numba#10128), so a first import waits for a lock that every process of
-    the machine shares."""
-    if "librosa" not in sys.modules:
+    Importing a librosa module compiles its numba gufuncs and saves them in numba's cache. Two processes
+    doing that at once (the decoding workers or DDP ranks of a fresh install) can save a mismatched pair of
+    cache files that crashes every later process (numba#10128), so the first import waits for a lock that
+    every process of the machine shares (`warm_cache` fills the whole cache at installation)."""
+    if "librosa" not in sys.modules or not hasattr(sys.modules["librosa"], "pitch_tuning"):
         with open(Path(tempfile.gettempdir()) / "coldtag-librosa-import.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-            importlib.import_module("librosa")
+            librosa = importlib.import_module("librosa")
+            # librosa loads its modules lazily: touch those the estimators call.
+            for name in ("resample", "autocorrelate", "pitch_tuning", "filters", "util"):
+                getattr(librosa, name)
     return sys.modules["librosa"]
+
+
+def warm_cache() -> None:
+    """Import every librosa module once, alone, so that numba's cache holds all of librosa's compiled
+    functions before any two processes could write it (``make setup`` calls this after installing)."""
+    import pkgutil
+
+    librosa = load()
+    for module in pkgutil.walk_packages(librosa.__path__, "librosa."):
+        if "._" not in module.name:
+            importlib.import_module(module.name)
 
 
 def central_range(length: int, sample_rate: int) -> tuple[int, int]:
