@@ -37,7 +37,7 @@ import yaml
 from coldtag.intervals import Difference, paired_difference
 from coldtag.storage import atomic_path, atomic_write, file_sha256, write_json
 from coldtag.training import cli_main
-from fusion.data import ANNOTATED, REFERENCE, SCORES, catalog_sources, with_references
+from fusion.data import ANNOTATED, REFERENCE, SCORES, available_sources, catalog_sources, with_references
 from fusion.lightning import (
     AudioFactorDataModule,
     FactorRegressionModule,
@@ -189,8 +189,8 @@ def _run(paths: DataPaths, out: Path, fusion_config: dict, audio_config: dict | 
         with_refs = dataclasses.replace(paths, features=save_if_changed(features, out / MERGED_FEATURES))
         descriptions = {name: features.sources[name]["description"] for name in features.arrays
                         if name.startswith(REFERENCE)}
-    content = catalog_sources(features, manifest, labels, split.item_ids)
-    rows = ablation_rows(list(labels.groups), genome or list(labels.groups), content[0], audio_config is not None,
+    sources = available_sources(*catalog_sources(features, manifest, labels, split.item_ids))
+    rows = ablation_rows(list(labels.groups), genome or list(labels.groups), sources, audio_config is not None,
                          descriptions)
     train, training = training_items(split, manifest)
     artists = item_artists(split, manifest, artist_col, paths.manifest)

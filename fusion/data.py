@@ -70,6 +70,11 @@ def assemble(sources: dict[str, np.ndarray], present: dict[str, np.ndarray],
     return inputs, masks
 
 
+def available_sources(sources: dict[str, np.ndarray], present: dict[str, np.ndarray]) -> list[str]:
+    """The sources some track has: a modality no track has (lyrics, in a catalog without any) is no row's input."""
+    return [name for name in sources if np.asarray(present[modality_of(name)]).any()]
+
+
 def catalog_sources(features: TrackFeatures, manifest: pd.DataFrame, labels: LabelSpace,
                     track_ids) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Every source and presence mask for ``track_ids``, in that order.

@@ -10,9 +10,9 @@ import scipy.sparse as sp
 import torch
 import yaml
 
-from fusion.ablation import DataPaths, Row, row_config, row_differences, run_ablation, train_row
+from fusion.ablation import DataPaths, Row, ablation_rows, row_config, row_differences, run_ablation, train_row
 from fusion.cli import main
-from fusion.data import FUSION_SPLIT, split_warm_tracks
+from fusion.data import FUSION_SPLIT, available_sources, split_warm_tracks
 from fusion.lightning import mean_cosine_distance
 from fusion.model import AudioFactorRegressor, LateFusionRegressor
 from recsys import ColdStartSplit
@@ -92,6 +92,21 @@ def test_fusion_learns_factors_that_are_a_linear_map_of_the_inputs(tmp_path, one
     # The row's config is kept beside its model, so train.py reruns it alone.
     assert yaml.safe_load((tmp_path / "trained" / "config.yaml").read_text())["data"]["init_args"]["inputs"] == \
         ["audio", "lyrics"]
+
+
+def test_a_modality_no_track_has_gives_no_row():
+    """A catalog without lyrics or covers (the features stage still writes their empty arrays) has no
+    "+ lyrics" or "+ cover" row: such a row would learn from nothing and read as if lyrics did nothing."""
+    tracks = 4
+    sources = {"audio": np.ones((tracks, 2)), "scores/genre": np.ones((tracks, 2)),
+               "scores/attribute": np.ones((tracks, 2)), "lyrics": np.zeros((tracks, 2)),
+               "cover": np.zeros((tracks, 2))}
+    present = {"audio": np.ones(tracks, bool), "lyrics": np.zeros(tracks, bool),
+               "cover": np.array([False, True, False, False])}
+    available = available_sources(sources, present)
+    assert available == ["audio", "scores/genre", "scores/attribute", "cover"]
+    names = [row.name for row in ablation_rows(["attribute", "genre"], ["attribute"], available, audio=False)]
+    assert not any("lyrics" in name for name in names) and any("cover" in name for name in names)
 
 
 def test_a_masked_batch_gives_the_rows_of_the_present_only_batches():
