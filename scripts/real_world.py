@@ -56,6 +56,7 @@ from fusion.ablation import ROWS_FILE, ablation_predictions  # noqa: E402
 from fusion.stages import best_content_row  # noqa: E402
 from recsys import ColdStartSplit  # noqa: E402
 from recsys.evaluation import baseline_metrics, evaluate_cold_start, paired_ranking_difference  # noqa: E402
+from tagging.labels import read_manifest  # noqa: E402
 from toycatalog.simulate import simulate_plays  # noqa: E402
 
 KINDS = {"known album": "known_album", "new album": "new_album"}
@@ -75,6 +76,11 @@ class World:
     cold_share: float = 0.2  # of each known album's tracks: cold test
     val_share: float = 0.1  # of each known album's tracks: cold validation
     new_album_share: float = 0.15  # of all tracks, as whole albums nobody played
+    # "album+track": taste per album (which album a track is on) and per track (`track_traits`);
+    # "traits": taste on the realistic toy catalog's labelled traits and, `hidden_share` of it, on the traits
+    # its audio carries and its vocabulary omits (`toy_traits`).
+    taste: str = "album+track"
+    group: str = "album"  # the manifest column of albums (the toy catalog: artist_id)
 
 
 def deal(manifest: pd.DataFrame, world: World) -> pd.DataFrame:
@@ -103,10 +109,28 @@ def deal(manifest: pd.DataFrame, world: World) -> pd.DataFrame:
     return frame
 
 
+def toy_traits(manifest: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The realistic toy catalog's tracks as ``(listed, hidden)`` trait vectors: listed, what its vocabulary
+    labels (genres, instruments, meter, mode, tempo); hidden, what the audio carries and no label says (swing,
+    drums, note density, the key's place on the circle of fifths)."""
+    def multi_hot(column: str) -> pd.DataFrame:
+        return pd.get_dummies(manifest[column].map(list).explode()).groupby(level=0).max()
+
+    fifths = 2 * np.pi * ((7 * manifest["key_root"].to_numpy()) % 12) / 12
+    listed = pd.concat([multi_hot("genre"), multi_hot("instrument"), pd.get_dummies(manifest["meter"]),
+                        (manifest["mode"] == "minor").rename("minor"), manifest["tempo"]], axis=1)
+    hidden = np.column_stack([manifest["swing"], manifest["drums"], manifest["density"], np.cos(fifths),
+                              np.sin(fifths)])
+    return listed.to_numpy(dtype=np.float64), hidden.astype(np.float64)
+
+
 def listen(manifest: pd.DataFrame, world: World) -> pd.DataFrame:
     """Plays ``user,item,count`` of every track, warm or cold, by the world's listeners."""
-    albums = pd.get_dummies(manifest["album"]).to_numpy(dtype=np.float64)
-    traits = np.random.default_rng([world.seed, 2]).standard_normal((len(manifest), world.track_traits))
+    if world.taste == "traits":
+        albums, traits = toy_traits(manifest)
+    else:
+        albums = pd.get_dummies(manifest["album"]).to_numpy(dtype=np.float64)
+        traits = np.random.default_rng([world.seed, 2]).standard_normal((len(manifest), world.track_traits))
     plays, _ = simulate_plays(albums, world.users, seed=world.seed, mean_items_per_user=world.mean_items_per_user,
                               popularity_exponent=world.popularity_exponent,
                               item_groups=manifest["album"].to_numpy(), hidden_features=traits,
@@ -127,12 +151,20 @@ def build_world(manifest_path: Path, world: World, out: Path) -> pd.DataFrame:
                              "give another --out")
     else:
         written.write_text(json.dumps(settings, indent=1) + "\n")
-    if not (out / "manifest.csv").is_file():
-        manifest = pd.read_csv(manifest_path)
-        dealt = deal(manifest[["track_id", "audio_path", "album"]], world)
+    manifest_file = out / f"manifest{manifest_path.suffix}"
+    if not manifest_file.is_file():
+        frame = read_manifest(manifest_path.resolve())  # absolute paths, wherever OUT lies
+        if world.taste == "album+track":
+            frame = frame[["track_id", "audio_path", "album"]]
+        else:  # the toy catalog keeps its labels, which the chain that trains its own tagger reads
+            frame = frame.assign(album=frame[world.group].astype(str))
+        dealt = deal(frame, world)
         listen(dealt, world).to_csv(out / "plays.csv", index=False)
-        dealt.to_csv(out / "manifest.csv", index=False)
-    return pd.read_csv(out / "manifest.csv")
+        if manifest_file.suffix == ".parquet":
+            dealt.to_parquet(manifest_file, index=False)
+        else:
+            dealt.to_csv(manifest_file, index=False)
+    return read_manifest(manifest_file)
 
 
 def run(command: list[str], done: Path) -> None:
@@ -152,7 +184,7 @@ def kind_split(split: ColdStartSplit, cold: np.ndarray) -> ColdStartSplit:
     return dataclasses.replace(split, item_split=labels)
 
 
-def kind_tables(chain: Path, manifest: pd.DataFrame, resamples: int, seed: int) -> str:
+def kind_tables(chain: Path, manifest: pd.DataFrame, resamples: int, seed: int, noun: str = "album") -> str:
     """Step 4: the Markdown of both kinds' tables."""
     split = ColdStartSplit.load(chain / "recsys" / "coldstart.npz")
     predictions = ablation_predictions(chain / "fusion")
@@ -172,8 +204,9 @@ def kind_tables(chain: Path, manifest: pd.DataFrame, resamples: int, seed: int) 
         oracle = metrics["oracle"]["ndcg@50"]
         albums = kinds["album"].to_numpy()[cold]
         listeners = int((sub.plays[:, items].getnnz(axis=1) > 0).sum())
-        lines += [f"### Cold tracks of {'albums nobody has played' if kind == 'new_album' else 'known albums'}",
-                  "", f"{len(items)} tracks of {len(set(albums))} albums, {listeners} listeners with a play among "
+        heading = f"{noun}s nobody has played" if kind == "new_album" else f"known {noun}s"
+        lines += [f"### Cold tracks of {heading}",
+                  "", f"{len(items)} tracks of {len(set(albums))} {noun}s, {listeners} listeners with a play among "
                   "them.", "",
                   "| row | NDCG@10 | Recall@10 | NDCG@50 | x oracle NDCG@50 | cosine distance |",
                   "|---|---|---|---|---|---|"]
@@ -185,33 +218,53 @@ def kind_tables(chain: Path, manifest: pd.DataFrame, resamples: int, seed: int) 
         d = paired_ranking_difference(scores[best], scores[logmel], sub.plays[:, items], albums, "ndcg@50", KS,
                                       resamples=resamples, seed=seed)
         lines += ["", f"{best} minus {logmel}, NDCG@50: {d.difference:+.3f} [{d.low:+.3f}, {d.high:+.3f}] "
-                  f"(95 %, {d.resamples} resamples of the {d.clusters} albums).", ""]
+                  f"(95 %, {d.resamples} resamples of the {d.clusters} {noun}s).", ""]
     return "\n".join(lines)
+
+
+WORLDS = {"real": (Path("data/real/manifest.csv"), Path("runs/real-world"), World()),
+          "toy": (Path("data/realistic/manifest.parquet"), Path("runs/toy-world"),
+                  World(taste="traits", group="artist_id"))}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--manifest", type=Path, default=Path("data/real/manifest.csv"))
-    parser.add_argument("--out", type=Path, default=Path("runs/real-world"))
+    parser.add_argument("--world", choices=tuple(WORLDS), default="real",
+                        help="real: the real recordings (make corpus); toy: the realistic toy catalog")
+    parser.add_argument("--manifest", type=Path, help="default: the world's")
+    parser.add_argument("--out", type=Path, help="default: runs/real-world or runs/toy-world")
     parser.add_argument("--tagger", default="musicnn-mtt", help="the attribute source of the chain")
     parser.add_argument("--student", default="musicnn-distil-s", help="its tags are a reference row")
+    parser.add_argument("--tagger-config", type=Path, default=Path("configs/tagger_demo.yaml"),
+                        help="toy world: the config of the tagger the catalog trains, the yardstick")
     parser.add_argument("--seed", type=int, default=0, help="of the world")
     parser.add_argument("--resamples", type=int, default=1000)
     options = parser.parse_args()
-    if not options.manifest.is_file():
-        parser.error(f"--manifest {options.manifest}: not found (make corpus writes it)")
-    out = options.out
-    manifest = build_world(options.manifest, World(seed=options.seed), out)
+    default_manifest, default_out, world = WORLDS[options.world]
+    source, out = options.manifest or default_manifest, options.out or default_out
+    if not source.is_file():
+        maker = "make corpus" if options.world == "real" else "python -m toycatalog build --preset realistic"
+        parser.error(f"--manifest {source}: not found ({maker} writes it)")
+    manifest = build_world(source, dataclasses.replace(world, seed=options.seed), out)
+    manifest_file = out / f"manifest{source.suffix}"
     references = out / "references.npz"
-    run([sys.executable, "-m", "fusion", "references", "--manifest", str(out / "manifest.csv"), "--logmel-stats",
+    run([sys.executable, "-m", "fusion", "references", "--manifest", str(manifest_file), "--logmel-stats",
          "--random", "64", "--tagger", options.student, "--out", str(references)], references)
-    run([sys.executable, "-m", "fusion", "chain", "--manifest", str(out / "manifest.csv"), "--plays",
-         str(out / "plays.csv"), "--split-col", "split", "--artist-col", "album", "--tagger", options.tagger,
-         "--references", str(references), "--skip-audio", "--out", str(out / "chain")],
-        out / "chain" / "fusion" / "table.md")
-    text = kind_tables(out / "chain", manifest, options.resamples, options.seed)
-    (out / "worlds.md").write_text(text + "\n")
-    print(text)
+    chain = [sys.executable, "-m", "fusion", "chain", "--manifest", str(manifest_file), "--plays",
+             str(out / "plays.csv"), "--split-col", "split", "--artist-col", "album", "--references",
+             str(references), "--skip-audio"]
+    chains = {f"{options.tagger}'s tags and embedding, no label": (out / "chain", ["--tagger", options.tagger])}
+    if options.world == "toy":
+        chains["the catalog's own tagger, trained on its labels (the yardstick)"] = (
+            out / "chain-trained", ["--vocab", str(source.parent / "vocab.json"), "--tagger-config",
+                                    str(options.tagger_config)])
+    noun = "album" if world.group == "album" else "artist"
+    text = []
+    for title, (folder, extra) in chains.items():
+        run([*chain, *extra, "--out", str(folder)], folder / "fusion" / "table.md")
+        text += [f"## {title}", "", kind_tables(folder, manifest, options.resamples, options.seed, noun)]
+    (out / "worlds.md").write_text("\n".join(text) + "\n")
+    print("\n".join(text))
 
 
 if __name__ == "__main__":
