@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NewType
 
 import pandas as pd
 
@@ -27,10 +28,16 @@ class InputError(ValueError):
     """An input that cannot be listed at all (no such folder, an unreadable manifest): exit code 2."""
 
 
+# What a track's record was made from, as JSON text: the path, size and mtime of its audio and of the sidecars
+# its model reads (`annotation.reader.input_key`). A re-run skips a track whose latest record has the same key.
+InputKey = NewType("InputKey", str)
+
+
 @dataclass(frozen=True)
 class Item:
-    """One track to annotate: its id, audio file and sidecars; ``refused`` says why the track is not
-    read, ``refused_sidecars`` which sidecar is not read and why (``((modality, reason), ...)``)."""
+    """One track to annotate: its id (its record's, from run to run), audio file and sidecars; ``refused`` says
+    why the track is not read, ``refused_sidecars`` which sidecar is not read and why
+    (``((modality, reason), ...)``)."""
 
     id: str
     path: str

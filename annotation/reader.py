@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from annotation.inputs import Item, file_facts
+from annotation.inputs import InputKey, Item, file_facts
 from tagging import tempo_key
 from tagging.tracks import DecodedTrack, TrackReader
 
@@ -28,16 +28,16 @@ class ReadItem:
     item: Item
     size: int | None
     mtime: float | None
-    input_key: str
+    input_key: InputKey
     track: DecodedTrack
     seconds: float
 
 
-def input_key(reader: TrackReader, item: Item) -> str:
+def input_key(reader: TrackReader, item: Item) -> InputKey:
     """What a finished record must have been made from to be skipped: path, size and mtime of the audio and
     of the sidecars ``reader`` reads."""
     paths = [item.path, *(p for p in reader.sidecars(item.lyrics, item.cover) if p is not None)]
-    return json.dumps([[p, *file_facts(p)] for p in paths])
+    return InputKey(json.dumps([[p, *file_facts(p)] for p in paths]))
 
 
 def read_item(reader: TrackReader, item: Item) -> ReadItem:

@@ -9,13 +9,14 @@ dropping superseded copies (`latest`) and starting over (`clear`).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from annotation.inputs import InputError, Item
+from annotation.inputs import InputError, InputKey, Item
 from coldtag.storage import atomic_path
 from tagging.keys import PITCH_CLASSES
 from tagging.tempo_key import Key, Tempo
@@ -128,7 +129,7 @@ class Records:
             checkpoint("superseded")
         return latest
 
-    def pending(self, items: list[Item], input_key, model_sha256: str, retry_errors: bool,
+    def pending(self, items: list[Item], input_key: Callable[[Item], InputKey], model_sha256: str, retry_errors: bool,
                 prune: bool = True) -> tuple[list[Item], int]:
         """The resume rule: an item is skipped when its latest record was made by the same model from the same
         files (``input_key(item)``), and did not fail or failures are not retried. Returns the items to do
