@@ -1,9 +1,9 @@
 """Annotators: a packaged model wrapped for ``coldtag annotate``, chosen by the package's kind (`ANNOTATORS`).
 
-Each gives the model's own record columns (``columns()``), the `tagging.tracks.TrackReader` its tracks
-are read with (``reader``) and turns a batch of decoded tracks into column values (``predict``), through
-`tagging.tracks.encode_tracks`, the step that training features and the cold-start pipeline share.
-`annotate_tracks` makes complete records of them, the same in every engine.
+Each is an `Annotator`: it gives the model's own record columns (``columns()``), the
+`tagging.tracks.TrackReader` its tracks are read with (``reader``) and turns a batch of decoded tracks into
+a `Prediction` each (``predict``), through `tagging.tracks.encode_tracks`, the step that training features
+and the cold-start pipeline share. `annotate_tracks` makes complete records of them, the same in every engine.
 """
 
 from __future__ import annotations
@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 import torch
 
 from annotation.reader import ReadItem
-from annotation.records import FILE_FIELDS, RUN_FIELDS, TEMPO_KEY_FIELDS, tempo_key_values
+from annotation.records import RECORD_COLUMNS, AnnotationRecord
 from coldtag.storage import PACKAGE_FILE, file_sha256, input_package, is_inside, read_package
 from fusion.data import modality_of
 from fusion.pipeline import ColdStartPipeline
@@ -30,12 +32,38 @@ from tagging.text import LyricsEncoder, default_lyrics_model_path
 from tagging.tracks import DecodedTrack, TrackReader, encode_tracks, error_value
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """What a model gives for one track: the modalities it read, its embedding, and the values of its own record
+    columns (``Annotator.columns()``) by name. ``Prediction()`` is nothing: a track the model could not take."""
+
+    modalities: list[str] = field(default_factory=list)
+    embedding: list[float] | None = None
+    columns: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Annotator(Protocol):
+    """What the command and every engine use of a packaged model, whatever its kind."""
+
+    package: dict | None  # the package's record: its kind and hash go into every record
+    reader: TrackReader  # reads the tracks in the decoding workers; the command sets its ``tempo_key``
+
+    def columns(self) -> list[pa.Field]:
+        """The model's own record columns, in their order (`annotation.records.record_schema` places them)."""
+        ...
+
+    def predict(self, tracks: list[DecodedTrack]) -> list[Prediction]:
+        """One prediction per decoded track, in order. May raise; `annotate_tracks` then predicts the tracks
+        one by one, so that only the track that broke the batch fails."""
+        ...
+
+
 def group_fields(model: TaggerBase) -> list[pa.Field]:
     """One column per label group: probabilities and decided tags, or graded values in their units."""
     fields = []
-    taken = {f.name for f in FILE_FIELDS + TEMPO_KEY_FIELDS + RUN_FIELDS}
     for name, group in model.labels.groups.items():
-        if name in taken:
+        if name in RECORD_COLUMNS:
             raise ValueError(f"the model's label group {name!r} has the name of a record column")
         if group.type == MULTILABEL:
             kind = pa.struct([("probabilities", pa.struct([(label, pa.float64()) for label in group.labels])),
@@ -77,10 +105,10 @@ class AudioAnnotator:
         return group_fields(self.tagger)
 
     @torch.inference_mode()
-    def predict(self, tracks: list[DecodedTrack]) -> list[dict]:
+    def predict(self, tracks: list[DecodedTrack]) -> list[Prediction]:
         encoded = encode_tracks(tracks, self.tagger)
-        return [{"modalities": ["audio"], "embedding": encoded.audio_embeddings[i].tolist(),
-                 **tag_values(self.tagger, encoded.audio_scores[i], track.informative)}
+        return [Prediction(["audio"], encoded.audio_embeddings[i].tolist(),
+                           tag_values(self.tagger, encoded.audio_scores[i], track.informative))
                 for i, track in enumerate(tracks)]
 
 
@@ -127,18 +155,18 @@ class MultimodalAnnotator:
         return group_fields(self.model)
 
     @torch.inference_mode()
-    def predict(self, tracks: list[DecodedTrack]) -> list[dict]:
+    def predict(self, tracks: list[DecodedTrack]) -> list[Prediction]:
         encoded = encode_tracks(tracks, self.tagger, self.lyrics, self.cover)
         results = []
         for index in range(len(tracks)):
             known = {m: e for m, e in encoded.known(index).items() if m in self.model.modalities}
             if not known:
-                results.append({"modalities": [], "embedding": None, **tag_values(self.model, None, False)})
+                results.append(Prediction([], None, tag_values(self.model, None, False)))
                 continue
             features = self.model.forward_features({m: e.unsqueeze(0) for m, e in known.items()})
             scores = self.model.scores(self.model.forward_head(features))
-            results.append({"modalities": list(known), "embedding": features[0].tolist(),
-                            **tag_values(self.model, {n: v[0] for n, v in scores.items()}, True)})
+            results.append(Prediction(list(known), features[0].tolist(),
+                                      tag_values(self.model, {n: v[0] for n, v in scores.items()}, True)))
         return results
 
 
@@ -175,7 +203,7 @@ class PipelineAnnotator:
                 pa.field("similar_tracks", pa.list_(pa.struct(similar)))]
 
     @torch.inference_mode()
-    def predict(self, tracks: list[DecodedTrack]) -> list[dict]:
+    def predict(self, tracks: list[DecodedTrack]) -> list[Prediction]:
         encoded = encode_tracks(tracks, self.pipeline.tagger, self.lyrics, self.cover)
         results = []
         for index in range(len(tracks)):
@@ -184,10 +212,9 @@ class PipelineAnnotator:
             tags = record["tags"] or {name: None for name in self.tagging_model.labels.groups}
             users = [{"user_id": str(u["user_id"]), "score": u["score"]} for u in record["users"]]
             similar = [{**t, "track_id": str(t["track_id"])} for t in record["similar_tracks"]]
-            results.append({"modalities": record["modalities"], **{g: tags.get(g) for g in tags},
-                            "embedding": known["audio"].tolist() if "audio" in known else None,
-                            "tags_from": record["tags_from"], "factors": record["factors"], "users": users,
-                            "similar_tracks": similar})
+            results.append(Prediction(record["modalities"], known["audio"].tolist() if "audio" in known else None,
+                                      {**{g: tags.get(g) for g in tags}, "tags_from": record["tags_from"],
+                                       "factors": record["factors"], "users": users, "similar_tracks": similar}))
         return results
 
 
@@ -196,7 +223,7 @@ ANNOTATORS = {"AudioTagger": AudioAnnotator, "MultimodalTagger": MultimodalAnnot
               "ColdStartPipeline": PipelineAnnotator}
 
 
-def load_annotator(directory: str | Path, device: str | torch.device, allow_outside: bool = False):
+def load_annotator(directory: str | Path, device: str | torch.device, allow_outside: bool = False) -> Annotator:
     """The annotator of a package, chosen by the package's kind. ``ValueError`` for a folder that is no
     package or of a kind nothing here annotates."""
     try:
@@ -225,11 +252,11 @@ def encoder_file(recorded: str | None, sha256: str | None, packaged: Path, direc
     return str(path)
 
 
-def annotate_tracks(annotator, batch: list[ReadItem]) -> list[dict]:
+def annotate_tracks(annotator: Annotator, batch: list[ReadItem]) -> list[AnnotationRecord]:
     """Read items -> complete records. The good ones run as one batch; if the batch fails, one by one, so
     that only the track that broke it gets the error."""
     good = [read for read in batch if read.track.error is None]
-    results: dict[int, dict] = {}
+    predictions: dict[int, Prediction] = {}
     seconds = {id(read): read.seconds for read in batch}
     if good:
         started = time.perf_counter()
@@ -242,24 +269,25 @@ def annotate_tracks(annotator, batch: list[ReadItem]) -> list[dict]:
                     outputs.append(annotator.predict([read.track])[0])
                 except Exception as error:
                     read.track.error = error_value(error)
-                    outputs.append({})
+                    outputs.append(Prediction())
         share = (time.perf_counter() - started) / len(good)
         for read, output in zip(good, outputs, strict=True):
             seconds[id(read)] += share
-            results[id(read)] = output
+            predictions[id(read)] = output
     package = annotator.package or {}
     version = _version()
     records = []
     for read in batch:
-        track = read.track
-        records.append({
-            "id": read.item.id, "path": read.item.path, "size": read.size, "mtime": read.mtime,
-            "lyrics_path": track.lyrics_path, "cover_path": track.cover_path, "input_key": read.input_key,
-            "duration": track.duration, "sample_rate": track.sample_rate, "channels": track.channels,
-            "modalities": [], "warnings": track.warnings, "sidecar_errors": track.sidecar_errors,
-            **(tempo_key_values(track.tempo, track.key) if track.error is None else {}),
-            **results.get(id(read), {}), "error": track.error, "seconds": seconds[id(read)],
-            "model_kind": package.get("kind"), "model_sha256": package.get("sha256"), "coldtag_version": version})
+        track, prediction = read.track, predictions.get(id(read), Prediction())
+        estimated = track.error is None  # a failed track keeps no tempo and key
+        records.append(AnnotationRecord(
+            id=read.item.id, path=read.item.path, size=read.size, mtime=read.mtime, lyrics_path=track.lyrics_path,
+            cover_path=track.cover_path, input_key=read.input_key, duration=track.duration,
+            sample_rate=track.sample_rate, channels=track.channels, modalities=prediction.modalities,
+            warnings=track.warnings, sidecar_errors=track.sidecar_errors, model_columns=prediction.columns,
+            tempo=track.tempo if estimated else None, key=track.key if estimated else None,
+            embedding=prediction.embedding, model_kind=package.get("kind"), model_sha256=package.get("sha256"),
+            coldtag_version=version, seconds=seconds[id(read)], error=track.error))
     return records
 
 

@@ -1,5 +1,9 @@
 """The records of an output folder: one layout for every record, atomic Parquet parts, and the resume rule.
 
+A record is an `AnnotationRecord`. Its fields are the Parquet columns, each annotated with its column's type,
+so the layout (`record_schema`) and the mapping of a record to a row (`AnnotationRecord.to_row`, and back with
+`from_row`) are read from one list, and a field without a type stops the import.
+
 Records are committed in whole part files ``OUT/parts/part-<run>-<rank>-<seq>.parquet``: a part is written
 to a temporary name and renamed, so it is there whole or not at all, and a run can be killed at any moment
 and resumed. `Records` owns that folder: which tracks are done (`pending`), what a run wrote (`tally`),
@@ -10,8 +14,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Annotated, Any, get_type_hints
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -25,41 +30,110 @@ PARTS_DIR = "parts"
 SUMMARY_FILE = "summary.json"
 JSONL_FILE = "annotations.jsonl"
 LOG_FILE = "annotate.log"
-_ERROR = pa.struct([("type", pa.string()), ("message", pa.string())])
-FILE_FIELDS = [
-    pa.field("id", pa.string()), pa.field("path", pa.string()), pa.field("size", pa.int64()),
-    pa.field("mtime", pa.float64()), pa.field("lyrics_path", pa.string()), pa.field("cover_path", pa.string()),
-    pa.field("input_key", pa.string()), pa.field("duration", pa.float64()), pa.field("sample_rate", pa.int32()),
-    pa.field("channels", pa.int32()), pa.field("modalities", pa.list_(pa.string())),
-    pa.field("warnings", pa.list_(pa.string())),
-    pa.field("sidecar_errors", pa.list_(pa.struct([("modality", pa.string()), ("type", pa.string()),
-                                                    ("message", pa.string())]))),
-]
-# The track's global tempo and key by signal processing (`tagging.tempo_key`), whatever the model: null when
-# annotate ran with --no-tempo-key, and for silent, too short or failed audio.
-TEMPO_KEY_FIELDS = [
-    pa.field("tempo", pa.struct([("bpm", pa.float64()), ("confidence", pa.float64())])),
-    pa.field("key", pa.struct([("tonic", pa.string()), ("mode", pa.string()), ("confidence", pa.float64()),
-                               ("mode_confidence", pa.float64())])),
-]
-RUN_FIELDS = [
-    pa.field("embedding", pa.list_(pa.float32())), pa.field("model_kind", pa.string()),
-    pa.field("model_sha256", pa.string()), pa.field("coldtag_version", pa.string()),
-    pa.field("seconds", pa.float64()), pa.field("error", _ERROR),
-]
+_MODEL_COLUMNS = "model_columns"  # the record field that stands for the model's own columns
+_STRING = pa.string()
+_SIDECAR_ERROR = pa.struct([("modality", _STRING), ("type", _STRING), ("message", _STRING)])
+_TEMPO = pa.struct([("bpm", pa.float64()), ("confidence", pa.float64())])
+_KEY = pa.struct([("tonic", _STRING), ("mode", _STRING), ("confidence", pa.float64()),
+                  ("mode_confidence", pa.float64())])
+_ERROR = pa.struct([("type", _STRING), ("message", _STRING)])
+
+
+@dataclass(frozen=True)
+class AnnotationRecord:
+    """One track's record, a failed track's too. Its fields are the record's columns in their order on disk,
+    each annotated with its column's Arrow type (`record_schema`); `to_row` makes it a row of that schema.
+
+    The file's facts come first (the audio's ``size`` and ``mtime``, the sidecars read, the ``input_key`` a
+    re-run compares, the audio's ``duration``, ``sample_rate`` and ``channels``), then the modalities the model
+    read, the file's ``warnings`` and ``sidecar_errors``, then ``model_columns``: the values of the model's own
+    columns by name (its label groups, a pipeline's factors, users and similar tracks: an annotator's
+    ``columns()``), absent for a track the model could not take. ``tempo`` and ``key`` are the track's by signal
+    processing (`tagging.tempo_key`), whatever the model: None when annotate ran with ``--no-tempo-key``, and for
+    silent, too short or failed audio. Then the model's ``embedding``, the run's facts (the package's kind and
+    hash, coldtag's version, the seconds the track took) and the ``error`` (``{type, message}``) that kept the
+    track from being annotated.
+    """
+
+    id: Annotated[str, _STRING]
+    path: Annotated[str, _STRING]
+    size: Annotated[int | None, pa.int64()] = None
+    mtime: Annotated[float | None, pa.float64()] = None
+    lyrics_path: Annotated[str | None, _STRING] = None
+    cover_path: Annotated[str | None, _STRING] = None
+    input_key: Annotated[InputKey | None, _STRING] = None
+    duration: Annotated[float | None, pa.float64()] = None
+    sample_rate: Annotated[int | None, pa.int32()] = None
+    channels: Annotated[int | None, pa.int32()] = None
+    modalities: Annotated[list[str], pa.list_(_STRING)] = field(default_factory=list)
+    warnings: Annotated[list[str], pa.list_(_STRING)] = field(default_factory=list)
+    sidecar_errors: Annotated[list[dict[str, str]], pa.list_(_SIDECAR_ERROR)] = field(default_factory=list)
+    model_columns: dict[str, Any] = field(default_factory=dict)
+    tempo: Annotated[Tempo | None, _TEMPO] = None
+    key: Annotated[Key | None, _KEY] = None
+    embedding: Annotated[list[float] | None, pa.list_(pa.float32())] = None
+    model_kind: Annotated[str | None, _STRING] = None
+    model_sha256: Annotated[str | None, _STRING] = None
+    coldtag_version: Annotated[str | None, _STRING] = None
+    seconds: Annotated[float | None, pa.float64()] = None
+    error: Annotated[dict[str, str] | None, _ERROR] = None
+
+    def to_row(self) -> dict[str, Any]:
+        """The record as a row of `record_schema`: the model's columns in the place of ``model_columns``, the
+        tempo and key as structs, the key's tonic by name."""
+        row = {}
+        for column in fields(self):
+            value = getattr(self, column.name)
+            if column.name == _MODEL_COLUMNS:
+                row.update(value)
+            else:
+                row[column.name] = value
+        row["tempo"] = None if self.tempo is None else self.tempo._asdict()
+        row["key"] = None if self.key is None else {**self.key._asdict(), "tonic": PITCH_CLASSES[self.key.tonic]}
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> AnnotationRecord:
+        """The record of a row of `record_schema` (such as ``read_annotations(out).to_pylist()`` gives): the
+        columns that are no field of the record are the model's."""
+        values = {name: row[name] for name in RECORD_COLUMNS}
+        tempo, key = values.pop("tempo"), values.pop("key")
+        return cls(**values, model_columns={name: value for name, value in row.items() if name not in RECORD_COLUMNS},
+                   tempo=None if tempo is None else Tempo(**tempo),
+                   key=None if key is None else Key(**{**key, "tonic": PITCH_CLASSES.index(key["tonic"])}))
+
+
+def _column_types(record: type[AnnotationRecord]) -> dict[str, pa.DataType]:
+    """The Arrow type of every field of ``record`` but ``model_columns``; `TypeError` for a field without one,
+    so that no field can be added to the record and left out of its layout."""
+    hints = get_type_hints(record, include_extras=True)
+    types = {}
+    for column in fields(record):
+        if column.name == _MODEL_COLUMNS:
+            continue
+        arrow = getattr(hints[column.name], "__metadata__", (None,))[0]
+        if not isinstance(arrow, pa.DataType):
+            raise TypeError(f"{record.__name__}.{column.name} has no Arrow type: annotate it "
+                            "Annotated[..., pa.<type>]")
+        types[column.name] = arrow
+    return types
+
+
+_COLUMN_TYPES = _column_types(AnnotationRecord)
+# The columns every record has, whatever the model: no model column may take one of these names.
+RECORD_COLUMNS = tuple(_COLUMN_TYPES)
 
 
 def record_schema(model_columns: list[pa.Field]) -> pa.Schema:
-    """Every record's columns, a failed file's too: the file's, the model's (an annotator's ``columns()``),
-    the tempo and key, and the run's."""
-    return pa.schema(FILE_FIELDS + model_columns + TEMPO_KEY_FIELDS + RUN_FIELDS)
-
-
-def tempo_key_values(tempo: Tempo | None, key: Key | None) -> dict:
-    """A track's `TEMPO_KEY_FIELDS` values from its estimates (None: not estimated); the tonic by name."""
-    return {"tempo": None if tempo is None else {"bpm": tempo.bpm, "confidence": tempo.confidence},
-            "key": None if key is None else {"tonic": PITCH_CLASSES[key.tonic], "mode": key.mode,
-                                             "confidence": key.confidence, "mode_confidence": key.mode_confidence}}
+    """Every record's columns, a failed file's too: `AnnotationRecord`'s fields in their order, with the model's
+    own (an annotator's ``columns()``) in the place of ``model_columns``."""
+    columns = []
+    for column in fields(AnnotationRecord):
+        if column.name == _MODEL_COLUMNS:
+            columns += model_columns
+        else:
+            columns.append(pa.field(column.name, _COLUMN_TYPES[column.name]))
+    return pa.schema(columns)
 
 
 def part_run(path: Path) -> int:
@@ -79,7 +153,7 @@ class Records:
     schema: pa.Schema
     run: int = 0
     rank: int = 0
-    rows: list[dict] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)  # `AnnotationRecord.to_row` of the records not committed
     _seq: int = 0
 
     @property
@@ -160,8 +234,9 @@ class Records:
                     failed[f"{row['error']['type']}: {row['error']['message'].split(':')[0]}"] += 1
         return done, audio_seconds, failed
 
-    def add(self, record: dict) -> None:
-        self.rows.append({name: record.get(name) for name in self.schema.names})
+    def add(self, record: AnnotationRecord) -> None:
+        """Keep ``record`` for the next part (`commit`)."""
+        self.rows.append(record.to_row())
 
     def commit(self) -> Path | None:
         if not self.rows:

@@ -20,10 +20,10 @@ import torch
 import torch.distributed as dist
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from annotation.annotators import annotate_tracks, load_annotator
+from annotation.annotators import Annotator, annotate_tracks, load_annotator
 from annotation.inputs import Item
 from annotation.reader import ReadItem, decoding_loader
-from annotation.records import Records
+from annotation.records import AnnotationRecord, Records
 from tagging.tracks import TrackReader
 
 
@@ -47,7 +47,8 @@ class _RankShare(torch.utils.data.Sampler):
 class _Annotate(pl.LightningModule):
     def __init__(self, model: str, allow_outside: bool):
         super().__init__()
-        self.model_dir, self.allow_outside, self.annotator = model, allow_outside, None
+        self.model_dir, self.allow_outside = model, allow_outside
+        self.annotator: Annotator | None = None
 
     def setup(self, stage: str) -> None:
         # Loaded on each rank's own device, once.
@@ -56,7 +57,7 @@ class _Annotate(pl.LightningModule):
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         return batch  # the annotator moves each track's inputs itself
 
-    def predict_step(self, batch: list[ReadItem], batch_idx: int) -> list[dict]:
+    def predict_step(self, batch: list[ReadItem], batch_idx: int) -> list[AnnotationRecord]:
         return annotate_tracks(self.annotator, batch)
 
 

@@ -9,14 +9,14 @@ from collections.abc import Iterator
 import torch
 
 from annotation import records as records_module
-from annotation.annotators import annotate_tracks
+from annotation.annotators import Annotator, annotate_tracks
 from annotation.inputs import Item
 from annotation.reader import decoding_loader, model_threads
-from annotation.records import Records
+from annotation.records import AnnotationRecord, Records
 
 
-def annotate_local(annotator, items: list[Item], batch_size: int, workers: int,
-                   threads: int | None = None) -> Iterator[dict]:
+def annotate_local(annotator: Annotator, items: list[Item], batch_size: int, workers: int,
+                   threads: int | None = None) -> Iterator[AnnotationRecord]:
     """One record per item, in batches decoded by ``workers`` processes while the model, loaded once in
     this process, runs on ``threads`` threads (default `annotation.reader.model_threads`)."""
     if not items:
@@ -31,14 +31,14 @@ def annotate_local(annotator, items: list[Item], batch_size: int, workers: int,
         torch.set_num_threads(before)
 
 
-def run_local(annotator, pending: list[Item], records: Records, batch_size: int, workers: int,
+def run_local(annotator: Annotator, pending: list[Item], records: Records, batch_size: int, workers: int,
               threads: int | None, part_size: int, progress: bool) -> None:
     """Annotate ``pending`` into ``records``, a part every ``part_size`` records, with a progress bar."""
     bar = _progress(len(pending)) if progress else None
     audio_seconds, started = 0.0, time.perf_counter()
     for record in annotate_local(annotator, pending, batch_size, workers, threads):
         records.add(record)
-        audio_seconds += record["duration"] or 0.0
+        audio_seconds += record.duration or 0.0
         if len(records.rows) >= part_size:
             records.commit()
         if bar is not None:

@@ -43,10 +43,10 @@ import ray
 import torch
 
 from annotation import records as records_module
-from annotation.annotators import annotate_tracks, load_annotator
+from annotation.annotators import Annotator, annotate_tracks, load_annotator
 from annotation.inputs import Item
 from annotation.reader import ReadItem, log_to, read_item
-from annotation.records import Records
+from annotation.records import AnnotationRecord, Records
 from tagging.tracks import TrackReader
 
 NUM_CPUS_ENV = "COLDTAG_RAY_NUM_CPUS"
@@ -83,8 +83,8 @@ def annotate_ray(model: str | Path, reader: TrackReader, pending: list[Item], ou
         writer = Records(out, schema, run=run, rank=0)
         for block in records.iter_batches(batch_size=None, batch_format="pyarrow"):
             records_module.checkpoint("decoded")  # records received and not yet committed: where a kill test cuts in
-            for record in block.to_pylist():
-                writer.add(record)
+            for row in block.to_pylist():
+                writer.add(AnnotationRecord.from_row(row))
                 if len(writer.rows) >= options.part_size:
                     writer.commit()
         writer.commit()
@@ -140,13 +140,12 @@ class _Annotate:
                  logs: list[str]):
         for path in logs:
             log_to(path)
-        self.annotator = load_annotator(model, device, allow_outside)
+        self.annotator: Annotator = load_annotator(model, device, allow_outside)
         self.schema = schema
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         records = annotate_tracks(self.annotator, [_unpack(blob) for blob in batch["track"]])
-        return pa.Table.from_pylist([{name: r.get(name) for name in self.schema.names} for r in records],
-                                    schema=self.schema)
+        return pa.Table.from_pylist([record.to_row() for record in records], schema=self.schema)
 
 
 def _log_files(out: Path) -> list[str]:
