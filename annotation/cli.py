@@ -40,7 +40,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from annotation.annotators import load_annotator
+from annotation.annotators import Annotator, load_annotator
+from annotation.engines import EngineOptions
 from annotation.engines.local import run_local
 from annotation.inputs import InputError, list_inputs
 from annotation.reader import input_key, log_to
@@ -141,6 +142,7 @@ def _guarded(options: argparse.Namespace) -> int:
 
 
 def run(options: argparse.Namespace) -> int:
+    for_engine = engine_options(options)
     _check_arguments(options)
     # A pretrained model's name (musicnn-mtt, ...) is its converted package from here on, for every engine.
     try:
@@ -173,16 +175,15 @@ def run(options: argparse.Namespace) -> int:
     records.run = run_number = records.next_run()
 
     if options.engine == "local":
-        run_local(annotator, pending, records, options.batch_size, options.workers, options.threads,
-                  options.part_size, progress=not options.no_progress)
+        run_local(annotator, pending, records, for_engine)
     elif options.engine == "ddp":
         from annotation.engines.ddp import annotate_ddp
-        annotate_ddp(options.model, annotator.reader, pending, out, records.schema, run_number, options)
+        annotate_ddp(options.model, annotator.reader, pending, out, records.schema, run_number, for_engine)
         if rank != 0:
             return 0
     else:
         from annotation.engines.ray import annotate_ray
-        annotate_ray(options.model, annotator.reader, pending, out, records.schema, run_number, options)
+        annotate_ray(options.model, annotator.reader, pending, out, records.schema, run_number, for_engine)
     # Counted before the records this run superseded are dropped: an engine that annotated a track twice
     # shows in the summary instead of vanishing with the older copy.
     tally = records.tally(run_number)
@@ -190,14 +191,19 @@ def run(options: argparse.Namespace) -> int:
     return _finish(options, records, tally, len(items), skipped, problems, time.perf_counter() - started)
 
 
+def engine_options(options: argparse.Namespace) -> EngineOptions:
+    """The options the engine takes, from the command's; `UsageError` for a value out of range."""
+    try:
+        return EngineOptions(batch_size=options.batch_size, part_size=options.part_size, workers=options.workers,
+                             threads=options.threads, device=options.device, devices=options.devices,
+                             num_nodes=options.num_nodes, allow_outside=options.allow_outside,
+                             progress=not options.no_progress)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
 def _check_arguments(options: argparse.Namespace) -> None:
-    for name in ("batch_size", "part_size", "devices", "num_nodes"):
-        if getattr(options, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(options, name)}")
-    if options.workers < 0:
-        raise UsageError(f"--workers must be >= 0, got {options.workers}")
-    if options.threads is not None and options.threads < 1:
-        raise UsageError(f"--threads must be >= 1, got {options.threads}")
+    """The command's checks beyond `EngineOptions`' own: the limit, and what the engine chosen needs."""
     if options.limit is not None and options.limit < 1:
         raise UsageError(f"--limit must be >= 1, got {options.limit}")
     if options.engine != "ddp" and (options.devices > 1 or options.num_nodes > 1):
@@ -220,7 +226,7 @@ def _device(name: str) -> str:
     return name
 
 
-def _load(directory: Path, device: str, allow_outside: bool):
+def _load(directory: Path, device: str, allow_outside: bool) -> Annotator:
     try:
         return load_annotator(directory, device, allow_outside)
     except (OSError, ValueError, RuntimeError) as error:  # ProvenanceError is a ValueError

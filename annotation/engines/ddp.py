@@ -11,7 +11,6 @@ from the ``coldtag annotate`` command, never from an interactive session.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pyarrow as pa
@@ -21,6 +20,7 @@ import torch.distributed as dist
 from pytorch_lightning.callbacks import BasePredictionWriter
 
 from annotation.annotators import Annotator, annotate_tracks, load_annotator
+from annotation.engines import EngineOptions
 from annotation.inputs import Item
 from annotation.reader import ReadItem, decoding_loader
 from annotation.records import AnnotationRecord, Records
@@ -82,14 +82,14 @@ class _PartWriter(BasePredictionWriter):
 
 
 def annotate_ddp(model: str, reader: TrackReader, pending: list[Item], out: Path,
-                 schema: pa.Schema, run: int, options: argparse.Namespace) -> None:
+                 schema: pa.Schema, run: int, options: EngineOptions) -> None:
     """Annotate ``pending`` on ``options.devices`` x ``options.num_nodes`` processes (GPUs when there are)."""
     accelerator = "gpu" if options.device.startswith("cuda") or (options.device == "auto"
                                                                   and torch.cuda.is_available()) else "cpu"
     trainer = pl.Trainer(accelerator=accelerator, devices=options.devices, num_nodes=options.num_nodes,
                          strategy="ddp" if options.devices * options.num_nodes > 1 else "auto",
                          callbacks=[_PartWriter(out, schema, run, options.part_size)], logger=False,
-                         enable_checkpointing=False, enable_progress_bar=not options.no_progress,
+                         enable_checkpointing=False, enable_progress_bar=options.progress,
                          use_distributed_sampler=False, default_root_dir=str(out))
     loader = decoding_loader(pending, reader, options.batch_size, options.workers, _RankShare(len(pending)))
     module = _Annotate(str(model), options.allow_outside)

@@ -30,7 +30,6 @@ Lightning.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import pickle
@@ -44,6 +43,7 @@ import torch
 
 from annotation import records as records_module
 from annotation.annotators import Annotator, annotate_tracks, load_annotator
+from annotation.engines import EngineOptions
 from annotation.inputs import Item
 from annotation.reader import ReadItem, log_to, read_item
 from annotation.records import AnnotationRecord, Records
@@ -53,14 +53,14 @@ NUM_CPUS_ENV = "COLDTAG_RAY_NUM_CPUS"
 
 
 def annotate_ray(model: str | Path, reader: TrackReader, pending: list[Item], out: Path,
-                 schema: pa.Schema, run: int, options: argparse.Namespace) -> None:
+                 schema: pa.Schema, run: int, options: EngineOptions) -> None:
     """Annotate ``pending`` on Ray Data and commit the records as parts of run ``run`` under ``out``."""
     if not pending:
         return
     started = _start_ray()
     try:
         context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = not options.no_progress
+        context.enable_progress_bars = options.progress
         gpus = int(ray.cluster_resources().get("GPU", 0))
         on_gpu = gpus > 0 and (options.device == "auto" or torch.device(options.device).type == "cuda")
         workers = max(options.workers, 1)

@@ -1,7 +1,8 @@
-"""The annotate record as a type: one `AnnotationRecord` field per column, in the order on disk, a record that comes
-back from its Parquet row with every field, and annotators that satisfy the `Annotator` protocol."""
+"""What crosses annotate's boundaries has a type: the record (one `AnnotationRecord` field per column, in the
+order on disk, and a record that comes back from its Parquet row with every field), the `Annotator` protocol
+the annotators satisfy, and the `EngineOptions` the command gives its engine."""
 
-from dataclasses import dataclass, fields
+from dataclasses import FrozenInstanceError, dataclass, fields
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -11,6 +12,8 @@ from review_runs import make_package, write_tone
 
 import annotation.records as records_module
 from annotation.annotators import Annotator, AudioAnnotator, Prediction, annotate_tracks, group_fields
+from annotation.cli import build_parser, cli_main, engine_options
+from annotation.engines import EngineOptions
 from annotation.inputs import InputKey, Item
 from annotation.reader import read_item
 from annotation.records import RECORD_COLUMNS, AnnotationRecord, Records, read_annotations, record_schema
@@ -112,3 +115,34 @@ def test_the_audio_annotator_is_an_annotator_and_fills_exactly_its_columns(tmp_p
     assert record.model_columns == prediction.columns and record.model_sha256 == annotator.package["sha256"]
     table = pa.Table.from_pylist([record.to_row()], schema=record_schema(annotator.columns()))
     assert AnnotationRecord.from_row(table.to_pylist()[0]).model_columns["genre"] == prediction.columns["genre"]
+
+
+def test_the_engine_options_carry_the_values_given_on_the_command_line():
+    command = ["uploads/", "--model", "model/", "--out", "out/"]
+    assert engine_options(build_parser().parse_args(command)) == EngineOptions(
+        batch_size=8, part_size=256, workers=2, threads=None, device="auto", devices=1, num_nodes=1,
+        allow_outside=False, progress=True)
+    given = engine_options(build_parser().parse_args([
+        *command, "--engine", "ddp", "--batch-size", "5", "--part-size", "7", "--workers", "0", "--threads", "3",
+        "--device", "cpu", "--devices", "2", "--num-nodes", "3", "--allow-outside", "--no-progress"]))
+    assert given == EngineOptions(batch_size=5, part_size=7, workers=0, threads=3, device="cpu", devices=2,
+                                  num_nodes=3, allow_outside=True, progress=False)
+    with pytest.raises(FrozenInstanceError):
+        given.batch_size = 1
+
+
+@pytest.mark.parametrize(("option", "value", "says"), [
+    ("--batch-size", "0", "--batch-size must be >= 1, got 0"),
+    ("--part-size", "-2", "--part-size must be >= 1, got -2"),
+    ("--devices", "0", "--devices must be >= 1, got 0"),
+    ("--num-nodes", "0", "--num-nodes must be >= 1, got 0"),
+    ("--workers", "-1", "--workers must be >= 0, got -1"),
+    ("--threads", "0", "--threads must be >= 1, got 0"),
+    ("--limit", "0", "--limit must be >= 1, got 0"),
+    ("--devices", "2", "--devices and --num-nodes are for --engine ddp"),
+])
+def test_a_bad_engine_option_exits_2_in_one_line_before_anything_is_read(option, value, says, tmp_path, capsys):
+    code = cli_main([str(tmp_path / "nowhere"), "--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "out"),
+                     option, value])
+    assert (code, capsys.readouterr().err) == (2, f"coldtag annotate: error: {says}\n")
+    assert not (tmp_path / "out").exists()
