@@ -7,8 +7,8 @@ The package sits above ``tagging``, ``recsys`` and ``fusion`` and is split by jo
 - `annotation.reader`: an item -> its file facts and the `tagging.tracks.DecodedTrack` a model reads, in
   decoding workers.
 - `annotation.annotators`: a packaged model (audio tagger, multimodal tagger, cold-start pipeline) ->
-  record columns, chosen by the package's kind.
-- `annotation.records`: the record layout, the part files, the resume rule.
-- `annotation.engines`: local, Lightning DDP and Ray Data.
+  record columns, chosen by the package's kind; each satisfies the `Annotator` protocol.
+- `annotation.records`: the record (`AnnotationRecord`) and its layout, the part files, the resume rule.
+- `annotation.engines`: local, Lightning DDP and Ray Data, all taking `EngineOptions`.
 - `annotation.cli`: the command.
 """
