@@ -24,8 +24,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 from report import print_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,31 +39,30 @@ def vocabulary() -> dict:
 
 def write_records(out: Path, model, tracks: int, seed: int = 0) -> None:
     from annotation.annotators import group_fields
-    from annotation.records import record_schema
+    from annotation.records import AnnotationRecord, Records, record_schema
 
     rng = np.random.default_rng(seed)
-    schema = record_schema(group_fields(model))
-    rows = []
+    records = Records(out, record_schema(group_fields(model)))
     for i in range(tracks):
         name = f"artist{i // 10:04d}/track{i:05d}.mp3"
-        record = {"id": name, "path": f"/catalog/{name}",
-                  "duration": float(rng.uniform(60, 400)), "modalities": ["audio"], "warnings": [],
-                  "sidecar_errors": [], "model_sha256": model.package["sha256"],
-                  "embedding": rng.standard_normal(64).astype(np.float32).tolist()}
-        for name, group in model.labels.groups.items():
+        duration, embedding = float(rng.uniform(60, 400)), rng.standard_normal(64).astype(np.float32).tolist()
+        groups = {}
+        for group_name, group in model.labels.groups.items():
             if group.type == "multilabel":
                 probs = rng.beta(0.4, 2.0, len(group))
-                record[name] = {"probabilities": dict(zip(group.labels, probs.tolist(), strict=True)),
-                                "tags": [label for label, p in zip(group.labels, probs, strict=True) if p >= 0.5]}
+                groups[group_name] = {"probabilities": dict(zip(group.labels, probs.tolist(), strict=True)),
+                                      "tags": [label for label, p in zip(group.labels, probs, strict=True) if p >= 0.5]}
             else:
-                record[name] = {label: float(rng.uniform(low, high))
-                                for label, (low, high) in zip(group.labels, group.ranges, strict=True)}
-        if i % 200 == 7:
-            record = {"id": record["id"], "path": record["path"], "modalities": [], "warnings": [],
-                      "sidecar_errors": [], "error": {"type": "AudioDecodeError", "message": "truncated"}}
-        rows.append({name: record.get(name) for name in schema.names})
-    (out / "parts").mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), out / "parts" / "part-000000-000-000000.parquet")
+                groups[group_name] = {label: float(rng.uniform(low, high))
+                                      for label, (low, high) in zip(group.labels, group.ranges, strict=True)}
+        if i % 200 == 7:  # failed, after the same draws as the others, so that theirs do not depend on it
+            records.add(AnnotationRecord(id=name, path=f"/catalog/{name}",
+                                         error={"type": "AudioDecodeError", "message": "truncated"}))
+        else:
+            records.add(AnnotationRecord(id=name, path=f"/catalog/{name}", duration=duration, modalities=["audio"],
+                                         model_columns=groups, model_sha256=model.package["sha256"],
+                                         embedding=embedding))
+    records.commit()
 
 
 def main() -> None:

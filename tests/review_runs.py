@@ -6,11 +6,9 @@ import wave
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from annotation.annotators import group_fields
-from annotation.records import record_schema
+from annotation.records import AnnotationRecord, Records, record_schema
 from tagging.models import AudioTagger
 
 VOCAB = {"groups": {"genre": {"type": "multilabel", "labels": ["rock", "jazz", "folk"]},
@@ -55,23 +53,20 @@ def write_tone(path: Path, seconds: float = 2.0, pitch: float = 440.0, rate: int
 def write_run(out: Path, model: AudioTagger, audio: Path, tracks: dict | None = None, failed: bool = True) -> Path:
     """Records of ``tracks`` (default `TRACKS`), their audio tones in ``audio``, and one error record."""
     tracks = TRACKS if tracks is None else tracks
-    schema = record_schema(group_fields(model))
-    rows = []
+    records = Records(out, record_schema(group_fields(model)))
     for k, (track, (genre, mood)) in enumerate(tracks.items()):
         path = write_tone(audio / track, pitch=220 + 20 * k)
         groups = {"genre": _group(VOCAB["groups"]["genre"]["labels"], genre),
                   "mood": _group(VOCAB["groups"]["mood"]["labels"], mood),
                   "graded": None if track == "quiet.wav" else {"tempo": 120.0}}
-        rows.append({"id": track, "path": str(path), "size": path.stat().st_size, "mtime": 0.0, "duration": 2.0,
-                     "sample_rate": 8000, "channels": 1, "modalities": ["audio"],
-                     "warnings": ["silent"] if track == "quiet.wav" else [], "sidecar_errors": [],
-                     "model_sha256": model.package["sha256"], "model_kind": "AudioTagger", **groups})
+        records.add(AnnotationRecord(id=track, path=str(path), size=path.stat().st_size, mtime=0.0, duration=2.0,
+                                     sample_rate=8000, channels=1, modalities=["audio"],
+                                     warnings=["silent"] if track == "quiet.wav" else [], model_columns=groups,
+                                     model_kind="AudioTagger", model_sha256=model.package["sha256"]))
     if failed:
-        rows.append({"id": FAILED, "path": str(audio / FAILED), "modalities": [], "warnings": [], "sidecar_errors": [],
-                     "error": {"type": "AudioDecodeError", "message": "not audio: no stream"}})
-    (out / "parts").mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist([{name: row.get(name) for name in schema.names} for row in rows], schema=schema)
-    pq.write_table(table, out / "parts" / "part-000000-000-000000.parquet")
+        records.add(AnnotationRecord(id=FAILED, path=str(audio / FAILED),
+                                     error={"type": "AudioDecodeError", "message": "not audio: no stream"}))
+    records.commit()
     return out
 
 
