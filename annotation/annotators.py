@@ -51,12 +51,10 @@ class Annotator(Protocol):
 
     def columns(self) -> list[pa.Field]:
         """The model's own record columns, in their order (`annotation.records.record_schema` places them)."""
-        ...
 
     def predict(self, tracks: list[DecodedTrack]) -> list[Prediction]:
         """One prediction per decoded track, in order. May raise; `annotate_tracks` then predicts the tracks
         one by one, so that only the track that broke the batch fails."""
-        ...
 
 
 def group_fields(model: TaggerBase) -> list[pa.Field]:

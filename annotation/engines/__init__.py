@@ -26,12 +26,8 @@ class EngineOptions:
     def __post_init__(self) -> None:
         for name in ("batch_size", "part_size", "devices", "num_nodes"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{_option(name)} must be >= 1, got {getattr(self, name)}")
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.workers < 0:
             raise ValueError(f"--workers must be >= 0, got {self.workers}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {self.threads}")
-
-
-def _option(name: str) -> str:
-    return f"--{name.replace('_', '-')}"
