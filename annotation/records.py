@@ -95,7 +95,7 @@ class AnnotationRecord:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> AnnotationRecord:
         """The record of a row of `record_schema` (such as ``read_annotations(out).to_pylist()`` gives): the
-        columns that are no field of the record are the model's."""
+        columns that are no field of the record are the model's (null, as None, for a track it could not take)."""
         values = {name: row[name] for name in RECORD_COLUMNS}
         tempo, key = values.pop("tempo"), values.pop("key")
         return cls(**values, model_columns={name: value for name, value in row.items() if name not in RECORD_COLUMNS},
