@@ -106,10 +106,12 @@ def real_items(manifest: pd.DataFrame, seconds: float) -> pd.DataFrame:
             for ratio in STRETCHES:
                 tempo = tempo_methods(rubberband(y, Path(tmp), "-t", str(ratio)))
                 for method, bpm in tempo.items():
-                    ok = abs(bpm / tempo0[method] * ratio - 1) <= TOLERANCE
+                    # No tempo in the original (no onsets; beat_track's 0): nothing to scale, not judged.
+                    judged = np.isfinite(tempo0[method]) and tempo0[method] > 0
+                    ok = bool(abs(bpm / tempo0[method] * ratio - 1) <= TOLERANCE) if judged else None
                     rows.append({"track": track.audio_path, "album": track.album, "test": "stretch",
                                  "change": ratio, "method": method, "before": tempo0[method], "after": bpm,
-                                 "ok": bool(ok)})
+                                 "ok": ok})
             for k in SHIFTS:
                 key = key_methods(rubberband(y, Path(tmp), "-p", str(k)))
                 for method, (tonic, mode) in key.items():
@@ -144,13 +146,16 @@ def toy_items(manifest: pd.DataFrame, root: Path) -> pd.DataFrame:
 
 
 def summary(items: pd.DataFrame, by: list[str], cluster: str, value: str) -> pd.DataFrame:
-    """The mean of ``value`` per ``by`` group with a 95 % interval from resampling ``cluster``."""
+    """The mean of ``value`` per ``by`` group with a 95 % interval from resampling ``cluster``; items whose
+    ``value`` is missing (not judged) are left out and counted."""
     rows = []
-    for keys, group in items.groupby(by, sort=False):
+    for keys, everything in items.groupby(by, sort=False):
+        group = everything[everything[value].notna()]
         scores = group[value].astype(float).to_numpy()
         mean, low, high, _ = cluster_bootstrap(lambda r, s=scores: float(s[r].mean()), group[cluster].tolist())
         rows.append({**dict(zip(by, keys, strict=True)), "score": round(mean, 3), "low": round(low, 3),
-                     "high": round(high, 3), "items": len(group), f"{cluster}s": group[cluster].nunique()})
+                     "high": round(high, 3), "items": len(group), "not judged": len(everything) - len(group),
+                     f"{cluster}s": group[cluster].nunique()})
     return pd.DataFrame(rows)
 
 

@@ -120,7 +120,7 @@ def test_both_profiles_read_a_profile_back_and_refuse_an_unknown_name():
     profile = torch.tensor(np.roll(KEY_PROFILES["minor"], 4), dtype=torch.float32).unsqueeze(0)
     fits = key_fits(profile, key_templates())[0]
     assert divmod(int(fits.flatten().argmax()), 12) == (1, 4)
-    assert estimate_key(cadence(2, "major"), SR, profiles="krumhansl")[:2] == (2, "major")
+    assert estimate_key(cadence(2, "major"), SR, profiles="temperley")[:2] == (2, "major")
     with pytest.raises(ValueError, match="profiles must be one of"):
         estimate_key(cadence(2, "major"), SR, profiles="edma-typo")
 
