@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -53,9 +52,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fusion.ablation import ROWS_FILE, ablation_predictions  # noqa: E402
+from fusion.references import LOGMEL  # noqa: E402
 from fusion.stages import best_content_row  # noqa: E402
 from recsys import ColdStartSplit  # noqa: E402
 from recsys.evaluation import baseline_metrics, evaluate_cold_start, paired_ranking_difference  # noqa: E402
+from scripts.coldstart_worlds import run  # noqa: E402
 from tagging.labels import read_manifest  # noqa: E402
 from toycatalog.simulate import simulate_plays  # noqa: E402
 
@@ -167,14 +168,6 @@ def build_world(manifest_path: Path, world: World, out: Path) -> pd.DataFrame:
     return read_manifest(manifest_file)
 
 
-def run(command: list[str], done: Path) -> None:
-    if done.exists():
-        print(f"== {done}: done", flush=True)
-        return
-    print("==", " ".join(command), flush=True)
-    subprocess.run(command, check=True, cwd=ROOT)
-
-
 def kind_split(split: ColdStartSplit, cold: np.ndarray) -> ColdStartSplit:
     """``split`` whose cold test items are those of ``cold`` (a mask over its cold test items); the other
     cold test items become validation items, which no figure below reads."""
@@ -190,7 +183,7 @@ def kind_tables(chain: Path, manifest: pd.DataFrame, resamples: int, seed: int, 
     predictions = ablation_predictions(chain / "fusion")
     rows = json.loads((chain / "fusion" / ROWS_FILE).read_text())
     best = next(row["name"] for row in rows if Path(row["dir"]) / "model" == best_content_row(chain / "fusion"))
-    logmel = next(row["name"] for row in rows if row["name"].lower().startswith("log-mel"))
+    logmel = next(row["name"] for row in rows if row["inputs"] == [LOGMEL])
     kinds = manifest.set_index("track_id").reindex(split.item_ids[split.items("cold_test")].astype(str))
     users = split.user_factors.astype(np.float64)
     lines = []

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import fcntl
 import importlib
-import sys
 import tempfile
 from collections.abc import Iterator
 from functools import lru_cache
@@ -79,6 +78,7 @@ class Key(NamedTuple):
     mode_confidence: float  # in [0.5, 1]
 
 
+@lru_cache(maxsize=1)
 def load():
     """The librosa module, with the parts the estimators use imported (about 2 s; a reader calls this before
     its first track, so that the track's time is its own).
@@ -87,14 +87,13 @@ def load():
     doing that at once (the decoding workers or DDP ranks of a fresh install) can save a mismatched pair of
     cache files that crashes every later process (numba#10128), so the first import waits for a lock that
     every process of the machine shares (`warm_cache` fills the whole cache at installation)."""
-    if "librosa" not in sys.modules or not hasattr(sys.modules["librosa"], "pitch_tuning"):
-        with open(Path(tempfile.gettempdir()) / "coldtag-librosa-import.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-            librosa = importlib.import_module("librosa")
-            # librosa loads its modules lazily: touch those the estimators call.
-            for name in ("resample", "autocorrelate", "pitch_tuning", "filters", "util"):
-                getattr(librosa, name)
-    return sys.modules["librosa"]
+    with open(Path(tempfile.gettempdir()) / "coldtag-librosa-import.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        librosa = importlib.import_module("librosa")
+        # librosa loads its modules lazily: touch those the estimators call, under the lock too.
+        for name in ("resample", "autocorrelate", "pitch_tuning", "filters", "util"):
+            getattr(librosa, name)
+    return librosa
 
 
 def warm_cache() -> None:
