@@ -10,12 +10,17 @@
     GET  /api/verify?tag=G/L&n=N    verify a sample: N random tracks given the tag, their precision and interval
     POST /api/corrections           {track_id, group, tag, action, value, who}; 400 with the reason if refused
     POST /api/undo                  {who, track_id?}: retract that reviewer's latest correction
+    GET  /api/me                    {reviewer, sign_in}: the signed-in reviewer's name (null without sign-in)
     GET  /audio?id=ID, /cover?id=ID the files themselves (HTTP range requests, so the player can seek)
     GET  /picture?id=ID             PNG: waveform over mel spectrogram (`review.listen`)
     GET  /api/chunks?id=ID          the audio tagger's probabilities per chunk, to loop the one behind a tag
 
 Audio paths are the records' own, as ``coldtag annotate`` wrote them (relative ones from the folder the
 server runs in).
+
+With a `SignIn` (``coldtag review --reviewers FILE``) every route but the sign-in page (``/signin``) and the
+static files needs a session (`review.auth.RequireSignIn`), and a correction or undo is the signed-in
+reviewer's whatever ``who`` its body names.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
+from annotation.review.auth import RequireSignIn, SignIn, sign_in_routes
 from annotation.review.listen import Listening
 from annotation.review.metrics import precision_curves, sample
 from annotation.review.run import Run
@@ -49,18 +55,20 @@ class CorrectionIn(BaseModel):
     group: str
     tag: str
     action: str
-    who: str
+    who: str = ""  # ignored when reviewers sign in
     value: float | str | None = None
 
 
 class UndoIn(BaseModel):
-    who: str
+    who: str = ""
     track_id: str | None = None
 
 
-def create_app(run: Run, store: Store | None = None, who: str = "reviewer") -> FastAPI:
+def create_app(run: Run, store: Store | None = None, who: str = "reviewer",
+               sign_in: SignIn | None = None) -> FastAPI:
     """The app over ``run``; corrections go to ``store`` (default ``review.sqlite`` in the run folder).
-    ``who``: the reviewer name the pages start with."""
+    ``who``: the reviewer name the pages start with; ``sign_in``: the reviewers who may sign in (None: the page
+    is open, and each correction names the reviewer its request gives)."""
     store = store or Store(run.out / DB_FILE, run.ids, run.labels)
     app = FastAPI(title="coldtag review", docs_url=None, redoc_url=None)
     static = resources.files("annotation.review") / "static"
@@ -68,6 +76,13 @@ def create_app(run: Run, store: Store | None = None, who: str = "reviewer") -> F
     page = {name: (static / name).read_text() for name in ("list.html", "track.html")}
     app.state.run, app.state.store = run, store
     listening = Listening(run.model)
+    if sign_in is not None:
+        app.add_middleware(RequireSignIn, sign_in=sign_in)
+        app.include_router(sign_in_routes(sign_in, (static / "signin.html").read_text()))
+
+    def reviewer(request: Request, named: str) -> str:
+        # Signed in, the session's name is the one recorded: a body cannot speak for another reviewer.
+        return named if sign_in is None else request.state.reviewer
 
     def page_response(name: str, status: int = 200, message: str = "") -> HTMLResponse:
         text = page[name].replace("{{who}}", _escape(who)).replace("{{run}}", _escape(str(run.out)))
@@ -216,14 +231,18 @@ def create_app(run: Run, store: Store | None = None, who: str = "reviewer") -> F
         group, label = _tag(run, tag)
         return sample(run, store, group, label, n)
 
+    @app.get("/api/me")
+    def me(request: Request):
+        return {"reviewer": None if sign_in is None else request.state.reviewer, "sign_in": sign_in is not None}
+
     @app.post("/api/corrections", status_code=201)
-    def correct(body: CorrectionIn):
+    def correct(body: CorrectionIn, request: Request):
         try:
             machine = None
             if body.track_id in run and body.group in run.labels.groups \
                     and body.tag in run.labels.groups[body.group].labels:
                 machine = run.machine_value(body.track_id, body.group, body.tag)
-            row = store.add(body.track_id, body.group, body.tag, body.action, body.who,
+            row = store.add(body.track_id, body.group, body.tag, body.action, reviewer(request, body.who),
                             value=None if body.value in (None, "") else body.value,
                             machine=machine, model=run.record(body.track_id)["model_sha256"]
                             if body.track_id in run else None)
@@ -232,13 +251,14 @@ def create_app(run: Run, store: Store | None = None, who: str = "reviewer") -> F
         return row._asdict()
 
     @app.post("/api/undo")
-    def undo(body: UndoIn):
+    def undo(body: UndoIn, request: Request):
+        name = reviewer(request, body.who)
         try:
-            row = store.undo(body.who, body.track_id)
+            row = store.undo(name, body.track_id)
         except ValueError as error:
             raise HTTPException(400, str(error)) from None
         if row is None:
-            raise HTTPException(404, f"{body.who} has no correction left to undo")
+            raise HTTPException(404, f"{name} has no correction left to undo")
         return row._asdict()
 
     @app.get("/audio")
