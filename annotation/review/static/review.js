@@ -3,7 +3,8 @@
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
-const who = () => $("#who").value.trim();
+let signedIn = null;  // the signed-in reviewer's name when the server asks reviewers to sign in
+const who = () => signedIn || $("#who").value.trim();
 const fmt = (x, digits = 2) => (x === null || x === undefined ? "" : Number(x).toFixed(digits));
 
 function element(tag, attributes = {}, ...children) {
@@ -39,6 +40,16 @@ function rememberWho() {
   const saved = localStorage.getItem("coldtag-review-who");
   if (saved) $("#who").value = saved;
   $("#who").addEventListener("change", () => localStorage.setItem("coldtag-review-who", who()));
+}
+
+// Signed in, the header names the reviewer the server records, with a sign-out button, instead of a name field.
+async function identify() {
+  let me;
+  try { me = await api("/api/me"); } catch (error) { return say(error.message); }
+  if (!me.sign_in) return rememberWho();
+  signedIn = me.reviewer;
+  $("#who").closest("label").replaceWith(element("span", {id: "reviewer"}, `Signed in as ${me.reviewer}`),
+    element("form", {method: "post", action: "/signout"}, element("button", {id: "signout"}, "Sign out")));
 }
 
 async function goNext(after = "") {
@@ -331,5 +342,4 @@ async function trackPage() {
   try { await loadTrack(); } catch (error) { say(error.message); }
 }
 
-rememberWho();
-if (document.body.dataset.page === "list") listPage(); else trackPage();
+identify().then(() => (document.body.dataset.page === "list" ? listPage() : trackPage()));
