@@ -1,6 +1,7 @@
 """The review page in a real browser (Playwright driving Chromium, Debian's where Playwright's own build
 is not installed): open the list, filter it, play a track, correct tags with the mouse and the keyboard,
-undo, reload and see the correction, export it and find it in the manifest.
+undo, reload and see the correction, export it and find it in the manifest; with sign-in on, be sent to the
+sign-in page, sign in there, and find the correction recorded under the signed-in name.
 
 ``COLDTAG_CHROMIUM`` names another Chromium than /usr/bin/chromium (the README's screenshot is
 scripts/review_screenshot.py's)."""
@@ -132,3 +133,53 @@ def test_review_a_track_in_the_browser_and_export_the_correction(browser, served
     assert cli_main(["export", str(root / "annotations"), "--model", str(root / "tagger"), "--out", str(export)]) == 0
     manifest = pd.read_parquet(export / "manifest.parquet").set_index("track_id")
     assert list(manifest.index) == ["odd.wav"] and list(manifest.loc["odd.wav", "genre"]) == []
+
+
+@pytest.fixture(scope="module")
+def served_signed_in(tmp_path_factory):
+    """The review app with sign-in on (one reviewer, cleo), served by uvicorn on a free port of 127.0.0.1."""
+    from annotation.review.app import create_app
+    from annotation.review.auth import SignIn, add_reviewer
+
+    root = tmp_path_factory.mktemp("review-browser-sign-in")
+    model = make_package(root / "tagger")
+    out = write_run(root / "annotations", model, root / "audio")
+    add_reviewer(root / "reviewers.txt", "cleo", "a long secret")
+    run = Run(out, root / "tagger")
+    store = Store(out / DB_FILE, run.ids, run.labels)
+    with serving(create_app(run, store, who="ana", sign_in=SignIn.from_file(root / "reviewers.txt"))) as url:
+        yield url, store
+
+
+def test_sign_in_through_the_page_and_corrections_record_the_signed_in_name(browser, served_signed_in):
+    url, store = served_signed_in
+    context = browser.new_context(viewport={"width": 1100, "height": 820})
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(url + "/track?id=odd.wav")
+    assert page.url == url + "/signin?next=%2Ftrack%3Fid%3Dodd.wav"
+    page.fill("input[name=name]", "cleo")
+    page.fill("input[name=secret]", "not it")
+    page.click("button[type=submit]")
+    assert page.inner_text("#message") == "Wrong name or secret."
+    page.fill("input[name=name]", "cleo")
+    page.fill("input[name=secret]", "a long secret")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#groups tr")
+    assert page.url == url + "/track?id=odd.wav"
+    assert page.inner_text("#reviewer") == "Signed in as cleo" and page.locator("#who").count() == 0
+    cookie = next(c for c in context.cookies() if c["name"] == "coldtag_review_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+
+    page.locator("#groups tr[data-group=genre][data-tag=rock] button[data-action=remove]").click()
+    page.wait_for_function("document.querySelector('#groups tr[data-tag=rock] .state').textContent"
+                           " === 'remove by cleo'")
+    assert [(row.who, row.action, row.tag) for row in store.history()] == [("cleo", "remove", "rock")]
+
+    page.click("#signout")
+    page.wait_for_url(url + "/signin")
+    page.goto(url + "/")
+    assert page.url == url + "/signin?next=%2F"
+    assert errors == []
+    context.close()
