@@ -186,6 +186,9 @@ def test_the_command_will_not_serve_beyond_this_machine_without_reviewers(run, p
     bad.write_text("ana:plain-text-secret\n")
     assert cli_main([str(run.out), "--model", str(package), "--host", "0.0.0.0", "--reviewers", str(bad)]) == 2
     assert f"{bad}:1: expected NAME:scrypt$N$r$p$SALT$HASH" in capsys.readouterr().err
+    bad.write_text("# a comment\n\nana:scrypt$1000$8$1$AAAA$AAAA\n")
+    assert cli_main([str(run.out), "--model", str(package), "--reviewers", str(bad)]) == 2
+    assert f"{bad}:3: scrypt's N must be a power of 2" in capsys.readouterr().err
 
 
 def test_the_command_with_reviewers_serves_signed_in_reviewers_only(run, package, reviewers, monkeypatch, capsys):

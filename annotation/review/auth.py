@@ -111,8 +111,10 @@ def load_reviewers(path: str | Path) -> dict[str, str]:
             if len(fields) != 6 or fields[0] != SCHEME or not all(fields[1:]):
                 raise ReviewersError(f"expected NAME:{SCHEME}$N$r$p$SALT$HASH (coldtag review add-reviewer "
                                      "writes it)")
-            int(fields[1]), int(fields[2]), int(fields[3]), base64.b64decode(fields[4], validate=True)
-            base64.b64decode(fields[5], validate=True)
+            n, r, p = (int(field) for field in fields[1:4])
+            if n < 2 or n & (n - 1) or r < 1 or p < 1:
+                raise ReviewersError(f"scrypt's N must be a power of 2 above 1, r and p at least 1; got {n}, {r}, {p}")
+            base64.b64decode(fields[4], validate=True), base64.b64decode(fields[5], validate=True)
         except (ReviewersError, ValueError) as error:
             raise ReviewersError(f"{path}:{number}: {error}") from None
         if name in reviewers:
