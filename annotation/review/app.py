@@ -8,6 +8,8 @@
     GET  /api/queue?limit=N         review next: unreviewed tracks, least certain or most disagreeing first
     GET  /api/stats                 corrections per tag, and per-tag precision against threshold
     GET  /api/verify?tag=G/L&n=N    verify a sample: N random tracks given the tag, their precision and interval
+    GET  /api/search?q=TEXT&n=N     the N best tracks for a sentence, each with its reasons (`annotation.search`);
+                                    400 with the reason for a query that names nothing in the vocabulary
     POST /api/corrections           {track_id, group, tag, action, value, who}; 400 with the reason if refused
     POST /api/undo                  {who, track_id?}: retract that reviewer's latest correction
     GET  /audio?id=ID, /cover?id=ID the files themselves (HTTP range requests, so the player can seek)
@@ -37,6 +39,8 @@ from annotation.review.listen import Listening
 from annotation.review.metrics import precision_curves, sample
 from annotation.review.run import Run
 from annotation.review.store import DB_FILE, Store
+from annotation.search.query import NoMatch
+from annotation.search.rank import SearchIndex
 from tagging.labels import MULTILABEL
 
 MAX_PER_PAGE = 200
@@ -215,6 +219,19 @@ def create_app(run: Run, store: Store | None = None, who: str = "reviewer") -> F
     def verify(tag: str, n: int = Query(20, ge=1, le=MAX_PER_PAGE)):
         group, label = _tag(run, tag)
         return sample(run, store, group, label, n)
+
+    searching: list[SearchIndex] = []  # built on the first search: the text encoder loads in seconds
+
+    @app.get("/api/search")
+    def search(q: str = "", n: int = Query(20, ge=1, le=MAX_PER_PAGE)):
+        if not searching:
+            searching.append(SearchIndex.from_annotations(run.out))
+        try:
+            query = searching[0].parse(q)
+        except (NoMatch, ValueError) as error:  # NoMatch is a ValueError; both say what was wrong with q
+            raise HTTPException(400, str(error)) from None
+        return {"query": q, "read_as": query.describe(),
+                "hits": [hit.to_json() for hit in searching[0].search(query, n)]}
 
     @app.post("/api/corrections", status_code=201)
     def correct(body: CorrectionIn):
