@@ -12,7 +12,7 @@ from annotation.cli import main
 from annotation.records import AnnotationRecord, Records, record_schema
 from annotation.search.cli import playlist_main, search_main
 from annotation.search.playlist import ThemeError, load_themes
-from annotation.search.query import TEMPO_TOLERANCE, NoMatch
+from annotation.search.query import TEMPO_TOLERANCE, THRESHOLD, NoMatch
 from annotation.search.rank import SearchIndex
 from tagging.labels import LabelSpace
 from tagging.tempo_key import Tempo
@@ -100,7 +100,7 @@ def test_high_energy_is_a_graded_value_ranked_within_the_records(index):
 
 
 def test_a_query_naming_nothing_in_the_vocabulary_is_refused(index):
-    with pytest.raises(NoMatch, match=r"'zxqv flarb' names nothing in the vocabulary.*similarity 0\.55"):
+    with pytest.raises(NoMatch, match=rf"'zxqv flarb' names nothing in the vocabulary.*similarity {THRESHOLD:g}"):
         index.search("zxqv flarb")
     with pytest.raises(ValueError, match="query: empty"):
         index.parse("   ")

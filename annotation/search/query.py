@@ -34,7 +34,7 @@ import pyarrow as pa
 
 # Cosine similarity at or above which words are taken to name a tag; chosen on the templated queries of
 # scripts/search_eval.py (docs/search.md), never on the free-form ones.
-THRESHOLD = 0.55
+THRESHOLD = 0.50
 TEMPO_TOLERANCE = 0.08  # "around X bpm": X ± 8 %
 MAX_SPAN = 3  # words
 
