@@ -10,6 +10,8 @@ manifest: precision@10 and NDCG@10 (binary gains) of
 - search: `annotation.search` as `coldtag search` runs it (a query it refuses ranks nothing);
 - keyword: the tags whose names the query writes out, wanted, ranked by the sum of their probabilities
   (`annotation.search.rank.keyword_query`; a query that writes out no tag name ranks nothing);
+- search on labels: the same reading of the query over the catalog's labels instead of the tagger's output
+  (tags as probabilities 0 or 1, the labelled graded values and tempo): what the reading alone gets right;
 - oracle: the tracks ranked by their true relevance (the ceiling the relevant sets allow).
 
 Intervals are 95 % percentile bootstrap intervals over queries (`coldtag.intervals.cluster_bootstrap`, each query
@@ -35,6 +37,7 @@ import yaml
 from annotation.search.query import THRESHOLD, NoMatch, parse_query
 from annotation.search.rank import SearchIndex, keyword_query
 from coldtag.intervals import cluster_bootstrap
+from tagging.evaluate import markdown_table
 
 K = 10
 FREEFORM = Path(__file__).with_name("search_freeform.yaml")
@@ -106,8 +109,20 @@ def ranking(index: SearchIndex, query) -> np.ndarray:
     return index.order[np.argsort(-scores[index.order], kind="stable")]
 
 
+def label_index(index: SearchIndex, truth_rows: pd.DataFrame) -> SearchIndex:
+    """``index``'s tracks with the catalog's labels in the place of the tagger's output."""
+    values = np.zeros((len(index), len(index.vocabulary)))
+    for j, tag in enumerate(index.vocabulary.tags):
+        if tag.graded:
+            values[:, j] = truth_rows[tag.label].to_numpy(float)
+        else:
+            values[:, j] = truth_rows[tag.group].map(lambda tags, label=tag.label: label in list(tags)).to_numpy(float)
+    return SearchIndex(index.ids, index.paths, index.vocabulary, values, truth_rows["tempo"].to_numpy(float),
+                       index.matcher)
+
+
 def evaluate(index: SearchIndex, truth_rows: pd.DataFrame, queries: list[dict], ranges: dict,
-             threshold: float = THRESHOLD) -> pd.DataFrame:
+             threshold: float = THRESHOLD, labels: SearchIndex | None = None) -> pd.DataFrame:
     rows = []
     for number, entry in enumerate(queries):
         truth = relevant(truth_rows, entry["relevant"], ranges)
@@ -124,6 +139,11 @@ def evaluate(index: SearchIndex, truth_rows: pd.DataFrame, queries: list[dict], 
             systems["keyword"] = ranking(index, keyword_query(entry["query"], index.vocabulary))
         except NoMatch:
             systems["keyword"] = np.zeros(0, dtype=int)
+        if labels is not None:
+            try:
+                systems["labels"] = ranking(labels, parse_query(entry["query"], labels.matcher, threshold))
+            except NoMatch:
+                systems["labels"] = np.zeros(0, dtype=int)
         systems["oracle"] = np.argsort(~truth, kind="stable")
         for name, order in systems.items():
             row[f"{name}_p"], row[f"{name}_ndcg"] = metrics(order, truth)
@@ -136,19 +156,20 @@ def interval(values: np.ndarray) -> str:
     return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def table(results: pd.DataFrame) -> pd.DataFrame:
-    lines = []
-    for kind in ("templated", "free-form", "all"):
-        part = results if kind == "all" else results[results["kind"] == kind]
-        part = part.dropna(subset=["search_p"])
-        line = {"queries": kind, "n": len(part)}
-        for metric, label in (("p", "P@10"), ("ndcg", "NDCG@10")):
-            for system in ("search", "keyword", "oracle"):
-                line[f"{system} {label}"] = interval(part[f"{system}_{metric}"].to_numpy())
-            difference = part[f"search_{metric}"] - part[f"keyword_{metric}"]
-            line[f"search - keyword {label}"] = interval(difference.to_numpy())
-        lines.append(line)
-    return pd.DataFrame(lines)
+def table(results: pd.DataFrame) -> str:
+    """One row per system and metric, one column per kind of query: mean [95 % interval]."""
+    kinds = {kind: (results if kind == "all" else results[results["kind"] == kind]).dropna(subset=["search_p"])
+             for kind in ("templated", "free-form", "all")}
+    rows = [{"": "queries", **{kind: str(len(part)) for kind, part in kinds.items()}}]
+    for metric, label in (("p", "P@10"), ("ndcg", "NDCG@10")):
+        for system, name in (("search", "search"), ("keyword", "keyword"), ("labels", "search on labels"),
+                             ("oracle", "oracle")):
+            rows.append({"": f"{name} {label}",
+                         **{kind: interval(part[f"{system}_{metric}"].to_numpy()) for kind, part in kinds.items()}})
+        rows.append({"": f"search - keyword {label}",
+                     **{kind: interval((part[f"search_{metric}"] - part[f"keyword_{metric}"]).to_numpy())
+                        for kind, part in kinds.items()}})
+    return markdown_table(rows)
 
 
 def main(args: list[str] | None = None) -> None:
@@ -156,6 +177,8 @@ def main(args: list[str] | None = None) -> None:
     parser.add_argument("--annotations", required=True, help="coldtag annotate --out of the catalog's tracks")
     parser.add_argument("--manifest", required=True, help="the toy catalog's manifest.parquet (labels)")
     parser.add_argument("--vocab", default=None, help="the catalog's vocab.json (default: beside the manifest)")
+    parser.add_argument("--split", default=None,
+                        help="only the annotated tracks of this manifest split (default: every annotated track)")
     parser.add_argument("--sweep", action="store_true", help="also the threshold sweep on templated queries")
     parser.add_argument("--per-query", default=None, help="write every query's numbers to this CSV")
     options = parser.parse_args(args)
@@ -168,6 +191,12 @@ def main(args: list[str] | None = None) -> None:
     missing = [i for i in index.ids if i not in by_id.index]
     if missing:
         raise SystemExit(f"{len(missing)} annotated tracks are not in {options.manifest}, e.g. {missing[0]!r}")
+    if options.split is not None:
+        keep = np.flatnonzero(by_id.loc[index.ids, "split"].to_numpy() == options.split)
+        if not len(keep):
+            raise SystemExit(f"no annotated track of split {options.split!r}")
+        index = SearchIndex([index.ids[i] for i in keep], [index.paths[i] for i in keep], index.vocabulary,
+                            index.values[keep], index.tempo[keep], index.matcher)
     truth_rows = by_id.loc[index.ids].reset_index()
     splits = truth_rows["split"].value_counts().to_dict() if "split" in truth_rows else {}
     freeform = yaml.safe_load(FREEFORM.read_text())["queries"]
@@ -186,7 +215,7 @@ def main(args: list[str] | None = None) -> None:
             print(f"| {threshold:.2f} | {swept['search_ndcg'].mean():.3f} | {swept['search_p'].mean():.3f} | "
                   f"{refused} / {len(DECOYS)} |")
         print()
-    results = evaluate(index, truth_rows, queries, ranges)
+    results = evaluate(index, truth_rows, queries, ranges, labels=label_index(index, truth_rows))
     if options.per_query:
         results.to_csv(options.per_query, index=False)
     empty = results[results["search_p"].isna()] if "search_p" in results else results
@@ -194,7 +223,7 @@ def main(args: list[str] | None = None) -> None:
           f"{THRESHOLD}; {len(empty)} queries without a relevant track left out"
           + (f": {', '.join(repr(q) for q in empty['query'])}" if len(empty) else ""))
     print()
-    print(table(results).set_index("queries").T.to_markdown())
+    print(table(results))
 
 
 if __name__ == "__main__":
