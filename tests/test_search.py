@@ -134,7 +134,7 @@ def test_coldtag_playlist_writes_m3u_and_json_and_keeps_the_artist_cap(annotatio
     assert [t["id"] for t in json.loads((out / "slow.json").read_text())["tracks"]] == ["slow_jazz", "slow_sung_jazz"]
 
 
-def test_a_bad_theme_is_named_with_its_key(annotations, tmp_path):
+def test_a_bad_theme_is_named_with_its_key(annotations, tmp_path, capsys):
     themes = tmp_path / "themes.yaml"
     themes.write_text("themes:\n  - name: fine\n    query: rock\n  - name: broken\n    query: jazz\n    length: -3\n")
     with pytest.raises(ThemeError, match=r"theme 'broken': key 'length' must be a positive integer, got -3"):
@@ -144,6 +144,7 @@ def test_a_bad_theme_is_named_with_its_key(annotations, tmp_path):
         load_themes(themes)
     themes.write_text("themes:\n  - name: nonsense\n    query: zxqv flarb\n")
     assert playlist_main([str(themes), str(annotations), "--out", str(tmp_path / "p")]) == 2
+    assert "theme 'nonsense': key 'query': query 'zxqv flarb' names nothing" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
 
 

@@ -224,11 +224,11 @@ def create_app(run: Run, store: Store | None = None, who: str = "reviewer") -> F
 
     @app.get("/api/search")
     def search(q: str = "", n: int = Query(20, ge=1, le=MAX_PER_PAGE)):
-        if not searching:
-            searching.append(SearchIndex.from_annotations(run.out))
         try:
+            if not searching:
+                searching.append(SearchIndex.from_annotations(run.out))
             query = searching[0].parse(q)
-        except (NoMatch, ValueError) as error:  # NoMatch is a ValueError; both say what was wrong with q
+        except (NoMatch, ValueError) as error:  # what is wrong with q, or records without tags to search
             raise HTTPException(400, str(error)) from None
         return {"query": q, "read_as": query.describe(),
                 "hits": [hit.to_json() for hit in searching[0].search(query, n)]}
