@@ -11,4 +11,7 @@ The package sits above ``tagging``, ``recsys`` and ``fusion`` and is split by jo
 - `annotation.records`: the record (`AnnotationRecord`) and its layout, the part files, the resume rule.
 - `annotation.engines`: local, Lightning DDP and Ray Data, all taking `EngineOptions`.
 - `annotation.cli`: the command.
+- `annotation.search`: a sentence -> the records that fit it, with reasons (``coldtag search``), and theme
+  playlists (``coldtag playlist``).
+- `annotation.review`: the review page (``coldtag review``).
 """

@@ -103,12 +103,15 @@ PASSED_ON = {
                  "--audio FILE [--lyrics FILE] [--cover FILE]; a pipeline from a catalog (python -m fusion chain "
                  "--package): coldtag coldstart --manifest M --plays P [--tagger NAME|DIR] --out DIR",
     "review": "review and correct a run's tags in a browser; export the corrections (coldtag review --help)",
+    "search": "find annotated tracks with a sentence: coldtag search QUERY ANNOTATIONS [-n 20]",
+    "playlist": "one M3U and JSON playlist per theme: coldtag playlist THEMES.yaml ANNOTATIONS --out DIR",
 }
 
 
 def main(argv: list[str] | None = None) -> None:
     """The ``coldtag`` console command: ``annotate`` here; ``train`` (`coldtag.training`), ``coldstart``
-    (``python -m fusion coldstart``) and ``review`` (`annotation.review.cli`) passed on."""
+    (``python -m fusion coldstart``), ``review`` (`annotation.review.cli`), ``search`` and ``playlist``
+    (`annotation.search.cli`) passed on."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "train":
         from coldtag.training import cli_main as train_main
@@ -125,6 +128,10 @@ def main(argv: list[str] | None = None) -> None:
         from annotation.review.cli import cli_main as review_main
 
         sys.exit(review_main(argv[1:]))
+    if argv and argv[0] in ("search", "playlist"):
+        from annotation.search.cli import playlist_main, search_main
+
+        sys.exit((search_main if argv[0] == "search" else playlist_main)(argv[1:]))
     parser = argparse.ArgumentParser(prog="coldtag", description="Music auto-tagging and cold-start recommendation.")
     commands = parser.add_subparsers(dest="command", required=True)
     build_parser(commands.add_parser("annotate", help="annotate a folder, manifest or glob of audio files"))

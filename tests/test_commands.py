@@ -6,11 +6,13 @@ from annotation.cli import main
 
 
 @pytest.mark.parametrize(("argv", "says"), [
-    (["--help"], "{annotate,train,coldstart,review}"),
+    (["--help"], "{annotate,train,coldstart,review,search,playlist}"),
     (["annotate", "--help"], "usage: coldtag annotate"),
     (["train", "--help"], "{fit,validate,test,predict}"),
     (["coldstart", "--help"], "--pipeline PIPELINE"),
     (["review", "--help"], "usage: coldtag review"),
+    (["search", "--help"], "usage: coldtag search"),
+    (["playlist", "--help"], "usage: coldtag playlist"),
 ])
 def test_every_subcommand_answers_help(argv, says, capsys):
     with pytest.raises(SystemExit) as stop:

@@ -8,6 +8,8 @@
     GET  /api/queue?limit=N         review next: unreviewed tracks, least certain or most disagreeing first
     GET  /api/stats                 corrections per tag, and per-tag precision against threshold
     GET  /api/verify?tag=G/L&n=N    verify a sample: N random tracks given the tag, their precision and interval
+    GET  /api/search?q=TEXT&n=N     the N best tracks for a sentence, each with its reasons (`annotation.search`);
+                                    400 with the reason for a query that names nothing in the vocabulary
     POST /api/corrections           {track_id, group, tag, action, value, who}; 400 with the reason if refused
     POST /api/undo                  {who, track_id?}: retract that reviewer's latest correction
     GET  /api/me                    {reviewer, sign_in}: the signed-in reviewer's name (null without sign-in)
@@ -43,6 +45,8 @@ from annotation.review.listen import Listening
 from annotation.review.metrics import precision_curves, sample
 from annotation.review.run import Run
 from annotation.review.store import DB_FILE, Store
+from annotation.search.query import NoMatch
+from annotation.search.rank import SearchIndex
 from tagging.labels import MULTILABEL
 
 MAX_PER_PAGE = 200
@@ -234,6 +238,19 @@ def create_app(run: Run, store: Store | None = None, who: str = "reviewer",
     @app.get("/api/me")
     def me(request: Request):
         return {"reviewer": None if sign_in is None else request.state.reviewer, "sign_in": sign_in is not None}
+
+    searching: list[SearchIndex] = []  # built on the first search: the text encoder loads in seconds
+
+    @app.get("/api/search")
+    def search(q: str = "", n: int = Query(20, ge=1, le=MAX_PER_PAGE)):
+        try:
+            if not searching:
+                searching.append(SearchIndex.from_annotations(run.out))
+            query = searching[0].parse(q)
+        except (NoMatch, ValueError) as error:  # what is wrong with q, or records without tags to search
+            raise HTTPException(400, str(error)) from None
+        return {"query": q, "read_as": query.describe(),
+                "hits": [hit.to_json() for hit in searching[0].search(query, n)]}
 
     @app.post("/api/corrections", status_code=201)
     def correct(body: CorrectionIn, request: Request):

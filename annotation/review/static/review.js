@@ -163,7 +163,24 @@ async function verifySample() {
     ` p = ${fmt(track.probability)}: ${verdict[track.right]}`)));
 }
 
+async function searchTracks() {
+  const form = new FormData($("#search"));
+  const query = new URLSearchParams({q: form.get("q"), n: form.get("n")});
+  let data;
+  try { data = await api(`/api/search?${query}`); } catch (error) {
+    $("#search-read").textContent = "";
+    $("#search-hits").replaceChildren();
+    return say(error.message);
+  }
+  say("");
+  $("#search-read").textContent = `Read as: ${data.read_as}`;
+  $("#search-hits").replaceChildren(...data.hits.map((hit) => element("li", {class: "hit"},
+    element("a", {href: `/track?id=${encodeURIComponent(hit.id)}`}, hit.id),
+    ` ${fmt(hit.score)}: `, element("span", {class: "why"}, hit.why))));
+}
+
 async function listPage() {
+  $("#search").addEventListener("submit", (event) => { event.preventDefault(); searchTracks(); });
   $("#verify").addEventListener("submit", (event) => { event.preventDefault(); verifySample(); });
   $("#filters").addEventListener("submit", (event) => { event.preventDefault(); page = 1; loadList(); });
   $("#prev-page").addEventListener("click", () => { page -= 1; loadList(); });

@@ -1,0 +1,383 @@
+"""A search query read into wanted and unwanted tags, graded values and tempo ranges.
+
+The vocabulary is the one of the annotations searched (`Vocabulary.from_schema`): every tag group and graded
+group the model that wrote them has, whatever model that was. A query is read in four passes:
+
+1. Tempo rules, by pattern: "around 70 bpm" (70 ± 8 %), "70 bpm", "faster than / over / at least 120 bpm",
+   "slower than / under / at most 90 bpm", "between 90 and 110 bpm", "90-110 bpm". Ranges are over the
+   records' own ``tempo`` column (beats per minute by signal processing).
+2. Tag names written out ("acoustic guitar", "lo-fi", "drums"; a final plural s is ignored) are taken as
+   they are, before anything else, so a vocabulary tag that itself holds a negation ("no vocals") is found.
+3. Cue words: a negation ("no", "not", "without", "nothing", "never", ...) makes what follows unwanted up to
+   the next clause break ("," "and" "but" "with"); an intensifier ("very", "really", ...) doubles the weight
+   of the next term, a softener ("slightly", "a bit", ...) halves it; "high"/"more" and "low"/"less" before
+   a graded value ("high energy") set its direction.
+4. The other words, alone and in runs of up to three, are embedded with the MiniLM sentence encoder
+   (`tagging.text.LyricsEncoder`, offline) as are the tag names; greedily, the most similar (words, tag)
+   pair at or above `THRESHOLD` is taken, its words leave the pool, and neighbouring words that are as
+   close to the same tag are taken with it ("heavy metal" -> metal). Generic words ("music", "songs") are
+   left out first.
+
+A query of which nothing is read raises `NoMatch`, naming the words and the threshold, rather than ranking
+every track by noise.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+# Cosine similarity at or above which words are taken to name a tag; chosen on the templated queries of
+# scripts/search_eval.py (docs/search.md), never on the free-form ones.
+THRESHOLD = 0.50
+TEMPO_TOLERANCE = 0.08  # "around X bpm": X ± 8 %
+MAX_SPAN = 3  # words
+
+NEGATIONS = frozenset({"no", "not", "without", "non", "never", "nothing", "none", "minus", "except", "excluding",
+                       "exclude", "avoid", "lacking"})
+BREAKS = frozenset({",", ";", ".", "!", "?", "and", "but", "with", "yet", "plus"})
+INTENSIFIERS = {"very": 2.0, "really": 2.0, "extremely": 2.0, "super": 2.0, "highly": 2.0, "so": 2.0,
+                "totally": 2.0, "heavily": 2.0, "slightly": 0.5, "somewhat": 0.5, "bit": 0.5, "mildly": 0.5,
+                "fairly": 0.5, "kinda": 0.5}
+UP, DOWN = "high", "low"
+DIRECTIONS = {"high": UP, "higher": UP, "more": UP, "max": UP, "maximum": UP,
+              "low": DOWN, "lower": DOWN, "less": DOWN, "min": DOWN, "minimal": DOWN}
+# Words that say "a piece of music" or glue a request together: they name no tag of any vocabulary.
+GENERIC = frozenset("""a an the of in on at to for from by is are be been that this these those which who whose
+some something anything any me i my we our you your want wants like likes play give show find please can
+could would should music musical song songs track tracks tune tunes piece pieces stuff sound sounds sounding
+kind sort type style feel feeling vibe vibes lots lot plenty full one ones it its there has have having
+featuring feature features or either""".split())
+
+_NUMBER = r"(\d+(?:\.\d+)?)"
+_BPM = r"\s*(?:bpm|beats per minute|beats a minute)\b"
+_TEMPO_PATTERNS = (  # (pattern, kind) tried in this order; each match leaves a clause break behind
+    (rf"\b(?:between|from)\s+{_NUMBER}(?:{_BPM})?\s+(?:and|to)\s+{_NUMBER}{_BPM}", "between"),
+    (rf"\b{_NUMBER}\s*(?:-|–|to)\s*{_NUMBER}{_BPM}", "between"),
+    (rf"(?:\b(?:faster|quicker|more|greater|higher) than|\bover|\babove|\bat least|>=?)\s*{_NUMBER}{_BPM}", "above"),
+    (rf"(?:\b(?:slower|less|lower) than|\bunder|\bbelow|\bat most|<=?)\s*{_NUMBER}{_BPM}", "below"),
+    (rf"(?:\b(?:around|about|approximately|approx|roughly|near|close to)\s*|~\s*)?\b{_NUMBER}{_BPM}", "around"),
+)
+
+
+class NoMatch(ValueError):
+    """A query of which no word names a tag of the vocabulary, and which gives no tempo."""
+
+
+@dataclass(frozen=True)
+class Tag:
+    """One entry of a vocabulary: ``label`` of tag group ``group``, or of a graded group (``graded``)."""
+
+    group: str
+    label: str
+    graded: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.group}/{self.label}"
+
+    @property
+    def text(self) -> str:
+        """The label as words: "acoustic_guitar" -> "acoustic guitar"."""
+        return " ".join(words_of(self.label))
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The tags a search can name, in the annotations' column order."""
+
+    tags: tuple[Tag, ...]
+
+    @classmethod
+    def from_schema(cls, schema: pa.Schema, record_columns: Sequence[str]) -> Vocabulary:
+        """The model's columns of an annotate record schema (those not in ``record_columns``): a struct of
+        ``probabilities`` and ``tags`` is a tag group, a struct of numbers a graded group; the rest (a
+        pipeline's factors, users, similar tracks) names nothing to search for."""
+        tags = []
+        for column in schema:
+            if column.name in record_columns or not pa.types.is_struct(column.type):
+                continue
+            kind = column.type
+            names = [kind.field(i).name for i in range(kind.num_fields)]
+            if "probabilities" in names and "tags" in names:
+                tags += [Tag(column.name, f.name) for f in kind.field("probabilities").type]
+            elif names and all(pa.types.is_floating(f.type) or pa.types.is_integer(f.type) for f in kind):
+                tags += [Tag(column.name, name, graded=True) for name in names]
+        return cls(tuple(tags))
+
+    def __len__(self) -> int:
+        return len(self.tags)
+
+
+@dataclass(frozen=True)
+class Term:
+    """A tag the query names: ``wanted`` or not, its ``weight``, the ``phrase`` it was read from and how
+    ``similar`` the phrase is to the tag's name (1 for the name itself). A graded tag has a ``direction``:
+    "high" or "low"."""
+
+    tag: Tag
+    wanted: bool
+    weight: float
+    phrase: str
+    similarity: float
+    direction: str | None = None
+
+
+@dataclass(frozen=True)
+class TempoRange:
+    """Beats per minute from ``low`` to ``high`` (None: open), read from ``phrase``."""
+
+    low: float | None
+    high: float | None
+    phrase: str
+    weight: float = 1.0
+
+    def __str__(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f"{self.low:g}-{self.high:g} bpm"
+        return f">= {self.low:g} bpm" if self.low is not None else f"<= {self.high:g} bpm"
+
+
+@dataclass(frozen=True)
+class Query:
+    """What a query was read into, and the words that named nothing (``ignored``)."""
+
+    text: str
+    terms: tuple[Term, ...] = ()
+    tempo: tuple[TempoRange, ...] = ()
+    ignored: tuple[str, ...] = ()
+    threshold: float = THRESHOLD
+
+    def describe(self) -> str:
+        parts = [f"{'' if t.wanted else 'not '}{t.tag.name}{f' {t.direction}' if t.direction else ''}"
+                 f"{f' x{t.weight:g}' if t.weight != 1 else ''} (from {t.phrase!r}, similarity {t.similarity:.2f})"
+                 for t in self.terms]
+        parts += [f"tempo {r} (from {r.phrase!r})" for r in self.tempo]
+        text = "; ".join(parts)
+        return text + (f"; ignored: {' '.join(self.ignored)}" if self.ignored else "")
+
+
+class TextMatcher:
+    """Similarities of phrases to a vocabulary's tag names by a sentence encoder.
+
+    ``embed`` maps texts to vectors (default: `tagging.text.LyricsEncoder`'s mean-pooled MiniLM states, loaded
+    on first use from the installed package; nothing is downloaded)."""
+
+    def __init__(self, vocabulary: Vocabulary, embed: Callable[[list[str]], np.ndarray] | None = None):
+        self.vocabulary = vocabulary
+        self._embed = embed
+        self._tags: np.ndarray | None = None
+        self._cache: dict[str, np.ndarray] = {}
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), dim) unit vectors."""
+        if self._embed is None:
+            self._embed = _minilm()
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing:
+            vectors = np.asarray(self._embed(missing), dtype=np.float64)
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            self._cache.update(zip(missing, vectors, strict=True))
+        return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 0))
+
+    def similarities(self, phrases: list[str]) -> np.ndarray:
+        """(len(phrases), len(vocabulary)) cosine similarities of each phrase to each tag's name."""
+        if self._tags is None:
+            self._tags = self.embed([tag.text for tag in self.vocabulary.tags])
+        if not phrases:
+            return np.zeros((0, len(self.vocabulary)))
+        return self.embed(phrases) @ self._tags.T
+
+
+@functools.cache
+def _minilm() -> Callable[[list[str]], np.ndarray]:
+    """One encoder per process: the server and a playlist run of many themes load it once."""
+    import torch
+
+    from tagging.text import LyricsEncoder
+
+    encoder = LyricsEncoder(max_length=32)
+
+    @torch.inference_mode()
+    def embed(texts: list[str]) -> np.ndarray:
+        return encoder(**encoder.tokenize(texts)).numpy()
+
+    return embed
+
+
+@dataclass
+class _Word:
+    text: str
+    wanted: bool = True
+    weight: float = 1.0
+    direction: str | None = None  # a direction cue just before it
+    clause: int = 0
+    taken: bool = False
+
+
+@dataclass
+class _Reading:
+    words: list[_Word] = field(default_factory=list)
+    terms: list[Term] = field(default_factory=list)
+
+
+def parse_query(text: str, matcher: TextMatcher, threshold: float = THRESHOLD) -> Query:
+    """Read ``text`` into a `Query` over ``matcher``'s vocabulary (module docstring); `NoMatch` if nothing
+    of it names a tag or a tempo, `ValueError` for an empty query or an impossible tempo."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("query: empty; say what to look for, e.g. 'calm piano, no drums, around 80 bpm'")
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    lowered = re.sub(r"n't\b", " not", text.lower())
+    lowered, tempo = _tempo_rules(lowered)
+    tokens = words_of(lowered, keep_breaks=True)
+    reading = _Reading()
+    exact = exact_spans(tokens, matcher.vocabulary)
+    wanted, weight, direction, clause, i = True, 1.0, None, 0, 0
+    while i < len(tokens):
+        token = tokens[i]
+        if i in exact:
+            length, tags = exact[i]
+            phrase = " ".join(tokens[i:i + length])
+            for tag in tags:
+                reading.terms.append(_term(tag, wanted, weight, phrase, 1.0, direction))
+            weight, direction, i = 1.0, None, i + length
+            continue
+        if token in BREAKS:
+            wanted, weight, direction, clause = True, 1.0, None, clause + 1
+        elif token in NEGATIONS:
+            wanted = False
+        elif token in INTENSIFIERS:
+            weight *= INTENSIFIERS[token]
+        elif token in DIRECTIONS:
+            direction = DIRECTIONS[token]
+        elif token not in GENERIC and not token.isdigit():
+            reading.words.append(_Word(token, wanted, weight, direction, clause))
+            weight, direction = 1.0, None
+        i += 1
+    _match_words(reading, matcher, threshold)
+    ignored = tuple(w.text for w in reading.words if not w.taken)
+    if not reading.terms and not tempo:
+        raise NoMatch(f"query {text!r} names nothing in the vocabulary of these annotations: no word is within "
+                      f"similarity {threshold:g} of a tag's name and no tempo is given (tags: "
+                      f"{', '.join(t.text for t in matcher.vocabulary.tags[:12])}"
+                      f"{', ...' if len(matcher.vocabulary) > 12 else ''})")
+    return Query(text, tuple(reading.terms), tuple(tempo), ignored, threshold)
+
+
+def _term(tag: Tag, wanted: bool, weight: float, phrase: str, similarity: float, direction: str | None) -> Term:
+    if not tag.graded:
+        return Term(tag, wanted, weight, phrase, similarity)
+    # Graded: "not high energy" is low energy; an unwanted graded value is wanted low.
+    direction = direction or UP
+    if not wanted:
+        direction = DOWN if direction == UP else UP
+    return Term(tag, True, weight, phrase, similarity, direction)
+
+
+def _match_words(reading: _Reading, matcher: TextMatcher, threshold: float) -> None:
+    """Greedy matching of the remaining words' spans to tags (module docstring, pass 4)."""
+    words = reading.words
+    spans = [(start, length) for start in range(len(words)) for length in range(1, MAX_SPAN + 1)
+             if start + length <= len(words) and len({w.clause for w in words[start:start + length]}) == 1
+             and len({w.wanted for w in words[start:start + length]}) == 1]
+    if not spans:
+        return
+    phrases = [" ".join(w.text for w in words[s:s + n]) for s, n in spans]
+    similarity = matcher.similarities(phrases)
+    tags = matcher.vocabulary.tags
+    named = {term.tag for term in reading.terms}
+    # A graded tag is named only by words after a direction cue or by its own name; "energetic" alone
+    # says a tag, "high energy" a value.
+    graded = np.array([tag.graded for tag in tags])
+    for row, (start, _) in enumerate(spans):
+        if words[start].direction is None:
+            similarity[row, graded] = np.where(similarity[row, graded] >= 0.999, similarity[row, graded], -1)
+    order = sorted(((similarity[r, j], n, r, j) for r, (_, n) in enumerate(spans) for j in range(len(tags))
+                    if similarity[r, j] >= threshold), key=lambda x: (-x[0], -x[1]))
+    for score, _, row, j in order:
+        start, length = spans[row]
+        chosen = words[start:start + length]
+        if any(w.taken for w in chosen) or tags[j] in named:
+            continue
+        # Tags with the same name in several groups are all named by it.
+        same = [k for k in range(len(tags)) if tags[k].text == tags[j].text and tags[k] not in named]
+        start, length = _absorb(spans, similarity, words, start, length, j, threshold)
+        chosen = words[start:start + length]
+        for w in chosen:
+            w.taken = True
+        phrase = " ".join(w.text for w in chosen)
+        weight = float(np.prod([w.weight for w in chosen]))
+        for k in same:
+            reading.terms.append(_term(tags[k], chosen[0].wanted, weight, phrase, float(score), chosen[0].direction))
+            named.add(tags[k])
+
+
+def _absorb(spans: list[tuple[int, int]], similarity: np.ndarray, words: list[_Word], start: int, length: int,
+            j: int, threshold: float) -> tuple[int, int]:
+    """The longest free span around ``(start, length)`` still at least ``threshold`` close to tag ``j``."""
+    index = {span: row for row, span in enumerate(spans)}
+    best = (start, length)
+    for s, n in spans:
+        if s <= start and s + n >= start + length and n > best[1] and similarity[index[(s, n)], j] >= threshold \
+                and not any(w.taken for w in words[s:s + n]):
+            best = (s, n)
+    return best
+
+
+def exact_spans(tokens: list[str], vocabulary: Vocabulary) -> dict[int, tuple[int, list[Tag]]]:
+    """Where a tag's name is written out: start -> (length, the tags of that name), longest names first,
+    not overlapping."""
+    names: dict[tuple[str, ...], list[Tag]] = {}
+    for tag in vocabulary.tags:
+        names.setdefault(tuple(_stem(w) for w in words_of(tag.label)), []).append(tag)
+    stems = [_stem(t) for t in tokens]
+    found, used = {}, set()
+    for length in sorted({len(n) for n in names}, reverse=True):
+        for start in range(len(tokens) - length + 1):
+            key = tuple(stems[start:start + length])
+            if key in names and not used & set(range(start, start + length)):
+                found[start] = (length, names[key])
+                used |= set(range(start, start + length))
+    return found
+
+
+def _tempo_rules(text: str) -> tuple[str, list[TempoRange]]:
+    rules = []
+    for pattern, kind in _TEMPO_PATTERNS:
+        def found(match: re.Match, kind: str = kind) -> str:
+            numbers = [float(x) for x in match.groups() if x is not None]
+            for bpm in numbers:
+                if not 0 < bpm <= 1000:
+                    raise ValueError(f"query: tempo {bpm:g} bpm in {match.group(0)!r} is not a tempo")
+            phrase = match.group(0).strip()
+            if kind == "between":
+                low, high = sorted(numbers)
+                rules.append(TempoRange(low, high, phrase))
+            elif kind == "above":
+                rules.append(TempoRange(numbers[0], None, phrase))
+            elif kind == "below":
+                rules.append(TempoRange(None, numbers[0], phrase))
+            else:
+                bpm = numbers[0]
+                rules.append(TempoRange(round(bpm * (1 - TEMPO_TOLERANCE), 2), round(bpm * (1 + TEMPO_TOLERANCE), 2),
+                                        phrase))
+            return " , "
+        text = re.sub(pattern, found, text)
+    return text, rules
+
+
+def words_of(text: str, keep_breaks: bool = False) -> list[str]:
+    """Lower-case words of ``text``; hyphens, underscores and slashes split words ("lo-fi" -> "lo fi")."""
+    text = re.sub(r"[-_/–]", " ", text.lower())
+    return re.findall(r"[a-z0-9]+|[,;.!?]" if keep_breaks else r"[a-z0-9]+", text)
+
+
+def _stem(word: str) -> str:
+    """A final plural s dropped ("drums" -> "drum"), on both sides of a comparison."""
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
