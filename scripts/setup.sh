@@ -87,11 +87,15 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 
-stamp=".venv/.installed-$( (cat pyproject.toml; echo "$extras") | sha256sum | cut -c1-16)"
+# "bytecode": venvs made before the install compiled bytecode get it on their next set-up.
+stamp=".venv/.installed-$( (cat pyproject.toml; echo "$extras"; echo bytecode) | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
     [ -x .venv/bin/uv ] || .venv/bin/python -m pip install -q uv
     echo "setup: installing the project with extras [$extras] into .venv"
-    .venv/bin/uv pip install -q --python .venv/bin/python -e ".[$extras]"
+    # --compile-bytecode: every installed module compiled now (a minute or two, once), not by each process
+    # that imports it: where PYTHONDONTWRITEBYTECODE is set nothing would ever be cached, and every training,
+    # test or demo process would compile torch, Lightning and transformers again (10 to 20 s each on 2 cores).
+    .venv/bin/uv pip install -q --python .venv/bin/python --compile-bytecode -e ".[$extras]"
     # Importing librosa's modules compiles their numba functions into numba's cache; done here, once and alone
     # (under a minute), no two processes (decoding workers, test subprocesses) write that cache at once later
     # (numba#10128: a crash).
@@ -99,6 +103,10 @@ if [ ! -f "$stamp" ]; then
     rm -f .venv/.installed-*
     touch "$stamp"
 fi
+
+# The project's own modules, compiled for the same reason; only files changed since their last compile are.
+.venv/bin/python -m compileall -q tagging fusion recsys annotation coldtag toycatalog scripts benchmarks \
+    train.py >/dev/null
 
 # The pretrained musicnn checkpoints (python -m tagging.pretrained), checked apart from the stamp so that an
 # existing .venv gets them too. --no-deps: the wheel pins numpy<1.17 and TensorFlow, which coldtag does not need
