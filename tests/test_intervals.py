@@ -6,6 +6,7 @@ import scipy.sparse as sp
 
 from coldtag.intervals import cluster_indices, cluster_resamples, paired_difference, runs_difference
 from recsys import paired_ranking_difference, ranking_metrics
+from recsys.evaluation import _recall
 
 
 def mean_of_scores(truth, scores):
@@ -108,3 +109,23 @@ def test_the_seed_averaged_difference_of_one_run_is_the_paired_difference_and_of
     assert runs_difference(correlation, truth, [a1, a2], [b, b], artists, resamples=100) == both
     swapped = runs_difference(correlation, truth, [b], [a1, a2], artists, resamples=100)
     assert swapped.difference == pytest.approx(-both.difference)
+
+
+def test_a_resampled_recall_is_ranking_metrics_on_the_drawn_candidates_repeats_included():
+    """The fast recall of a resample (counts of each candidate drawn) is `ranking_metrics`' recall on the
+    drawn columns themselves, a candidate drawn twice standing twice; users with nothing relevant drawn
+    left out, and NaN when no user has."""
+    rng = np.random.default_rng(1)
+    relevant = sp.csr_matrix((rng.random((60, 30)) < 0.1).astype(np.float32))
+    scores = rng.normal(size=(60, 30))
+    users = np.flatnonzero(np.diff(relevant.indptr) > 0)
+    order = np.argsort(-scores[users], axis=1)
+    ordered_hits = np.take_along_axis(relevant[users].toarray() > 0, order, axis=1)
+    for k in (1, 5, 29):
+        for _ in range(20):
+            columns = rng.integers(0, 30, 30)
+            expected = ranking_metrics(lambda u, c=columns: scores[u][:, c], relevant[:, columns], ks=(k,),
+                                       map_k=30)[f"recall@{k}"]
+            assert _recall(order, ordered_hits, np.bincount(columns, minlength=30), k) == pytest.approx(expected)
+    nothing = np.flatnonzero(np.asarray(relevant.sum(axis=0)).ravel() == 0)[:3]
+    assert np.isnan(_recall(order, ordered_hits, np.bincount(nothing, minlength=30), 5))
