@@ -2,10 +2,10 @@
 
     python scripts/search_eval.py --annotations runs/search/annotations --manifest data/demo/manifest.parquet
 
-60 queries: 40 templated from the demo vocabulary (`templated_queries`) and the 20 free-form ones of
-scripts/search_freeform.yaml, each with its relevant set derived from the manifest's labels (the catalog
-annotator's genre, mood and attribute tags, tempo and graded values). Over the annotated tracks of the
-manifest: precision@10 and NDCG@10 (binary gains) of
+40 queries templated from the demo vocabulary (`templated_queries`) and the free-form ones of each
+``--freeform`` file (default scripts/search_freeform.yaml), each with its relevant set derived from the
+manifest's labels (the catalog annotator's genre, mood and attribute tags, tempo and graded values). Over the
+annotated tracks of the manifest: precision@10 and NDCG@10 (binary gains) of
 
 - search: `annotation.search` as `coldtag search` runs it (a query it refuses ranks nothing);
 - keyword: the tags whose names the query writes out, wanted, ranked by the sum of their probabilities
@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from annotation.search.query import THRESHOLD, NoMatch, parse_query
+from annotation.search.query import THRESHOLD, NoMatch, WordList, parse_query
 from annotation.search.rank import SearchIndex, keyword_query
 from coldtag.intervals import cluster_bootstrap
 from tagging.evaluate import markdown_table
@@ -157,9 +157,10 @@ def interval(values: np.ndarray) -> str:
 
 
 def table(results: pd.DataFrame) -> str:
-    """One row per system and metric, one column per kind of query: mean [95 % interval]."""
+    """One row per system and metric, one column per kind of query (templated, each free-form file, all):
+    mean [95 % interval]."""
     kinds = {kind: (results if kind == "all" else results[results["kind"] == kind]).dropna(subset=["search_p"])
-             for kind in ("templated", "free-form", "all")}
+             for kind in [*dict.fromkeys(results["kind"]), "all"]}
     rows = [{"": "queries", **{kind: str(len(part)) for kind, part in kinds.items()}}]
     for metric, label in (("p", "P@10"), ("ndcg", "NDCG@10")):
         for system, name in (("search", "search"), ("keyword", "keyword"), ("labels", "search on labels"),
@@ -179,6 +180,10 @@ def main(args: list[str] | None = None) -> None:
     parser.add_argument("--vocab", default=None, help="the catalog's vocab.json (default: beside the manifest)")
     parser.add_argument("--split", default=None,
                         help="only the annotated tracks of this manifest split (default: every annotated track)")
+    parser.add_argument("--freeform", action="append", default=None,
+                        help="a YAML file of free-form queries and their relevant sets (repeatable; default "
+                             "scripts/search_freeform.yaml); each is a column of the table, named by its file")
+    parser.add_argument("--words", default=None, help="the vocabulary's word list, as coldtag search --words")
     parser.add_argument("--sweep", action="store_true", help="also the threshold sweep on templated queries")
     parser.add_argument("--per-query", default=None, help="write every query's numbers to this CSV")
     options = parser.parse_args(args)
@@ -186,7 +191,8 @@ def main(args: list[str] | None = None) -> None:
     vocab = json.loads(Path(options.vocab or Path(options.manifest).with_name("vocab.json")).read_text())
     graded = vocab["groups"]["graded"]
     ranges = dict(zip(graded["labels"], map(tuple, graded["ranges"]), strict=True))
-    index = SearchIndex.from_annotations(options.annotations)
+    words = WordList.load(options.words) if options.words else None
+    index = SearchIndex.from_annotations(options.annotations, words=words)
     by_id = manifest.set_index("track_id")
     missing = [i for i in index.ids if i not in by_id.index]
     if missing:
@@ -199,8 +205,9 @@ def main(args: list[str] | None = None) -> None:
                             index.values[keep], index.tempo[keep], index.matcher)
     truth_rows = by_id.loc[index.ids].reset_index()
     splits = truth_rows["split"].value_counts().to_dict() if "split" in truth_rows else {}
-    freeform = yaml.safe_load(FREEFORM.read_text())["queries"]
-    queries = [{**q, "kind": "templated"} for q in templated_queries()] + [{**q, "kind": "free-form"} for q in freeform]
+    queries = [{**q, "kind": "templated"} for q in templated_queries()]
+    for path in map(Path, options.freeform or [FREEFORM]):
+        queries += [{**q, "kind": path.stem} for q in yaml.safe_load(path.read_text())["queries"]]
     if options.sweep:
         templated = [q for q in queries if q["kind"] == "templated"]
         print("| threshold | templated NDCG@10 | templated P@10 | decoys refused |\n|---:|---:|---:|---:|")
@@ -220,7 +227,7 @@ def main(args: list[str] | None = None) -> None:
         results.to_csv(options.per_query, index=False)
     empty = results[results["search_p"].isna()] if "search_p" in results else results
     print(f"{len(index)} annotated tracks ({', '.join(f'{k} {v}' for k, v in splits.items())}); threshold "
-          f"{THRESHOLD}; {len(empty)} queries without a relevant track left out"
+          f"{THRESHOLD}; word list {options.words or 'none'}; {len(empty)} queries without a relevant track left out"
           + (f": {', '.join(repr(q) for q in empty['query'])}" if len(empty) else ""))
     print()
     print(table(results))

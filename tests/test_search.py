@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from annotation.annotators import group_fields
@@ -12,7 +13,17 @@ from annotation.cli import main
 from annotation.records import AnnotationRecord, Records, record_schema
 from annotation.search.cli import playlist_main, search_main
 from annotation.search.playlist import ThemeError, load_themes
-from annotation.search.query import TEMPO_TOLERANCE, THRESHOLD, NoMatch
+from annotation.search.query import (
+    TEMPO_TOLERANCE,
+    THRESHOLD,
+    NoMatch,
+    Tag,
+    TextMatcher,
+    Vocabulary,
+    WordList,
+    WordListError,
+    parse_query,
+)
 from annotation.search.rank import SearchIndex
 from tagging.labels import LabelSpace
 from tagging.tempo_key import Tempo
@@ -166,3 +177,61 @@ def test_the_review_server_searches(tmp_path):
     refused = client.get("/api/search", params={"q": "zxqv flarb"})
     assert refused.status_code == 400 and "names nothing" in refused.json()["error"]
     assert client.get("/api/search", params={"q": "rock", "n": 0}).status_code == 422
+
+
+WORDS = WordList.from_dict({"vocals": {"words": ["singer"], "not": ["instrumental"]},
+                            "graded/energy": {"high": ["intense"], "low": ["sleepy"]}})
+
+
+def test_a_word_list_makes_instrumental_mean_no_vocals_and_not_instrumental_mean_vocals(annotations):
+    index = SearchIndex.from_annotations(annotations, words=WORDS)
+    (vocals, jazz) = index.parse("instrumental jazz").terms
+    assert jazz.tag.name == "genre/jazz" and vocals.tag.name == "instrument/vocals" and not vocals.wanted
+    assert index.search("instrumental jazz", n=1)[0].id == "slow_jazz"
+    (_, sung) = index.parse("jazz, not instrumental").terms
+    assert sung.wanted and index.search("jazz, not instrumental", n=1)[0].id == "slow_sung_jazz"
+    assert index.parse("jazz with a singer").terms[1].wanted
+
+
+def test_a_word_list_names_the_ends_of_a_graded_value(annotations):
+    index = SearchIndex.from_annotations(annotations, words=WORDS)
+    (term,) = index.parse("sleepy").terms
+    assert term.tag.name == "graded/energy" and term.direction == "low"
+    assert index.search("sleepy", n=1)[0].id == "slow_jazz" and index.search("intense", n=1)[0].id == "fast_rock"
+    assert index.parse("not sleepy").terms[0].direction == "high"
+
+
+def _bag_of_words(texts: list[str]) -> np.ndarray:
+    """A stand-in encoder: counts of a few words, so "heavy" is 0.71 similar to "heavy reverb"."""
+    known = ["heavy", "reverb", "metal", "guitar"]
+    return np.array([[t.split().count(w) for w in known] + [0.01] for t in texts], dtype=float)
+
+
+def test_heavy_does_not_name_heavy_reverb_on_the_shared_word_alone():
+    vocabulary = Vocabulary((Tag("attribute", "heavy_reverb"), Tag("genre", "metal")))
+    matcher = TextMatcher(vocabulary, embed=_bag_of_words)
+    assert matcher.similarities(["heavy"])[0, 0] > THRESHOLD  # close by the shared word, and still refused:
+    with pytest.raises(NoMatch):
+        parse_query("heavy", matcher)
+    assert [t.tag.name for t in parse_query("heavy metal", matcher).terms] == ["genre/metal"]
+    assert [t.tag.name for t in parse_query("heavy reverb", matcher).terms] == ["attribute/heavy_reverb"]
+    words = WordList.from_dict({"heavy_reverb": {"words": ["drenched in reverb"]}})
+    matcher = TextMatcher(vocabulary, embed=_bag_of_words, words=words)
+    assert [t.tag.name for t in parse_query("guitar drenched in reverb", matcher).terms] == ["attribute/heavy_reverb"]
+
+
+def test_a_bad_word_list_is_named_with_its_entry(annotations, tmp_path, capsys):
+    bad = tmp_path / "words.yaml"
+    bad.write_text("tags:\n  vocals: {nope: [x]}\n")
+    with pytest.raises(WordListError, match=r"words.yaml: tags.vocals: expected a mapping of words, not, high, low"):
+        WordList.load(bad)
+    assert search_main(["jazz", str(annotations), "--words", str(bad)]) == 2
+    assert "tags.vocals" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", ["configs/search_words_demo.yaml", "configs/search_words_pretrained.yaml"])
+def test_the_shipped_word_lists_load_and_name_no_phrase_twice_for_one_tag(path):
+    words = WordList.load(Path(__file__).parents[1] / path)
+    for tag, entry in words.entries.items():
+        phrases = [p for kind in entry.values() for p in kind]
+        assert len(phrases) == len(set(phrases)), tag

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from annotation.search.playlist import ThemeError, load_themes, write_playlists
-from annotation.search.query import THRESHOLD, NoMatch
+from annotation.search.query import THRESHOLD, NoMatch, WordList
 from annotation.search.rank import SearchIndex
 
 _READERS = {".csv": pd.read_csv, ".tsv": lambda p: pd.read_csv(p, sep="\t"), ".parquet": pd.read_parquet,
@@ -37,6 +37,9 @@ def search_parser() -> argparse.ArgumentParser:
     parser.add_argument("-n", type=int, default=20, help="how many tracks (default 20)")
     parser.add_argument("--threshold", type=float, default=THRESHOLD,
                         help=f"similarity at which words name a tag (default {THRESHOLD})")
+    parser.add_argument("--words", default=None,
+                        help="YAML word list of the vocabulary: other words for tags, words for their absence "
+                             "and for graded values' ends (docs/search.md)")
     parser.add_argument("--json", action="store_true", help="print the query as read and the hits as JSON")
     return parser
 
@@ -64,7 +67,8 @@ def search_main(args: list[str] | None = None) -> int:
             raise UsageError(f"-n must be >= 1, got {options.n}")
         if not 0 < options.threshold <= 1:
             raise UsageError(f"--threshold must be in (0, 1], got {options.threshold}")
-        index = _index(options.annotations)
+        words = WordList.load(options.words) if options.words else None
+        index = _index(options.annotations, words)
         query = index.parse(options.query, options.threshold)
         hits = index.search(query, options.n)
     except NoMatch as error:
@@ -97,11 +101,11 @@ def playlist_main(args: list[str] | None = None) -> int:
     return 0
 
 
-def _index(annotations: str) -> SearchIndex:
+def _index(annotations: str, words: WordList | None = None) -> SearchIndex:
     if not Path(annotations).is_dir():
         raise UsageError(f"ANNOTATIONS {annotations}: no such folder (the --out of a coldtag annotate run)")
     try:
-        return SearchIndex.from_annotations(annotations)
+        return SearchIndex.from_annotations(annotations, words=words)
     except FileNotFoundError as error:
         raise UsageError(f"ANNOTATIONS {error}") from None
 

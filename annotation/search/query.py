@@ -7,16 +7,21 @@ group the model that wrote them has, whatever model that was. A query is read in
    "slower than / under / at most 90 bpm", "between 90 and 110 bpm", "90-110 bpm". Ranges are over the
    records' own ``tempo`` column (beats per minute by signal processing).
 2. Tag names written out ("acoustic guitar", "lo-fi", "drums"; a final plural s is ignored) are taken as
-   they are, before anything else, so a vocabulary tag that itself holds a negation ("no vocals") is found.
+   they are, before anything else, so a vocabulary tag that itself holds a negation ("no vocals") is found;
+   so are the phrases of an optional word list (`WordList`, ``--words``): other words for a tag, words that
+   say its absence ("instrumental": not vocals) and words for a graded value's high or low end.
 3. Cue words: a negation ("no", "not", "without", "nothing", "never", ...) makes what follows unwanted up to
    the next clause break ("," "and" "but" "with"); an intensifier ("very", "really", ...) doubles the weight
    of the next term, a softener ("slightly", "a bit", ...) halves it; "high"/"more" and "low"/"less" before
    a graded value ("high energy") set its direction.
 4. The other words, alone and in runs of up to three, are embedded with the MiniLM sentence encoder
-   (`tagging.text.LyricsEncoder`, offline) as are the tag names; greedily, the most similar (words, tag)
-   pair at or above `THRESHOLD` is taken, its words leave the pool, and neighbouring words that are as
-   close to the same tag are taken with it ("heavy metal" -> metal). Generic words ("music", "songs") are
-   left out first.
+   (`tagging.text.LyricsEncoder`, offline), as is each tag in several phrasings (`PHRASINGS`); a span's
+   similarity to a tag is its best over those. Greedily, the most similar
+   (words, tag) pair at or above `THRESHOLD` is taken, its words leave the pool, and neighbouring words that
+   are as close to the same tag are taken with it ("heavy metal" -> metal). Generic words ("music", "songs")
+   are left out first. Words that share a word with a tag's name of several words without holding all of
+   it never name that tag by similarity ("heavy" is not "heavy reverb", "tempo" not "fast tempo"): the
+   shared word makes them look close whatever they mean; a word list can still name it.
 
 A query of which nothing is read raises `NoMatch`, naming the words and the threshold, rather than ranking
 every track by noise.
@@ -28,13 +33,17 @@ import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import yaml
 
 # Cosine similarity at or above which words are taken to name a tag; chosen on the templated queries of
 # scripts/search_eval.py (docs/search.md), never on the free-form ones.
 THRESHOLD = 0.50
+# How a tag's name is put into words for the encoder; a span's similarity to a tag is its best over these.
+PHRASINGS = ("{tag}", "{tag} music", "music that is {tag}", "{group}: {tag}")
 TEMPO_TOLERANCE = 0.08  # "around X bpm": X ± 8 %
 MAX_SPAN = 3  # words
 
@@ -143,6 +152,60 @@ class TempoRange:
         return f">= {self.low:g} bpm" if self.low is not None else f"<= {self.high:g} bpm"
 
 
+class WordListError(ValueError):
+    """A word list file that cannot be used; the message names the file and the entry."""
+
+
+@dataclass(frozen=True)
+class WordList:
+    """Extra words for a vocabulary's tags, given by a catalog (``coldtag search --words FILE``).
+
+    ``entries`` maps a tag (its label, as "acoustic guitar" or "acoustic_guitar", or "group/label") to
+    ``words`` that name it, ``not`` words that name its absence ("instrumental" for vocals) and, for a
+    graded value, ``high`` and ``low`` words for its two ends. Entries naming no tag of the searched
+    vocabulary are left alone, so one list can serve several vocabularies."""
+
+    entries: dict[str, dict[str, tuple[str, ...]]]
+
+    KINDS = ("words", "not", "high", "low")
+
+    @classmethod
+    def load(cls, path: str | Path) -> WordList:
+        """A YAML (or JSON) file ``{tags: {TAG: {words: [...], not: [...], high: [...], low: [...]}}}``."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as error:
+            raise WordListError(f"{path}: cannot be read as YAML or JSON ({error})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("tags"), dict):
+            raise WordListError(f"{path}: expected a mapping with a 'tags' mapping, got {type(data).__name__}")
+        return cls.from_dict(data["tags"], source=str(path))
+
+    @classmethod
+    def from_dict(cls, tags: dict, source: str = "word list") -> WordList:
+        entries = {}
+        for tag, kinds in tags.items():
+            if not isinstance(kinds, dict) or not kinds or set(kinds) - set(cls.KINDS):
+                raise WordListError(f"{source}: tags.{tag}: expected a mapping of {', '.join(cls.KINDS)} to lists "
+                                    f"of words, got {kinds!r}")
+            entry = {}
+            for kind, words in kinds.items():
+                if not isinstance(words, list) or not all(isinstance(w, str) and words_of(w) for w in words):
+                    raise WordListError(f"{source}: tags.{tag}.{kind}: expected a list of words, got {words!r}")
+                entry[kind] = tuple(words)
+            entries[str(tag)] = entry
+        return cls(entries)
+
+    def for_tag(self, tag: Tag) -> dict[str, tuple[str, ...]]:
+        """The words of every entry naming ``tag`` (by "group/label" or by its label's words)."""
+        found: dict[str, tuple[str, ...]] = {}
+        for key, entry in self.entries.items():
+            if key == tag.name or (("/" not in key) and words_of(key) == words_of(tag.label)):
+                for kind, words in entry.items():
+                    found[kind] = found.get(kind, ()) + words
+        return found
+
+
 @dataclass(frozen=True)
 class Query:
     """What a query was read into, and the words that named nothing (``ignored``)."""
@@ -166,12 +229,15 @@ class TextMatcher:
     """Similarities of phrases to a vocabulary's tag names by a sentence encoder.
 
     ``embed`` maps texts to vectors (default: `tagging.text.LyricsEncoder`'s mean-pooled MiniLM states, loaded
-    on first use from the installed package; nothing is downloaded)."""
+    on first use from the installed package; nothing is downloaded). ``words`` is the catalog's optional
+    `WordList`: its phrases are read as tag names are (`exact_spans`)."""
 
-    def __init__(self, vocabulary: Vocabulary, embed: Callable[[list[str]], np.ndarray] | None = None):
+    def __init__(self, vocabulary: Vocabulary, embed: Callable[[list[str]], np.ndarray] | None = None,
+                 words: WordList | None = None):
         self.vocabulary = vocabulary
+        self.words = words
         self._embed = embed
-        self._tags: np.ndarray | None = None
+        self._tags: list[np.ndarray] | None = None
         self._cache: dict[str, np.ndarray] = {}
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -185,13 +251,21 @@ class TextMatcher:
             self._cache.update(zip(missing, vectors, strict=True))
         return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 0))
 
+    def phrasings(self, tag: Tag) -> list[str]:
+        """``tag``'s name in each of `PHRASINGS`. (A word list's words are read exactly, not embedded: as
+        phrasings they brought everyday words within the threshold, "car" of energetic by "high octane".)"""
+        group = " ".join(words_of(tag.group))
+        return list(dict.fromkeys(p.format(tag=tag.text, group=group) for p in PHRASINGS))
+
     def similarities(self, phrases: list[str]) -> np.ndarray:
-        """(len(phrases), len(vocabulary)) cosine similarities of each phrase to each tag's name."""
+        """(len(phrases), len(vocabulary)) cosine similarities of each phrase to each tag: the best over the
+        tag's `phrasings`."""
         if self._tags is None:
-            self._tags = self.embed([tag.text for tag in self.vocabulary.tags])
+            self._tags = [self.embed(self.phrasings(tag)) for tag in self.vocabulary.tags]
         if not phrases:
             return np.zeros((0, len(self.vocabulary)))
-        return self.embed(phrases) @ self._tags.T
+        vectors = self.embed(phrases)
+        return np.stack([(vectors @ tag.T).max(axis=1) for tag in self._tags], axis=1)
 
 
 @functools.cache
@@ -237,15 +311,15 @@ def parse_query(text: str, matcher: TextMatcher, threshold: float = THRESHOLD) -
     lowered, tempo = _tempo_rules(lowered)
     tokens = words_of(lowered, keep_breaks=True)
     reading = _Reading()
-    exact = exact_spans(tokens, matcher.vocabulary)
+    exact = exact_spans(tokens, matcher.vocabulary, matcher.words)
     wanted, weight, direction, clause, i = True, 1.0, None, 0, 0
     while i < len(tokens):
         token = tokens[i]
         if i in exact:
-            length, tags = exact[i]
+            length, found = exact[i]
             phrase = " ".join(tokens[i:i + length])
-            for tag in tags:
-                reading.terms.append(_term(tag, wanted, weight, phrase, 1.0, direction))
+            for tag, absent, said in found:
+                reading.terms.append(_term(tag, wanted != absent, weight, phrase, 1.0, said or direction))
             weight, direction, i = 1.0, None, i + length
             continue
         if token in BREAKS:
@@ -295,9 +369,15 @@ def _match_words(reading: _Reading, matcher: TextMatcher, threshold: float) -> N
     # A graded tag is named only by words after a direction cue or by its own name; "energetic" alone
     # says a tag, "high energy" a value.
     graded = np.array([tag.graded for tag in tags])
-    for row, (start, _) in enumerate(spans):
+    names = [{_stem(w) for w in words_of(tag.label)} for tag in tags]
+    for row, (start, length) in enumerate(spans):
         if words[start].direction is None:
             similarity[row, graded] = np.where(similarity[row, graded] >= 0.999, similarity[row, graded], -1)
+        # A span sharing a word with a tag's name of several words, without holding all of it, does not name it.
+        span = {_stem(w.text) for w in words[start:start + length]}
+        for j, name in enumerate(names):
+            if len(name) > 1 and span & name and not name <= span:
+                similarity[row, j] = -1
     order = sorted(((similarity[r, j], n, r, j) for r, (_, n) in enumerate(spans) for j in range(len(tags))
                     if similarity[r, j] >= threshold), key=lambda x: (-x[0], -x[1]))
     for score, _, row, j in order:
@@ -330,12 +410,28 @@ def _absorb(spans: list[tuple[int, int]], similarity: np.ndarray, words: list[_W
     return best
 
 
-def exact_spans(tokens: list[str], vocabulary: Vocabulary) -> dict[int, tuple[int, list[Tag]]]:
-    """Where a tag's name is written out: start -> (length, the tags of that name), longest names first,
-    not overlapping."""
-    names: dict[tuple[str, ...], list[Tag]] = {}
+def exact_spans(tokens: list[str], vocabulary: Vocabulary, words: WordList | None = None,
+                ) -> dict[int, tuple[int, list[tuple[Tag, bool, str | None]]]]:
+    """Where a tag's name or a phrase of the word list is written out: start -> (length, [(tag, absent,
+    direction)]) with ``absent`` for a word naming the tag's absence and ``direction`` for a graded value's
+    word ("high" or "low", None for its name); longest phrases first, not overlapping. A tag's own name
+    wins over a word list phrase of the same words."""
+    names: dict[tuple[str, ...], list[tuple[Tag, bool, str | None]]] = {}
     for tag in vocabulary.tags:
-        names.setdefault(tuple(_stem(w) for w in words_of(tag.label)), []).append(tag)
+        names.setdefault(_key(tag.label), []).append((tag, False, None))
+    if words is not None:
+        own = set(names)
+        for tag in vocabulary.tags:
+            for kind, phrases in words.for_tag(tag).items():
+                absent, said = kind == "not", {"high": UP, "low": DOWN}.get(kind)
+                if not tag.graded and said is not None:
+                    absent, said = said == DOWN, None  # "high"/"low" words of a tag: present / absent
+                if tag.graded and kind in ("words", "not"):
+                    absent, said = False, DOWN if kind == "not" else UP
+                for phrase in phrases:
+                    key = _key(phrase)
+                    if key not in own:
+                        names.setdefault(key, []).append((tag, absent, said))
     stems = [_stem(t) for t in tokens]
     found, used = {}, set()
     for length in sorted({len(n) for n in names}, reverse=True):
@@ -345,6 +441,10 @@ def exact_spans(tokens: list[str], vocabulary: Vocabulary) -> dict[int, tuple[in
                 found[start] = (length, names[key])
                 used |= set(range(start, start + length))
     return found
+
+
+def _key(text: str) -> tuple[str, ...]:
+    return tuple(_stem(w) for w in words_of(text))
 
 
 def _tempo_rules(text: str) -> tuple[str, list[TempoRange]]:

@@ -29,6 +29,7 @@ from annotation.search.query import (
     Term,
     TextMatcher,
     Vocabulary,
+    WordList,
     exact_spans,
     parse_query,
     words_of,
@@ -93,8 +94,10 @@ class SearchIndex:
         self.order = np.argsort(np.array(self.ids, dtype=object), kind="stable")
 
     @classmethod
-    def from_annotations(cls, out: str | Path, matcher: TextMatcher | None = None) -> SearchIndex:
-        """The index of the records `coldtag annotate` wrote to ``out``; `FileNotFoundError` without any."""
+    def from_annotations(cls, out: str | Path, matcher: TextMatcher | None = None,
+                         words: WordList | None = None) -> SearchIndex:
+        """The index of the records `coldtag annotate` wrote to ``out``, its query reader given the catalog's
+        word list ``words`` if any; `FileNotFoundError` without any record."""
         table = read_annotations(out)
         vocabulary = Vocabulary.from_schema(table.schema, RECORD_COLUMNS)
         if not len(vocabulary):
@@ -113,6 +116,8 @@ class SearchIndex:
                 values[i, j] = np.nan if value is None else value
         tempo = np.array([np.nan if not r.get("tempo") or r["tempo"]["bpm"] is None else r["tempo"]["bpm"]
                           for r in usable], dtype=np.float64)
+        if matcher is None and words is not None:
+            matcher = TextMatcher(vocabulary, words=words)
         return cls([r["id"] for r in usable], [r["path"] or "" for r in usable], vocabulary, values, tempo, matcher)
 
     def __len__(self) -> int:
@@ -187,7 +192,7 @@ def keyword_query(text: str, vocabulary: Vocabulary) -> Query:
     without negation, numbers or similar words; `NoMatch` if the query writes out none."""
     found = exact_spans(words_of(text), vocabulary)
     terms = tuple(Term(tag, True, 1.0, tag.text, 1.0, UP if tag.graded else None)
-                  for _, tags in found.values() for tag in tags)
+                  for _, tags in found.values() for tag, _, _ in tags)
     if not terms:
         raise NoMatch(f"query {text!r} writes out no tag name")
     return Query(text, terms)
