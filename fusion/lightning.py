@@ -52,8 +52,9 @@ class FactorRegressionModule(pl.LightningModule):
     its subset's items) and either ``inputs`` / ``present`` (fusion) or ``wave`` / ``length`` (audio).
     Audio is scored whole-track in validation and test, pooled by ``pooling`` (``"track"`` or
     ``"centre"``); ``test_prefix`` renames the test metrics, so one model can be tested both ways.
-    The ranking metrics of the best validation epoch so far are kept (``best_metrics``, ``best_epoch``);
-    the weights of that epoch are a ``ModelCheckpoint``'s on ``val/cosine_distance``.
+    The ranking metrics of the best validation epoch are computed when training ends (``best_metrics``,
+    ``best_epoch``; logged then as ``val/cold/...``); the weights of that epoch are a ``ModelCheckpoint``'s on
+    ``val/cosine_distance``.
 
     Args:
         model: the content -> factors network.
@@ -72,6 +73,7 @@ class FactorRegressionModule(pl.LightningModule):
         self.pooling, self.test_prefix = "track", "test"
         self.best_score, self.best_epoch = math.inf, -1
         self.best_metrics: dict[str, float] = {}
+        self.best_predicted: np.ndarray | None = None
         self.predicted: np.ndarray | None = None
         self.test_metrics: dict[str, float] = {}
 
@@ -124,14 +126,21 @@ class FactorRegressionModule(pl.LightningModule):
         self._start("val")
 
     def on_validation_epoch_end(self) -> None:
-        # The early-stopping signal every epoch; the ranking metrics (users × items scores) only when it
-        # improves, i.e. for the weights that will be kept.
+        # The early-stopping signal every epoch; the ranking metrics (users × items scores) once, when training
+        # ends, for the predictions of the weights that are kept (`on_train_end`).
         distance = mean_cosine_distance(self.predicted, self.split.item_factors[self.split.items("cold_val")])
         self.log("val/cosine_distance", distance)
         if distance < self.best_score:
-            self.best_metrics = evaluate_cold_start(self.predicted, self.split, self.ks, self.map_k, "cold_val")
-            self._log_metrics("val", self.best_metrics)
+            self.best_predicted = self.predicted.copy()
             self.best_score, self.best_epoch = distance, self.current_epoch
+
+    def on_train_end(self) -> None:
+        if self.best_predicted is None:
+            return
+        self.best_metrics = evaluate_cold_start(self.best_predicted, self.split, self.ks, self.map_k, "cold_val")
+        if self.logger is not None:  # `self.log` is closed after the last epoch: to the logger itself
+            self.logger.log_metrics({f"val/cold/{name}": value for name, value in self.best_metrics.items()
+                                     if name not in ("cosine_distance", "users")}, step=self.global_step)
 
     def on_test_epoch_start(self) -> None:
         self._start("test")
