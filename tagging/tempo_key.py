@@ -13,7 +13,7 @@ benchmark dependency):
   octave of spread (Ellis, "Beat tracking by dynamic programming", JNMR 2007, the prior `feature.tempo`
   uses), and the best lag refined by parabolic interpolation, so the 4 % tolerance of MIREX is not spent on
   the frame grid. The product was chosen on the real recordings' training albums: a time-stretched track's
-  tempo scaled with the stretch in 0.78 of the stretches with it, 0.70 with the autocorrelation alone
+  tempo scaled with the stretch in 0.780 of the stretches with it, 0.708 with the autocorrelation alone
   (docs/attributes.md). Confidence: the mean normalised autocorrelation at that lag (1 for a metronome, near 0
   when nothing repeats).
 - Key: librosa's STFT chroma (`librosa.feature.chroma_stft`, 256 ms frames, with its tuning estimate and
