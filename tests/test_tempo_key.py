@@ -30,14 +30,14 @@ needs_rubberband = pytest.mark.skipif(shutil.which("rubberband") is None,
                                       reason="the rubberband command is missing: apt-get install rubberband-cli")
 
 
-def clicks(bpm: float, seconds: float = 20.0) -> np.ndarray:
-    """A metronome: a 30 ms 1 kHz ping on every beat."""
+def clicks(bpm: float, seconds: float = 20.0, offbeat: float = 0.0) -> np.ndarray:
+    """A metronome: a 30 ms 1 kHz ping on every beat, and ``offbeat`` times as loud halfway between beats."""
     y = np.zeros(int(seconds * SR), np.float32)
     t = np.arange(int(0.03 * SR)) / SR
     ping = np.sin(2 * np.pi * 1000 * t) * np.exp(-150 * t)
-    for beat in np.arange(0, seconds, 60 / bpm):
+    for i, beat in enumerate(np.arange(0, seconds, 30 / bpm)):
         start = int(beat * SR)
-        y[start:start + len(ping)] += ping[:len(y) - start]
+        y[start:start + len(ping)] += (offbeat if i % 2 else 1.0) * ping[:len(y) - start]
     return 0.5 * y
 
 
@@ -81,13 +81,32 @@ def test_tempo_of_a_click_track_and_of_its_tempo_changes(bpm):
         assert estimate.confidence > 0.7
 
 
+@pytest.mark.parametrize("bpm", [180, 220])
+def test_tempo_of_a_fast_click_track(bpm):
+    """Above the prior's centre a metronome still reads at its own tempo, not half of it, and to 1 %."""
+    estimate = estimate_tempo(clicks(bpm), SR)
+    assert abs(estimate.bpm / bpm - 1) <= 0.01, estimate
+
+
 @needs_rubberband
-@pytest.mark.parametrize(("bpm", "ratio"), [(100, 1.25), (137, 0.8)])
+@pytest.mark.parametrize(("bpm", "ratio"), [(100, 1.25), (137, 0.8), (180, 0.8)])
 def test_tempo_scales_with_a_rubberband_stretch(bpm, ratio, tmp_path):
     """A real time-stretcher's output (smeared clicks): 100 BPM played 1.25x longer is 80 BPM; 137 BPM
-    played 0.8x as long is 171 BPM, above the prior's centre, not its half."""
+    played 0.8x as long is 171 BPM, above the prior's centre, not its half; 180 BPM so played is 225 BPM."""
     estimate = estimate_tempo(rubberband(clicks(bpm), tmp_path, "-t", str(ratio)), SR)
     assert within(estimate.bpm, bpm / ratio), estimate
+
+
+@needs_rubberband
+def test_the_metrical_level_stays_when_a_track_is_stretched(tmp_path):
+    """Beats with off-beats at half their loudness: whichever level is read (beats or off-beats), the stretched
+    copies are read at the same level, so their tempo scales by the stretch (what stretch consistency on real
+    recordings measures)."""
+    y = clicks(100, offbeat=0.5)
+    original = estimate_tempo(y, SR).bpm
+    for ratio in (0.8, 1.25):
+        stretched = estimate_tempo(rubberband(y, tmp_path, "-t", str(ratio)), SR).bpm
+        assert within(stretched * ratio, original), (ratio, original, stretched)
 
 
 def test_tempo_of_silence_and_of_noise():
