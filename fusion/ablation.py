@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 RESULT_FILE = "result.json"
 DATA_PATHS = ("manifest", "vocab", "recsys", "features")
 ROWS_FILE = "rows.json"
+AUDIO_ROWS_FILE = "audio_rows.json"
 MERGED_FEATURES = "features+references.npz"
 
 
@@ -67,6 +68,10 @@ class Row:
     name: str
     inputs: tuple[str, ...] = ()
     pooling: str = "track"
+
+
+# The end-to-end audio CNN's two rows: one model, scored on each track's centre patch and on the whole track.
+AUDIO_ROWS = (Row("Audio (patches)", pooling="centre"), Row("Audio (full track)"))
 
 
 def ablation_rows(groups: Sequence[str], genome: Sequence[str], sources: Collection[str],
@@ -86,7 +91,7 @@ def ablation_rows(groups: Sequence[str], genome: Sequence[str], sources: Collect
     mlg = tuple(SCORES + g for g in genome)
     others = [g for g in groups if g not in genome]
     named = ", ".join(genome)
-    rows = [Row("Audio (patches)", pooling="centre"), Row("Audio (full track)")] if audio else []
+    rows = list(AUDIO_ROWS) if audio else []
     rows += [Row("Audio (tagger embedding)", ("audio",)),
              Row(f"MGP (annotated {named})", tuple(ANNOTATED + g for g in genome)),
              Row(f"MLG (predicted {named})", mlg)]
@@ -115,14 +120,15 @@ class DataPaths:
 
     manifest: Path
     vocab: Path
-    features: Path
+    features: Path | None  # None: the end-to-end audio rows alone (`run_audio_rows`), which read no features
     recsys: Path
     references: Path | None = None
 
     @classmethod
-    def catalog(cls, catalog: Path, features: Path, recsys: Path, references: Path | None = None) -> DataPaths:
+    def catalog(cls, catalog: Path, features: Path | None, recsys: Path, references: Path | None = None) -> DataPaths:
         """A toy catalog folder's ``manifest.parquet`` and ``vocab.json``."""
-        return cls(Path(catalog) / "manifest.parquet", Path(catalog) / "vocab.json", Path(features), Path(recsys),
+        return cls(Path(catalog) / "manifest.parquet", Path(catalog) / "vocab.json",
+                   None if features is None else Path(features), Path(recsys),
                    None if references is None else Path(references))
 
     @property
@@ -194,34 +200,16 @@ def _run(paths: DataPaths, out: Path, fusion_config: dict, audio_config: dict | 
                          descriptions)
     train, training = training_items(split, manifest)
     artists = item_artists(split, manifest, artist_col, paths.manifest)
-    digest = {path.name: file_sha256(path) for path in (paths.manifest, paths.vocab, paths.coldstart)}
+    digest = data_digest(paths)
     feature_digests = {path: file_sha256(path) for path in {paths.features, with_refs.features}}
     units: dict[str, dict] = {}
     keys: dict[Row, str] = {}
     for row in rows:
-        is_audio = not row.inputs
         # A content row reads the features file it always did, so that adding references keeps its key.
         row_paths = with_refs if any(name.startswith(REFERENCE) for name in row.inputs) else paths
-        config = row_config(audio_config if is_audio else fusion_config, row, row_paths, seed, ks, map_k)
-        # The key: the row's settings and the bytes of its data files, not where they lie.
-        settings = copy.deepcopy(config)
-        for name in DATA_PATHS:
-            settings["data"]["init_args"].pop(name, None)
-        data = digest if is_audio else {**digest, row_paths.features.name: feature_digests[row_paths.features]}
-        key = keys[row] = hashlib.sha256(json.dumps({"config": settings, "data": data}, sort_keys=True)
-                                         .encode()).hexdigest()[:12]
-        inputs = "+".join(name.replace("/", "-") for name in row.inputs) or "audio-cnn"
-        unit_dir = out / "units" / f"{inputs}-{key}"
-        if key not in units:
-            cached = _read_result(unit_dir, key)
-            if cached is not None:
-                log.info("%s: reused %s", row.name, unit_dir)
-            else:
-                log.info("%s: training ...", row.name)
-                cached = train_row(config, unit_dir) | {"key": key, "config": config}
-                write_json(unit_dir / RESULT_FILE, cached)
-            units[key] = cached | {"dir": str(unit_dir)}
-        result = units[key]
+        data = digest if not row.inputs else {**digest, row_paths.features.name: feature_digests[row_paths.features]}
+        config = row_config(audio_config if not row.inputs else fusion_config, row, row_paths, seed, ks, map_k)
+        keys[row], result = train_or_reuse(row, config, data, out, units)
         test = result["test_centre" if row.pooling == "centre" else "test"]
         log.info("%s: cosine distance %.4f, recall@%d %.4f (%d epochs)", row.name, test["cosine_distance"],
                  ks[0], test[f"recall@{ks[0]}"], result["epochs"])
@@ -240,6 +228,50 @@ def _run(paths: DataPaths, out: Path, fusion_config: dict, audio_config: dict | 
     # Last and atomically: a build tool may take table.md as the sign that the ablation is done.
     atomic_write(out / "table.md", markdown(table) + "\n")
     return table
+
+
+def data_digest(paths: DataPaths) -> dict[str, str]:
+    """The bytes every row reads, by file name: the manifest, its vocabulary and the cold-start split."""
+    return {path.name: file_sha256(path) for path in (paths.manifest, paths.vocab, paths.coldstart)}
+
+
+def train_or_reuse(row: Row, config: dict, data: dict[str, str], out: Path, units: dict[str, dict]) -> tuple[str, dict]:
+    """The key of ``row`` (its settings and the digests ``data`` of what it reads, not where the files lie)
+    and its result: from ``units`` (rows sharing one model), from ``out/units/<inputs>-<key>`` when a run
+    finished there, else trained now (`train_row`)."""
+    settings = copy.deepcopy(config)
+    for name in DATA_PATHS:
+        settings["data"]["init_args"].pop(name, None)
+    key = hashlib.sha256(json.dumps({"config": settings, "data": data}, sort_keys=True).encode()).hexdigest()[:12]
+    inputs = "+".join(name.replace("/", "-") for name in row.inputs) or "audio-cnn"
+    unit_dir = out / "units" / f"{inputs}-{key}"
+    if key not in units:
+        cached = _read_result(unit_dir, key)
+        if cached is not None:
+            log.info("%s: reused %s", row.name, unit_dir)
+        else:
+            log.info("%s: training ...", row.name)
+            cached = train_row(config, unit_dir) | {"key": key, "config": config}
+            write_json(unit_dir / RESULT_FILE, cached)
+        units[key] = cached | {"dir": str(unit_dir)}
+    return key, units[key]
+
+
+def run_audio_rows(paths: DataPaths, out: str | Path, audio_config: dict, seed: int = 0, ks: tuple[int, ...] = (50,),
+                   map_k: int = 500, threads: int = 1) -> list[dict]:
+    """Train (or reuse) the end-to-end audio rows alone, into ``out`` as `run_ablation` would, which then
+    reuses them: they read audio and factors, no features, so they can run while the tagger that makes the
+    features is still training. Writes ``out/audio_rows.json`` (each row's name and its unit's result) last."""
+    paths.check()
+    out, units, summary = Path(out), {}, []
+    with torch_threads(threads):
+        for row in AUDIO_ROWS:
+            _, result = train_or_reuse(row, row_config(audio_config, row, paths, seed, ks, map_k),
+                                       data_digest(paths), out, units)
+            summary.append({"name": row.name, "pooling": row.pooling,
+                            **{k: v for k, v in result.items() if k != "config"}})
+    write_json(out / AUDIO_ROWS_FILE, summary)
+    return summary
 
 
 def save_if_changed(features: TrackFeatures, path: Path) -> Path:

@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--catalog", type=Path, help="toy catalog folder: its manifest.parquet and vocab.json")
     source.add_argument("--manifest", type=Path, help="manifest (Parquet, CSV or TSV), e.g. of python -m fusion split")
     ablation_parser.add_argument("--vocab", type=Path, help="vocabulary JSON (default: vocab.json beside --manifest)")
-    ablation_parser.add_argument("--features", type=Path, required=True,
-                                 help="features .npz of python -m tagging.features")
+    ablation_parser.add_argument("--features", type=Path,
+                                 help="features .npz of python -m tagging.features (not read with --audio-only)")
     ablation_parser.add_argument("--recsys", type=Path, required=True,
                                  help="output folder of python -m recsys coldstart")
     ablation_parser.add_argument("--out", type=Path, required=True)

@@ -19,7 +19,7 @@ import yaml
 from datasets import disable_progress_bars
 
 from coldtag.storage import atomic_path, atomic_write, file_sha256
-from fusion.ablation import MERGED_FEATURES, DataPaths, markdown, run_ablation
+from fusion.ablation import AUDIO_ROWS_FILE, MERGED_FEATURES, DataPaths, markdown, run_ablation, run_audio_rows
 from fusion.data import FUSION_SPLIT, is_content, split_warm_tracks
 from fusion.explain import CatalogTags
 from fusion.model import LateFusionRegressor
@@ -48,6 +48,10 @@ def ablation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the intervals")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (one is fastest on a busy machine)")
     parser.add_argument("--skip-audio", action="store_true", help="leave out the end-to-end audio rows (slow)")
+    parser.add_argument("--audio-only", action="store_true",
+                        help="train only the end-to-end audio rows, which read no --features, into --out (their "
+                             "summary in audio_rows.json); a later run with the same --out reuses them, so they "
+                             "can train while the tagger that makes the features does")
     parser.add_argument("--references", type=Path, metavar="FILE.npz",
                         help="reference sources of python -m fusion references (log-mel statistics, random features, "
                              "another tagger's tags): one more row each, which the packaged pipeline never picks")
@@ -98,6 +102,10 @@ def ablation(options: argparse.Namespace) -> int:
     # Lightning's banners (accelerators, tips) say nothing about the rows; its warnings still show.
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    if options.audio_only and (options.skip_audio or options.references):
+        raise ValueError("--audio-only trains the audio rows alone: not with --skip-audio or --references")
+    if options.features is None and not options.audio_only:
+        raise ValueError("--features is required (all rows but the end-to-end audio ones read it)")
     fusion = _config(options.fusion_config, options.settings, "--set")
     audio = None if options.skip_audio else _config(options.audio_config, options.audio_settings, "--audio-set")
     started = time.perf_counter()
@@ -105,6 +113,14 @@ def ablation(options: argparse.Namespace) -> int:
              if options.catalog else
              DataPaths(options.manifest, options.vocab or options.manifest.parent / "vocab.json", options.features,
                        options.recsys, options.references))
+    if options.audio_only:
+        rows = run_audio_rows(paths, options.out, audio, options.seed, threads=options.threads)
+        for row in rows:
+            test = row["test_centre" if row["pooling"] == "centre" else "test"]
+            print(f"{row['name']}: cold-test cosine distance {test['cosine_distance']:.4f} ({row['epochs']} epochs)")
+        print(f"wall time {time.perf_counter() - started:.0f} s; wrote {options.out}/{AUDIO_ROWS_FILE} (python -m "
+              "fusion ablation with this --out reuses these rows)")
+        return 0
     artist_col = None if options.artist_col == "none" else options.artist_col
     table = run_ablation(paths, options.out, fusion, audio, options.genome, options.seed, threads=options.threads,
                          artist_col=artist_col, resamples=options.resamples)

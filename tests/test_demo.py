@@ -129,7 +129,7 @@ def test_a_rerun_reuses_everything_and_a_changed_config_reruns_what_it_touches(f
     before = states(run)
     assert run_demo(finished) == 0
     assert states(run) == before
-    assert "0 stages ran, 13 reused" in capsys.readouterr().out
+    assert "0 stages ran, 16 reused" in capsys.readouterr().out
 
     # A bad setting: the stage it reaches fails, named with the command that runs it alone; nothing before it
     # runs again. Side by side, each stage in a process of its own, whose log ends up on the console.

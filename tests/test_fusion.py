@@ -1,5 +1,6 @@
 """Content -> factors regression: the models, their training, and the ablation and packaging commands."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,7 +11,16 @@ import scipy.sparse as sp
 import torch
 import yaml
 
-from fusion.ablation import DataPaths, Row, ablation_rows, row_config, row_differences, run_ablation, train_row
+from fusion.ablation import (
+    DataPaths,
+    Row,
+    ablation_rows,
+    row_config,
+    row_differences,
+    run_ablation,
+    run_audio_rows,
+    train_row,
+)
 from fusion.cli import main
 from fusion.data import FUSION_SPLIT, available_sources, split_warm_tracks
 from fusion.lightning import mean_cosine_distance
@@ -171,7 +181,17 @@ def test_ablation_writes_its_table_reuses_rows_and_packages_the_best_pipeline(ti
     audio = config("fusion_audio_demo.yaml", f"{network}.sample_rate=8000", f"{network}.n_mels=32",
                    f"{network}.width=4", f"{network}.embedding_dim=8", f"{network}.patch_seconds=1.0",
                    "trainer.max_epochs=1")
+    # The audio rows alone first, with no features file (as beside the tagger that makes it): the ablation
+    # then reuses them rather than training them again.
+    audio_rows = run_audio_rows(dataclasses.replace(paths, features=None), tmp_path / "fusion", audio)
+    assert [row["name"] for row in audio_rows] == ["Audio (patches)", "Audio (full track)"]
+    assert json.loads((tmp_path / "fusion" / "audio_rows.json").read_text()) == audio_rows
+    audio_result = next((tmp_path / "fusion" / "units").glob("audio-cnn-*/result.json"))
+    audio_stamp = audio_result.stat().st_mtime_ns
     table = run_ablation(paths, tmp_path / "fusion", fusion, audio, ("attribute", "graded"), resamples=20)
+    assert audio_result.stat().st_mtime_ns == audio_stamp
+    assert table.loc["Audio (full track)", "cosine_distance"] == pytest.approx(
+        audio_rows[1]["test"]["cosine_distance"])
     rows = [row["name"] for row in json.loads((tmp_path / "fusion" / "rows.json").read_text())]
     assert rows == ["Audio (patches)", "Audio (full track)", "Audio (tagger embedding)",
                     "MGP (annotated attribute, graded)", "MLG (predicted attribute, graded)", "Audio + MLG",
@@ -297,3 +317,7 @@ def test_ablation_command_names_a_missing_input(tmp_path, capsys):
     assert main(["ablation", "--manifest", str(tmp_path / "manifest.csv"), "--features", str(tmp_path / "f.npz"),
                  "--recsys", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "f.npz: not found" in capsys.readouterr().err
+    # Only the audio rows may go without features.
+    assert main(["ablation", "--manifest", str(tmp_path / "manifest.csv"), "--recsys", str(tmp_path), "--out",
+                 str(tmp_path / "out")]) == 2
+    assert "--features is required" in capsys.readouterr().err

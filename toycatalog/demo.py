@@ -153,10 +153,14 @@ class Demo:
         manifest, catalog_manifest = r / "manifest.parquet", d / "manifest.parquet"
         configs = {name: r / "configs" / f"{name}.yaml" for name in BASE_CONFIGS}
         hidden = r / "hidden-world"
+        # One torch thread a world: the two worlds' ablations run side by side (`Demo.run`).
+        configs_args = ["--fusion-config", str(configs["fusion"]), "--audio-config", str(configs["audio"]),
+                        "--threads", "1"]
         ablation = ["--manifest", str(manifest), "--features", str(r / "features.npz"), "--genome", "attribute",
-                    "graded", "--fusion-config", str(configs["fusion"]), "--audio-config", str(configs["audio"]),
-                    # One torch thread a world: the two worlds' ablations run side by side (`Demo.run`).
-                    "--resamples", str(p.resamples), "--threads", "1"]
+                    "graded", *configs_args, "--resamples", str(p.resamples)]
+        # The end-to-end audio rows read no features: their own stages train them beside the tagger, and the
+        # ablations reuse them (the demo's longest runs, started as soon as each world has its factors).
+        audio_rows = ["ablation", "--audio-only", "--manifest", str(manifest), *configs_args]
         from toycatalog import report
 
         return [
@@ -170,6 +174,16 @@ class Demo:
                    Command("-m fusion", ["split", "--manifest", str(catalog_manifest), "--recsys", str(r / "recsys"),
                                          "--artist-col", "artist_id", "--out", str(manifest)])],
                   clear=(r / "recsys", manifest)),
+            Stage("hidden-factors", f"a second listening world: {p.hidden_taste:.0%} of the listeners' taste on audio "
+                  "traits the vocabulary does not list; its plays and factors", ("catalog",),
+                  hidden / "recsys" / "coldstart.npz",
+                  [Command("-m toycatalog", ["plays", "--catalog", str(d), "--hidden-taste", str(p.hidden_taste),
+                                             "--out", str(hidden / "plays.parquet")]),
+                   Command("-m recsys", ["coldstart", "--plays", str(hidden / "plays.parquet"), "--user-col",
+                                         "user_id", "--item-col", "track_id", "--count-col", "plays", "--manifest",
+                                         str(catalog_manifest), "--split-col", "item_split", "--artist-col",
+                                         "artist_id", "--out", str(hidden / "recsys")])],
+                  clear=(hidden / "recsys",)),
             Stage("tagger", "the audio tagger on its share of the warm tracks, tested, beside the log-mel "
                   "statistics baseline", ("factors",), r / "tagger" / "tagger_vs_baseline.md",
                   [Command("-m tagging.baseline", ["--manifest", str(manifest), "--out", str(r / "baseline.json")]),
@@ -180,6 +194,15 @@ class Demo:
                                                    "--baseline", str(r / "baseline.json"), "--out",
                                                    str(r / "tagger"), "--labels", *TEMPORAL])],
                   configs=(configs["tagger"],), clear=(r / "tagger",)),
+            Stage("audio", "the end-to-end audio CNN's rows of the ablation (audio -> factors), in the catalog's "
+                  "listening world", ("factors",), r / "fusion" / "audio_rows.json",
+                  [Command("-m fusion", [*audio_rows, "--recsys", str(r / "recsys"), "--out", str(r / "fusion")])],
+                  configs=(configs["audio"],)),
+            Stage("hidden-audio", "the end-to-end audio CNN's rows in the second listening world",
+                  ("factors", "hidden-factors"), hidden / "fusion" / "audio_rows.json",
+                  [Command("-m fusion", [*audio_rows, "--recsys", str(hidden / "recsys"), "--out",
+                                         str(hidden / "fusion")])],
+                  configs=(configs["audio"],)),
             Stage("features", "every track's content features: the tagger's embedding and scores, lyrics (MiniLM) "
                   "and cover (EfficientNet-Lite0)", ("tagger",), r / "features.npz",
                   [Command("-m tagging.features", ["--manifest", str(catalog_manifest), "--tagger",
@@ -193,22 +216,15 @@ class Demo:
                                                    str(r / "multimodal"), "--resamples", str(p.resamples)])],
                   configs=(configs["multimodal"],), clear=(r / "multimodal",)),
             Stage("ablation", "content -> factors, every row of the paper's table, in the catalog's listening "
-                  "world (taste on the traits the vocabulary lists)", ("features",), r / "fusion" / "table.md",
+                  "world (taste on the traits the vocabulary lists)", ("features", "audio"), r / "fusion" / "table.md",
                   [Command("-m fusion", ["ablation", *ablation, "--recsys", str(r / "recsys"), "--out",
                                          str(r / "fusion")])],
                   configs=(configs["fusion"], configs["audio"])),
-            Stage("hidden-world", f"the same rows in a second listening world: {p.hidden_taste:.0%} of the "
-                  "listeners' taste on audio traits the vocabulary does not list", ("features",),
+            Stage("hidden-world", "the same rows in the second listening world", ("features", "hidden-audio"),
                   hidden / "fusion" / "table.md",
-                  [Command("-m toycatalog", ["plays", "--catalog", str(d), "--hidden-taste", str(p.hidden_taste),
-                                             "--out", str(hidden / "plays.parquet")]),
-                   Command("-m recsys", ["coldstart", "--plays", str(hidden / "plays.parquet"), "--user-col",
-                                         "user_id", "--item-col", "track_id", "--count-col", "plays", "--manifest",
-                                         str(catalog_manifest), "--split-col", "item_split", "--artist-col",
-                                         "artist_id", "--out", str(hidden / "recsys")]),
-                   Command("-m fusion", ["ablation", *ablation, "--recsys", str(hidden / "recsys"), "--out",
+                  [Command("-m fusion", ["ablation", *ablation, "--recsys", str(hidden / "recsys"), "--out",
                                          str(hidden / "fusion")])],
-                  configs=(configs["fusion"], configs["audio"]), clear=(hidden / "recsys",)),
+                  configs=(configs["fusion"], configs["audio"])),
             Stage("controls", "listener controls: accuracy against coverage, long tail and artist exposure",
                   ("features",), r / "listener_controls.md",
                   [Command("scripts/listener_controls.py", ["--run", str(r), "--data", str(d), "--resamples",
@@ -476,8 +492,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="+", metavar="STAGE",
                         help="run these stages again (their inputs must be there); stages: "
-                             "catalog factors tagger features multimodal ablation hidden-world controls pipeline "
-                             "uploads annotate recommend report")
+                             "catalog factors hidden-factors tagger audio hidden-audio features multimodal "
+                             "ablation hidden-world controls pipeline uploads annotate recommend report")
     parser.add_argument("--jobs", type=int, default=_cores(),
                         help="stages run side by side when their inputs are ready (default: the cores)")
     parser.add_argument("--set", dest="changes", action="append", default=[], metavar="CONFIG.KEY=VALUE",
