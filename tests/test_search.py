@@ -24,7 +24,7 @@ from annotation.search.query import (
     WordListError,
     parse_query,
 )
-from annotation.search.rank import SearchIndex
+from annotation.search.rank import SearchIndex, for_listener
 from tagging.labels import LabelSpace
 from tagging.tempo_key import Tempo
 
@@ -235,3 +235,40 @@ def test_the_shipped_word_lists_load_and_name_no_phrase_twice_for_one_tag(path):
     for tag, entry in words.entries.items():
         phrases = [p for kind in entry.values() for p in kind]
         assert len(phrases) == len(set(phrases)), tag
+
+
+def test_more_like_a_track_and_for_a_listener_rank_by_the_factors_too(annotations, tmp_path, capsys):
+    """With a cold-start pipeline's factors, the query and the closeness of the tracks' factors to a seed
+    track's (or a listener's) both count, each in the reasons; the seed is not its own hit."""
+    factors = {"slow_jazz": [1.0, 0.0], "slow_sung_jazz": [0.0, 1.0], "fast_rock": [0.0, 1.0],
+               "fast_rock_2": [1.0, 0.0], "fast_rock_3": [1.0, 0.1], "mid_rock": [-1.0, 0.0]}
+    plain = SearchIndex.from_annotations(annotations)
+    assert plain.factors is None
+    with pytest.raises(ValueError, match="no factors"):
+        plain.like_track("slow_jazz")
+    ids = plain.ids
+    index = SearchIndex(ids, plain.paths, plain.vocabulary, plain.values, plain.tempo, plain.matcher,
+                        np.array([factors[t] for t in ids]))
+    # "rock" alone ranks fast_rock first; toward slow_jazz's factors, the rock tracks that share them come first.
+    assert index.search("rock", 1)[0].id == "fast_rock"
+    hits = index.search("rock", 6, index.like_track("slow_jazz"))
+    # fast_rock_3: 0.85 + cos([1, 0.1], [1, 0]) = 0.85 + 0.995; fast_rock_2: 0.8 + 1.
+    assert [h.id for h in hits][:2] == ["fast_rock_3", "fast_rock_2"] and "slow_jazz" not in [h.id for h in hits]
+    assert hits[0].score == pytest.approx(0.85 + 1 / np.sqrt(1.01))
+    assert "like slow_jazz = 1: +1.00" in hits[1].explain() and "genre/rock = 0.8: +0.80" in hits[1].explain()
+    assert hits[-1].id == "mid_rock"  # its factors point away: -1
+    with pytest.raises(ValueError, match="no such track"):
+        index.like_track("nobody")
+
+    from recsys import Recommender
+    Recommender(np.array([[0.0, 2.0], [3.0, 0.0]]), np.zeros((1, 2)), user_ids=np.array(["u1", "u2"]),
+                item_ids=np.array(["x"])).save(tmp_path / "recommender.npz")
+    for_u1 = [h.id for h in index.search("rock", 3, for_listener(tmp_path / "recommender.npz", "u1", 2.0))]
+    assert for_u1[0] == "fast_rock" and "slow_sung_jazz" in for_u1  # u1 leans on the second factor
+    with pytest.raises(ValueError, match="no such listener"):
+        for_listener(tmp_path / "recommender.npz", "u9")
+    # On the command line, annotations without factors are refused with the reason.
+    assert search_main(["rock", str(annotations), "--like", "slow_jazz"]) == 2
+    assert "no factors" in capsys.readouterr().err
+    assert search_main(["rock", str(annotations), "--listener", "u1"]) == 2
+    assert "--listener needs --recommender" in capsys.readouterr().err

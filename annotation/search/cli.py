@@ -20,7 +20,7 @@ import pandas as pd
 
 from annotation.search.playlist import ThemeError, load_themes, write_playlists
 from annotation.search.query import THRESHOLD, NoMatch, WordList
-from annotation.search.rank import SearchIndex
+from annotation.search.rank import SearchIndex, for_listener
 
 _READERS = {".csv": pd.read_csv, ".tsv": lambda p: pd.read_csv(p, sep="\t"), ".parquet": pd.read_parquet,
             ".jsonl": lambda p: pd.read_json(p, lines=True)}
@@ -41,6 +41,18 @@ def search_parser() -> argparse.ArgumentParser:
                         help="YAML word list of the vocabulary: other words for tags, words for their absence "
                              "and for graded values' ends (docs/search.md)")
     parser.add_argument("--json", action="store_true", help="print the query as read and the hits as JSON")
+    toward = parser.add_mutually_exclusive_group()
+    toward.add_argument("--like", metavar="TRACK_ID",
+                        help="more like this track: also rank by the cosine of the tracks' predicted factors to its "
+                             "own (the annotations of a cold-start pipeline have factors)")
+    toward.add_argument("--listener", metavar="USER_ID",
+                        help="for this listener: also rank by the cosine of the tracks' factors to the listener's "
+                             "factors in --recommender")
+    parser.add_argument("--recommender", help="the recommender.npz of the pipeline that wrote the annotations "
+                                              "(with --listener)")
+    parser.add_argument("--factor-weight", type=float, default=1.0,
+                        help="what a cosine of 1 to --like or --listener counts against a tag probability of 1 "
+                             "(default 1)")
     return parser
 
 
@@ -69,8 +81,13 @@ def search_main(args: list[str] | None = None) -> int:
             raise UsageError(f"--threshold must be in (0, 1], got {options.threshold}")
         words = WordList.load(options.words) if options.words else None
         index = _index(options.annotations, words)
+        if options.listener is not None and options.recommender is None:
+            raise UsageError("--listener needs --recommender (a pipeline's recommender.npz)")
         query = index.parse(options.query, options.threshold)
-        hits = index.search(query, options.n)
+        toward = (index.like_track(options.like, options.factor_weight) if options.like is not None else
+                  for_listener(options.recommender, options.listener, options.factor_weight)
+                  if options.listener is not None else None)
+        hits = index.search(query, options.n, toward)
     except NoMatch as error:
         print(f"coldtag search: {error}", file=sys.stderr)
         return 1

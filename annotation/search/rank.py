@@ -71,14 +71,37 @@ class Hit:
                              "counted": round(r.counted, 4)} for r in self.reasons]}
 
 
+@dataclass(frozen=True)
+class Toward:
+    """A direction in the factors' space that a search also ranks by: ``what`` names it in the reasons,
+    ``weight`` times the cosine to ``vector`` is what it counts, ``track`` (a seed track) is left out."""
+
+    what: str
+    vector: np.ndarray
+    weight: float = 1.0
+    track: str | None = None
+
+
+def for_listener(recommender_file: str | Path, user: str, weight: float = 1.0) -> Toward:
+    """"For this listener": the user's factors in a pipeline's ``recommender.npz`` (`recsys.Recommender`)."""
+    from recsys import Recommender
+
+    recommender = Recommender.load(recommender_file)
+    ids = [str(u) for u in recommender.user_ids]
+    if str(user) not in ids:
+        raise ValueError(f"--listener {user!r}: no such listener in {recommender_file}")
+    return Toward(f"listener {user}", recommender.user_factors[ids.index(str(user))], weight)
+
+
 class SearchIndex:
     """The searchable records of an annotate output folder: ids, paths, each tag's probability, each graded
     value (and its rank) and the tempo, as arrays over tracks."""
 
     def __init__(self, ids: list[str], paths: list[str], vocabulary: Vocabulary, values: np.ndarray,
-                 tempo: np.ndarray, matcher: TextMatcher | None = None):
+                 tempo: np.ndarray, matcher: TextMatcher | None = None, factors: np.ndarray | None = None):
         """``values`` (tracks, tags): probabilities of tags and graded values in the vocabulary's order, NaN
-        where missing; ``tempo`` (tracks,) bpm, NaN where missing."""
+        where missing; ``tempo`` (tracks,) bpm, NaN where missing; ``factors`` (tracks, f): the collaborative
+        factors a cold-start pipeline predicted (NaN rows where missing), None without any."""
         values, tempo = np.asarray(values, dtype=np.float64), np.asarray(tempo, dtype=np.float64)
         if values.shape != (len(ids), len(vocabulary)) or tempo.shape != (len(ids),) or len(paths) != len(ids):
             raise ValueError(f"values {values.shape}, tempo {tempo.shape} and {len(paths)} paths do not fit "
@@ -92,6 +115,9 @@ class SearchIndex:
                 self.ranks[:, j] = _rank(values[:, j])
         self.matcher = matcher or TextMatcher(vocabulary)
         self.order = np.argsort(np.array(self.ids, dtype=object), kind="stable")
+        self.factors = None if factors is None else np.asarray(factors, dtype=np.float64)
+        if self.factors is not None and (self.factors.ndim != 2 or len(self.factors) != len(ids)):
+            raise ValueError(f"factors {self.factors.shape} do not fit {len(ids)} tracks")
 
     @classmethod
     def from_annotations(cls, out: str | Path, matcher: TextMatcher | None = None,
@@ -118,7 +144,14 @@ class SearchIndex:
                           for r in usable], dtype=np.float64)
         if matcher is None and words is not None:
             matcher = TextMatcher(vocabulary, words=words)
-        return cls([r["id"] for r in usable], [r["path"] or "" for r in usable], vocabulary, values, tempo, matcher)
+        factors = None
+        sizes = {len(r["factors"]) for r in usable if r.get("factors")}
+        if len(sizes) == 1:
+            size = sizes.pop()
+            factors = np.array([r["factors"] if r.get("factors") else [np.nan] * size for r in usable],
+                               dtype=np.float64)
+        return cls([r["id"] for r in usable], [r["path"] or "" for r in usable], vocabulary, values, tempo, matcher,
+                   factors)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -139,16 +172,49 @@ class SearchIndex:
             parts[f"tempo {rule}"] = rule.weight * tempo_closeness(self.tempo, rule)
         return parts
 
-    def search(self, query: str | Query, n: int = 20) -> list[Hit]:
+    def search(self, query: str | Query, n: int = 20, toward: Toward | None = None) -> list[Hit]:
         """The ``n`` best tracks for ``query`` (text or parsed), best first, each with its reasons;
-        `NoMatch` for a query that names nothing in the vocabulary."""
+        `NoMatch` for a query that names nothing in the vocabulary. ``toward``: also rank by closeness of the
+        tracks' factors to a seed track's or a listener's (`like_track`, `for_listener`); a seed track is not
+        one of its own hits."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
         query = self.parse(query) if isinstance(query, str) else query
         parts = self.contributions(query)
+        candidates, measured = self.order, {}
+        if toward is not None:
+            measured[toward.what] = self.closeness(toward.vector)
+            parts[toward.what] = toward.weight * measured[toward.what]
+            candidates = candidates[np.array([self.ids[i] != toward.track for i in candidates], dtype=bool)]
         total = sum(parts.values(), np.zeros(len(self)))
-        top = self.order[np.argsort(-total[self.order], kind="stable")][:n]  # ties in id order
-        return [self.hit(int(i), query, parts) for i in top]
+        top = candidates[np.argsort(-total[candidates], kind="stable")][:n]  # ties in id order
+        return [self.hit(int(i), query, parts, measured) for i in top]
+
+    def closeness(self, vector: np.ndarray) -> np.ndarray:
+        """(tracks,) the cosine of each track's factors with ``vector``; 0 for a track without factors."""
+        factors = self._factors()
+        vector = np.asarray(vector, dtype=np.float64)
+        if vector.shape != (factors.shape[1],):
+            raise ValueError(f"a vector of {vector.shape} cannot be compared with {factors.shape[1]} factors")
+        norms = np.linalg.norm(factors, axis=1) * np.linalg.norm(vector)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.nan_to_num(factors @ vector / norms, nan=0.0)
+
+    def like_track(self, track: str, weight: float = 1.0) -> Toward:
+        """"More like this track": its predicted factors, which the hits are ranked toward."""
+        factors = self._factors()
+        if track not in self.ids:
+            raise ValueError(f"--like {track!r}: no such track among these annotations")
+        vector = factors[self.ids.index(track)]
+        if np.isnan(vector).any():
+            raise ValueError(f"--like {track!r}: this track's record has no factors")
+        return Toward(f"like {track}", vector, weight, track)
+
+    def _factors(self) -> np.ndarray:
+        if self.factors is None:
+            raise ValueError("these annotations have no factors: those of a cold-start pipeline have them "
+                             "(coldtag annotate --model PIPELINE)")
+        return self.factors
 
     def _term(self, term: Term) -> np.ndarray:
         j = self.column[term.tag]
@@ -158,10 +224,12 @@ class SearchIndex:
         probability = np.nan_to_num(self.values[:, j], nan=0.0)
         return probability if term.wanted else -probability
 
-    def hit(self, i: int, query: Query, parts: dict[str, np.ndarray] | None = None) -> Hit:
-        """Track ``i`` as a hit of ``query``, with its reasons (``parts``: `contributions`, if known)."""
+    def hit(self, i: int, query: Query, parts: dict[str, np.ndarray] | None = None,
+            measured: dict[str, np.ndarray] | None = None) -> Hit:
+        """Track ``i`` as a hit of ``query``, with its reasons (``parts``: `contributions`, if known, and any
+        other part; ``measured``: the value behind such a part, e.g. a cosine)."""
         parts = self.contributions(query) if parts is None else parts
-        values = {}
+        values = {what: value[i] for what, value in (measured or {}).items()}
         for term in query.terms:
             values[_what(term)] = self.values[i, self.column[term.tag]]
         for rule in query.tempo:
