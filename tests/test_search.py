@@ -145,6 +145,21 @@ def test_coldtag_playlist_writes_m3u_and_json_and_keeps_the_artist_cap(annotatio
     assert [t["id"] for t in json.loads((out / "slow.json").read_text())["tracks"]] == ["slow_jazz", "slow_sung_jazz"]
 
 
+def test_coldtag_playlist_reads_the_themes_with_the_word_list(annotations, tmp_path):
+    themes = tmp_path / "themes.yaml"
+    themes.write_text("themes:\n  - name: focus\n    query: instrumental jazz\n    length: 1\n")
+    words = tmp_path / "words.yaml"
+    words.write_text("tags:\n  vocals:\n    not: [instrumental]\n")
+    assert playlist_main([str(themes), str(annotations), "--out", str(tmp_path / "plain")]) == 0
+    assert playlist_main([str(themes), str(annotations), "--out", str(tmp_path / "worded"), "--words", str(words)]) == 0
+    # Without the list "instrumental" names nothing and jazz alone is read (slow_jazz and slow_sung_jazz tie, id
+    # order); with it the sung one is pushed down either way, and the playlist says how the query was read.
+    worded = json.loads((tmp_path / "worded" / "focus.json").read_text())
+    assert [t["id"] for t in worded["tracks"]] == ["slow_jazz"]
+    plain = json.loads((tmp_path / "plain" / "focus.json").read_text())
+    assert "not instrument/vocals" in json.dumps(worded) and "not instrument/vocals" not in json.dumps(plain)
+
+
 def test_a_bad_theme_is_named_with_its_key(annotations, tmp_path, capsys):
     themes = tmp_path / "themes.yaml"
     themes.write_text("themes:\n  - name: fine\n    query: rock\n  - name: broken\n    query: jazz\n    length: -3\n")
@@ -177,6 +192,10 @@ def test_the_review_server_searches(tmp_path):
     refused = client.get("/api/search", params={"q": "zxqv flarb"})
     assert refused.status_code == 400 and "names nothing" in refused.json()["error"]
     assert client.get("/api/search", params={"q": "rock", "n": 0}).status_code == 422
+    # With the catalog's word list, the box reads its words: "mellow" names no tag alone, the list makes it calm.
+    assert client.get("/api/search", params={"q": "mellow"}).status_code == 400
+    worded = TestClient(create_app(run, words=WordList.from_dict({"calm": {"words": ["mellow"]}})))
+    assert worded.get("/api/search", params={"q": "mellow"}).json()["read_as"].startswith("mood/calm")
 
 
 WORDS = WordList.from_dict({"vocals": {"words": ["singer"], "not": ["instrumental"]},

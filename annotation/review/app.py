@@ -46,6 +46,7 @@ from annotation.review.metrics import precision_curves, sample
 from annotation.review.run import Run
 from annotation.review.store import DB_FILE, Store
 from annotation.search.query import NoMatch
+from annotation.search.query import WordList
 from annotation.search.rank import SearchIndex
 from tagging.labels import MULTILABEL
 
@@ -69,10 +70,11 @@ class UndoIn(BaseModel):
 
 
 def create_app(run: Run, store: Store | None = None, who: str = "reviewer",
-               sign_in: SignIn | None = None) -> FastAPI:
+               sign_in: SignIn | None = None, words: WordList | None = None) -> FastAPI:
     """The app over ``run``; corrections go to ``store`` (default ``review.sqlite`` in the run folder).
     ``who``: the reviewer name the pages start with; ``sign_in``: the reviewers who may sign in (None: the page
-    is open, and each correction names the reviewer its request gives)."""
+    is open, and each correction names the reviewer its request gives); ``words``: the vocabulary's word list
+    for the search box (`annotation.search.query.WordList`)."""
     store = store or Store(run.out / DB_FILE, run.ids, run.labels)
     app = FastAPI(title="coldtag review", docs_url=None, redoc_url=None)
     static = resources.files("annotation.review") / "static"
@@ -245,7 +247,7 @@ def create_app(run: Run, store: Store | None = None, who: str = "reviewer",
     def search(q: str = "", n: int = Query(20, ge=1, le=MAX_PER_PAGE)):
         try:
             if not searching:
-                searching.append(SearchIndex.from_annotations(run.out))
+                searching.append(SearchIndex.from_annotations(run.out, words=words))
             query = searching[0].parse(q)
         except (NoMatch, ValueError) as error:  # what is wrong with q, or records without tags to search
             raise HTTPException(400, str(error)) from None

@@ -44,6 +44,8 @@ def serve_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reviewers", default=None, metavar="FILE",
                         help="reviewers who must sign in, one 'NAME:hashed secret' a line (coldtag review "
                              "add-reviewer writes them); needed to serve on any address but this machine's")
+    parser.add_argument("--words", default=None, metavar="FILE",
+                        help="the vocabulary's word list for the search box, as coldtag search --words")
     parser.add_argument("--session-hours", type=float, default=SESSION_HOURS,
                         help=f"how long a sign-in lasts (default: {SESSION_HOURS:g})")
     return parser
@@ -87,6 +89,11 @@ def cli_main(args: list[str] | None = None) -> int:
         sign_in = None
         if not exporting and options.reviewers is not None:
             sign_in = SignIn.from_file(options.reviewers, options.session_hours)
+        words = None
+        if not exporting and options.words is not None:
+            from annotation.search.query import WordList
+
+            words = WordList.load(options.words)
         run = Run(options.run, options.model)
         store = Store(run.out / DB_FILE, run.ids, run.labels)
         if exporting:
@@ -102,7 +109,7 @@ def cli_main(args: list[str] | None = None) -> int:
 
     from annotation.review.app import create_app
 
-    app = create_app(run, store, options.who or getpass.getuser(), sign_in)
+    app = create_app(run, store, options.who or getpass.getuser(), sign_in, words)
     print(f"{name}: {len(run.ids)} records of {run.out} at http://{options.host}:{options.port}/"
           + ("" if sign_in is None else f", {len(sign_in.reviewers)} reviewer(s) may sign in"), file=sys.stderr)
     uvicorn.run(app, host=options.host, port=options.port, log_level="warning")

@@ -69,6 +69,7 @@ def playlist_parser() -> argparse.ArgumentParser:
     parser.add_argument("--artist-column", default="artist", help="the catalog's artist column (default artist)")
     parser.add_argument("--album-column", default="album",
                         help="the catalog's album column (default album; absent: no album cap)")
+    parser.add_argument("--words", default=None, help="the vocabulary's word list, as coldtag search --words")
     return parser
 
 
@@ -108,7 +109,7 @@ def playlist_main(args: list[str] | None = None) -> int:
     options = playlist_parser().parse_args(args)
     try:
         themes = load_themes(options.themes)
-        index = _index(options.annotations)
+        index = _index(options.annotations, WordList.load(options.words) if options.words else None)
         artists, albums = _artists_albums(index, options)
         written = write_playlists(index, themes, options.out, artists, albums, source=options.themes)
     except (ThemeError, UsageError, ValueError) as error:
