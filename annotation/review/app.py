@@ -45,8 +45,7 @@ from annotation.review.listen import Listening
 from annotation.review.metrics import precision_curves, sample
 from annotation.review.run import Run
 from annotation.review.store import DB_FILE, Store
-from annotation.search.query import NoMatch
-from annotation.search.query import WordList
+from annotation.search.query import NoMatch, WordList
 from annotation.search.rank import SearchIndex
 from tagging.labels import MULTILABEL
 
