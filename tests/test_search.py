@@ -248,7 +248,7 @@ def test_a_bad_word_list_is_named_with_its_entry(annotations, tmp_path, capsys):
     assert "tags.vocals" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("path", ["configs/search_words_demo.yaml", "configs/search_words_pretrained.yaml"])
+@pytest.mark.parametrize("path", ["toycatalog/search_words.yaml", "annotation/search/words_pretrained.yaml"])
 def test_the_shipped_word_lists_load_and_name_no_phrase_twice_for_one_tag(path):
     words = WordList.load(Path(__file__).parents[1] / path)
     for tag, entry in words.entries.items():
