@@ -263,11 +263,10 @@ def run_audio_rows(paths: DataPaths, out: str | Path, audio_config: dict, seed: 
     reuses them: they read audio and factors, no features, so they can run while the tagger that makes the
     features is still training. Writes ``out/audio_rows.json`` (each row's name and its unit's result) last."""
     paths.check()
-    out, units, summary = Path(out), {}, []
+    out, units, summary, digest = Path(out), {}, [], data_digest(paths)
     with torch_threads(threads):
         for row in AUDIO_ROWS:
-            _, result = train_or_reuse(row, row_config(audio_config, row, paths, seed, ks, map_k),
-                                       data_digest(paths), out, units)
+            _, result = train_or_reuse(row, row_config(audio_config, row, paths, seed, ks, map_k), digest, out, units)
             summary.append({"name": row.name, "pooling": row.pooling,
                             **{k: v for k, v in result.items() if k != "config"}})
     write_json(out / AUDIO_ROWS_FILE, summary)
