@@ -9,6 +9,7 @@ import numpy as np
 
 from annotation.annotators import group_fields
 from annotation.records import AnnotationRecord, Records, record_schema
+from annotation.review.run import Run
 from tagging.models import AudioTagger
 
 VOCAB = {"groups": {"genre": {"type": "multilabel", "labels": ["rock", "jazz", "folk"]},
@@ -73,3 +74,17 @@ def write_run(out: Path, model: AudioTagger, audio: Path, tracks: dict | None = 
 def _group(labels: list[str], probabilities: tuple) -> dict:
     return {"probabilities": dict(zip(labels, probabilities, strict=True)),
             "tags": [label for label, p in zip(labels, probabilities, strict=True) if p >= 0.5]}
+
+
+# A 1 x 1 PNG: a cover the page can serve and decode.
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d4944415478da63f8cf"
+                    "c0f01f0005000201ff8d7d5b0e0000000049454e44ae426082")
+
+
+def review_run(root: Path, package: Path) -> Run:
+    """`write_run`'s records under ``root`` by the tagger ``package``, with a lyrics file and a cover beside
+    rock0.wav, opened as the review page opens them."""
+    out = write_run(root / "annotations", AudioTagger.from_pretrained(package), root / "audio")
+    (root / "audio" / "rock0.txt").write_text("la la la\n")
+    (root / "audio" / "rock0.png").write_bytes(PNG)
+    return Run(out, package)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from review_runs import FAILED, TRACKS, make_package, write_run, write_tone
+from review_runs import FAILED, TRACKS, make_package, review_run, write_tone
 
 from annotation.cli import cli_main as annotate
 from annotation.review.app import create_app
@@ -30,13 +30,7 @@ def package(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run(package, tmp_path_factory):
-    root = tmp_path_factory.mktemp("review-run")
-    from tagging.models import AudioTagger
-
-    out = write_run(root / "annotations", AudioTagger.from_pretrained(package), root / "audio")
-    (root / "audio" / "rock0.txt").write_text("la la la\n")
-    (root / "audio" / "rock0.png").write_bytes(_PNG)
-    return Run(out, package)
+    return review_run(tmp_path_factory.mktemp("review-run"), package)
 
 
 @pytest.fixture
@@ -45,10 +39,6 @@ def client(run, tmp_path):
     with TestClient(create_app(run, store, who="ana")) as client:
         client.store = store
         yield client
-
-
-_PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d4944415478da63f8cf"
-                     "c0f01f0005000201ff8d7d5b0e0000000049454e44ae426082")
 
 
 def _ids(client, **query) -> list[str]:

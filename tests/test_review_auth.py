@@ -11,12 +11,11 @@ import time
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from review_runs import make_package, write_run
+from review_runs import make_package, review_run
 
 from annotation.review.app import create_app
 from annotation.review.auth import COOKIE, SignIn, is_loopback, load_reviewers, verify_secret
 from annotation.review.cli import cli_main
-from annotation.review.run import Run
 from annotation.review.store import Store
 
 SECRETS = {"ana": "correct horse battery", "ben": "staple"}
@@ -31,12 +30,7 @@ def package(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run(package, tmp_path_factory):
-    from tagging.models import AudioTagger
-
-    root = tmp_path_factory.mktemp("review-auth")
-    out = write_run(root / "annotations", AudioTagger.from_pretrained(package), root / "audio")
-    (root / "audio" / "rock0.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    return Run(out, package)
+    return review_run(tmp_path_factory.mktemp("review-auth"), package)
 
 
 @pytest.fixture(scope="module")
