@@ -17,7 +17,7 @@ export WANDB_SILENT := true
 # $$COLDTAG_HOME/models (default ~/.cache/coldtag/models) once; about a second.
 setup:
 	@bash scripts/setup.sh dev,cluster,review realistic
-	@$(PY) -m tagging.pretrained cache >/dev/null
+	@$(PY) -m tagging pretrained cache >/dev/null
 
 # The real-recording corpus (free game soundtracks from Debian's packages, installed with apt-get) and its
 # manifests by album split: what the students were distilled on and are judged on (docs/pretrained.md).

@@ -24,11 +24,11 @@ from annotation.records import RECORD_COLUMNS, AnnotationRecord
 from coldtag.storage import PACKAGE_FILE, file_sha256, input_package, is_inside, read_package
 from fusion.data import modality_of
 from fusion.pipeline import ColdStartPipeline
-from tagging.image import CoverEncoder, packaged_cover_weights
 from tagging.labels import MULTILABEL
-from tagging.models import AudioTagger, TaggerBase
-from tagging.multimodal import MultimodalTagger
-from tagging.text import LyricsEncoder, default_lyrics_model_path
+from tagging.models.image import CoverEncoder, packaged_cover_weights
+from tagging.models.multimodal import MultimodalTagger
+from tagging.models.tagger import AudioTagger, TaggerBase
+from tagging.models.text import LyricsEncoder, default_lyrics_model_path
 from tagging.tracks import DecodedTrack, TrackReader, encode_tracks, error_value
 
 

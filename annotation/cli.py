@@ -47,7 +47,7 @@ from annotation.inputs import InputError, list_inputs
 from annotation.reader import input_key, log_to
 from annotation.records import JSONL_FILE, LOG_FILE, SUMMARY_FILE, Records, read_annotations, record_schema
 from coldtag.storage import write_json
-from tagging.pretrained import known_names, resolve_model
+from tagging.pretrained.convert import known_names, resolve_model
 
 ENGINES = ("local", "ddp", "ray")
 log = logging.getLogger("coldtag.annotate")

@@ -51,7 +51,7 @@ from annotation.inputs import list_inputs
 from annotation.reader import ReadItem, decoding_loader
 from annotation.records import Records, record_schema
 from tagging.audio import AUDIO_SUFFIXES, audio_info
-from tagging.pretrained import resolve_model
+from tagging.pretrained.convert import resolve_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,5 +1,5 @@
 """Training-crop decoding: the exact path (`load_audio(offset=...)`, which decodes everything before the
-crop, as torchcodec 0.11.1 cannot seek in audio) against `tagging.crops.load_crop` (reads and decodes only
+crop, as torchcodec 0.11.1 cannot seek in audio) against `tagging.data.crops.load_crop` (reads and decodes only
 the bytes near the crop).
 
 Synthesizes a 4-minute stereo 44.1 kHz signal, encodes it with the ``ffmpeg`` command into a temporary
@@ -23,7 +23,7 @@ import torch
 from report import print_table
 
 from tagging.audio import load_audio
-from tagging.crops import load_crop
+from tagging.data.crops import load_crop
 
 FILE_RATE = 44100
 RATE = 16000

@@ -22,7 +22,7 @@ import time
 def _run_one(catalog: str, cache_dir: str | None, workers: int, epochs: int) -> dict:
     import torch
 
-    from tagging.data import CatalogDataModule
+    from tagging.data.modules import CatalogDataModule
 
     torch.set_num_threads(1)
     data = CatalogDataModule(f"{catalog}/manifest.parquet", num_workers=workers, cache_audio=cache_dir is not None,

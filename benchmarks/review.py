@@ -79,7 +79,7 @@ def main() -> None:
     from annotation.review.app import create_app
     from annotation.review.run import Run
     from annotation.review.store import DB_FILE, Store
-    from tagging.models import AudioTagger
+    from tagging.models.tagger import AudioTagger
 
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)

@@ -47,8 +47,8 @@ from fusion.lightning import (
 )
 from recsys import ColdStartSplit, baseline_metrics
 from recsys.evaluation import paired_ranking_difference
-from tagging.evaluate import resampling_clusters
-from tagging.features import TrackFeatures
+from tagging.data.features import TrackFeatures
+from tagging.evaluation.evaluate import resampling_clusters
 from tagging.labels import LabelSpace, read_manifest
 
 log = logging.getLogger(__name__)
@@ -283,7 +283,7 @@ def save_if_changed(features: TrackFeatures, path: Path) -> Path:
 
 def item_artists(split: ColdStartSplit, manifest: pd.DataFrame, artist_col: str | None,
                   source: Path) -> np.ndarray:
-    """The artist of each cold-test item, as `tagging.evaluate.resampling_clusters` finds it (``"auto"``: its
+    """The artist of each cold-test item, as `tagging.evaluation.evaluate.resampling_clusters` finds it (``"auto"``: its
     default column); None for every item when there is no artist column or ``artist_col`` is None."""
     items = split.item_ids[split.items("cold_test")].astype(str)
     if artist_col is None:

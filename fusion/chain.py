@@ -13,14 +13,14 @@ so a chain that stopped picks up where it did:
    (``manifest.parquet``, with ``vocab.json`` beside it);
 3. ``train.py fit``: the audio tagger on its share, from a LightningCLI config (``tagger.yaml``, the
    given one with its paths pointed into ``--out``);
-4. ``python -m tagging.features``: audio, lyrics and cover features of every track (``features.npz``);
+4. ``python -m tagging features``: audio, lyrics and cover features of every track (``features.npz``);
 5. ``python -m fusion ablation``: the table (``fusion/table.md``, ``fusion/differences.md``), with a row per
    reference source of ``--references FILE.npz`` (``python -m fusion references`` on the same manifest);
 6. with ``--package``, ``python -m fusion package``: the cold-start pipeline of the best content row
    (``pipeline/``), which explains each similar track by the tags the tagger gives both.
 
 With ``--tagger NAME|DIR`` a packaged `AudioTagger` (a ``save_pretrained`` folder, or a name
-`tagging.pretrained.resolve_model` knows, such as ``musicnn-mtt``) is the attribute source instead: no tagger
+`tagging.pretrained.convert.resolve_model` knows, such as ``musicnn-mtt``) is the attribute source instead: no tagger
 is trained, so stages 2 and 3 become one that writes ``manifest.parquet`` without the manifest's label
 columns (every warm track is the fusion stage's: the tagger heard none of them) and ``vocab.json`` as the
 tagger's vocabulary. Its multilabel groups are the ablation's rows: a group named ``genre`` the genre row,
@@ -46,10 +46,10 @@ from fusion.data import FUSION_SPLIT
 from fusion.stages import ablation, ablation_arguments, package_pipeline, split_arguments, split_tracks
 from recsys import ColdStartSplit
 from recsys.cli import cold_arguments, coldstart, model_arguments, plays_arguments
-from tagging import features
+from tagging.data import features
 from tagging.labels import MULTILABEL, read_manifest
-from tagging.models import AudioTagger
-from tagging.pretrained import resolve_model
+from tagging.models.tagger import AudioTagger
+from tagging.pretrained.convert import resolve_model
 from tagging.runs import point_outputs_at
 
 DEFAULT_TAGGER_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tagger_demo.yaml"
@@ -70,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     stages = {"plays (python -m recsys coldstart)": lambda group: (plays_arguments(group), cold_arguments(group),
                                                                    model_arguments(group)),
               "tagger / fusion split (python -m fusion split)": split_arguments,
-              "features (python -m tagging.features)": features.encoder_arguments,
+              "features (python -m tagging features)": features.encoder_arguments,
               "ablation (python -m fusion ablation)": ablation_arguments}
     for title, declare in stages.items():
         declare(parser.add_argument_group(title))
@@ -118,7 +118,7 @@ def check_tagger_options(options: argparse.Namespace) -> Path | None:
 
 
 def pretrained_tagger(name: str) -> Path:
-    """The `AudioTagger` package a ``--tagger`` value names (`tagging.pretrained.resolve_model`); a
+    """The `AudioTagger` package a ``--tagger`` value names (`tagging.pretrained.convert.resolve_model`); a
     ``ValueError`` naming the argument when it is neither a package nor a known name."""
     try:
         path = resolve_model(name)
@@ -183,7 +183,7 @@ def run_chain(options: argparse.Namespace) -> int:
         dealt = [("label-free manifest", split_manifest, label_free, "python -m fusion chain --tagger")]
     stages: list[tuple[str, Path, Callable[[], int], str]] = [
         factors, *dealt,
-        ("features", out / "features.npz", extract, "python -m tagging.features"),
+        ("features", out / "features.npz", extract, "python -m tagging features"),
         ("ablation", out / "fusion" / "table.md",
          lambda: ablation(stage(catalog=None, manifest=split_manifest, vocab=None, features=out / "features.npz",
                                 recsys=out / "recsys", out=out / "fusion", artist_col=options.artist_col or "none",
@@ -275,7 +275,7 @@ def write_tagger_config(base: Path, out: Path, max_epochs: int | None, pretraine
         network = AudioTagger.from_pretrained(pretrained).config
         module = config["model"]["init_args"]
         module["pretrained"] = str(pretrained)
-        module["model"] = {"class_path": "tagging.models.AudioTagger",
+        module["model"] = {"class_path": "tagging.models.tagger.AudioTagger",
                            "init_args": {k: v for k, v in network.items() if k != "vocab"}}
     data = config.setdefault("data", {}).setdefault("init_args", {})
     data["manifest"], data["vocab"] = str(out / "manifest.parquet"), str(out / "vocab.json")

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     references.add_argument("--manifest", type=Path, required=True,
                             help="the ablation's manifest (Parquet, CSV or TSV): its tracks' audio")
     references.add_argument("--logmel-stats", action="store_true",
-                            help="log-mel statistics of each track (python -m tagging.baseline's logmel_stats)")
+                            help="log-mel statistics of each track (python -m tagging baseline's logmel_stats)")
     references.add_argument("--random", type=int, metavar="DIM",
                             help="DIM Gaussian values per track, drawn from --seed and the track's id")
     references.add_argument("--tagger", action="append", metavar="NAME|DIR|NAME=DIR",
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--manifest", type=Path, help="manifest (Parquet, CSV or TSV), e.g. of python -m fusion split")
     ablation_parser.add_argument("--vocab", type=Path, help="vocabulary JSON (default: vocab.json beside --manifest)")
     ablation_parser.add_argument("--features", type=Path,
-                                 help="features .npz of python -m tagging.features (not read with --audio-only)")
+                                 help="features .npz of python -m tagging features (not read with --audio-only)")
     ablation_parser.add_argument("--recsys", type=Path, required=True,
                                  help="output folder of python -m recsys coldstart")
     ablation_parser.add_argument("--out", type=Path, required=True)
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--ablation", type=Path,
                        help="ablation output: take the row of lowest validation cosine distance a new track can run")
     package.add_argument("--features", type=Path,
-                         help="features .npz of python -m tagging.features by this --tagger: its tags of the "
+                         help="features .npz of python -m tagging features by this --tagger: its tags of the "
                               "catalog's tracks explain each similar track (optional)")
     package.add_argument("--out", type=Path, required=True)
     package.add_argument("--lyrics-model", default=None, help="local transformer directory (default: MiniLM)")

@@ -1,7 +1,7 @@
 """What the fusion models read: content inputs per track, assembled from cached features, and the
 item cold-start split's factors as targets.
 
-An *input* of a fusion model is one cached array, named as `tagging.features` and the manifest give it:
+An *input* of a fusion model is one cached array, named as `tagging.data.features` and the manifest give it:
 
 - ``audio``: the frozen tagger's audio embedding;
 - ``scores/<group>``: the tagger's predictions for one label group of the vocabulary. The predicted
@@ -30,11 +30,11 @@ from torch.utils.data import Dataset
 
 from coldtag.intervals import cluster_indices
 from recsys import ColdStartSplit
-from tagging.features import TrackFeatures
+from tagging.data.features import TrackFeatures
 from tagging.labels import REGRESSION, LabelSpace
 
-if TYPE_CHECKING:  # tagging.data imports Lightning, which the deployed pipeline does without
-    from tagging.data import TrackDataset
+if TYPE_CHECKING:  # tagging.data.modules imports Lightning, which the deployed pipeline does without
+    from tagging.data.modules import TrackDataset
 
 SCORES, ANNOTATED, REFERENCE = "scores/", "annotated/", "reference/"
 # The manifest column naming each track's part in the fusion stage (`split_warm_tracks`): ``train``
@@ -167,7 +167,7 @@ class FeatureFactorDataset(Dataset):
 class AudioFactorDataset(Dataset):
     """Waveforms of one subset's tracks (random patches, or whole tracks) with their factors.
 
-    ``tracks`` is a `tagging.data.TrackDataset` over decoded audio, one row per entry of ``positions``;
+    ``tracks`` is a `tagging.data.modules.TrackDataset` over decoded audio, one row per entry of ``positions``;
     each track appears ``repeats`` times per epoch (the paper drew 3 patches per track).
     """
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from coldtag.storage import ProvenanceError, atomic_path
 from fusion.data import SCORES
-from tagging.features import TrackFeatures
-from tagging.models import AudioTagger
+from tagging.data.features import TrackFeatures
+from tagging.models.tagger import AudioTagger
 
 
 @dataclass

@@ -39,7 +39,7 @@ from fusion.data import (
 )
 from fusion.model import cosine_distance
 from recsys import ColdStartSplit, evaluate_cold_start
-from tagging.features import TrackFeatures
+from tagging.data.features import TrackFeatures
 from tagging.labels import LabelSpace, read_manifest
 
 SUBSETS = {"val": "cold_val", "test": "cold_test"}
@@ -201,13 +201,13 @@ class _FactorData(pl.LightningDataModule):
 
 class FeatureFactorDataModule(_FactorData):
     """A catalog's items as the late-fusion rows read them: the named ``inputs`` (`fusion.data`) from the
-    cached features (``python -m tagging.features``) and the manifest's annotations, their factors from
+    cached features (``python -m tagging features``) and the manifest's annotations, their factors from
     ``python -m recsys coldstart``'s split. Training items: the warm ones the manifest's `FUSION_SPLIT`
     column marks ``train`` (features the tagger never saw), else every warm item with plays.
 
     Args:
         manifest: the catalog manifest (``python -m fusion split``'s, with its ``vocab.json`` beside it).
-        features: the ``.npz`` of ``python -m tagging.features``.
+        features: the ``.npz`` of ``python -m tagging features``.
         recsys: the output folder of ``python -m recsys coldstart`` (its ``coldstart.npz``).
         inputs: the fusion inputs, e.g. ``[audio, scores/attribute]``.
         vocab: the label vocabulary (default: ``vocab.json`` beside the manifest).
@@ -243,7 +243,7 @@ class FeatureFactorDataModule(_FactorData):
 class AudioFactorDataModule(_FactorData):
     """A catalog's items as the end-to-end audio rows read them: random patches of ``patch_seconds`` for
     training (``patches_per_track`` per track and epoch; the paper drew 3), whole tracks for validation and
-    test, decoded once into the tagger's int16 audio cache (`tagging.data.CatalogDataModule`).
+    test, decoded once into the tagger's int16 audio cache (`tagging.data.modules.CatalogDataModule`).
 
     Args:
         manifest, recsys: as `FeatureFactorDataModule`'s.
@@ -266,7 +266,7 @@ class AudioFactorDataModule(_FactorData):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        from tagging.data import CatalogDataModule, TrackDataset
+        from tagging.data.modules import CatalogDataModule, TrackDataset
 
         # The tagger's datamodule decodes the catalog once into its int16 audio cache; the tagger at the same
         # sample rate shares it.

@@ -23,11 +23,12 @@ from torch import nn
 
 from coldtag.storage import read_package, save_model
 from tagging.frontend import Frontend
-from tagging.models import ShortChunkResNet, chunk_starts
+from tagging.grid import grid_chunks
+from tagging.models.backbones import ShortChunkResNet
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-POOLINGS = ("centre", "track")
+TRACK_POOLINGS = ("centre", "track")
 
 
 def cosine_distance(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -124,7 +125,7 @@ class AudioFactorRegressor(_Packaged):
 
     Trained on random patches of ``patch_seconds``; `predict_tracks` scores whole tracks either by their
     centre patch (the paper's "patches" row) or by the mean over the fixed chunk grid of
-    `tagging.models.chunk_starts`, re-normalised (its "full track" row).
+    `tagging.grid.grid_chunks`, re-normalised (its "full track" row).
 
     Args:
         n_factors: dimension of the collaborative factors to regress.
@@ -169,8 +170,8 @@ class AudioFactorRegressor(_Packaged):
         ``pooling="centre"``: the patch in the middle of each track; ``"track"``: the mean of the unit
         predictions over the track's chunk grid, re-normalised.
         """
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if pooling not in TRACK_POOLINGS:
+            raise ValueError(f"pooling must be one of {TRACK_POOLINGS}, got {pooling!r}")
         if lengths is None:
             lengths = torch.full((len(waves),), waves.shape[1], dtype=torch.long)
         max_chunks = 1 if pooling == "centre" else self.max_chunks
@@ -178,10 +179,9 @@ class AudioFactorRegressor(_Packaged):
         for track, length in enumerate(lengths.tolist()):
             if length == 0:
                 raise ValueError(f"track {track} has no samples")
-            for start in chunk_starts(length, self.patch_samples, max_chunks):
-                piece = waves[track, start:min(start + self.patch_samples, length)]
-                patches.append(F.pad(piece, (0, self.patch_samples - len(piece))))
-                owner.append(track)
+            chunks = grid_chunks(waves[track, :length], self.patch_samples, max_chunks)
+            patches.extend(chunks)
+            owner.extend([track] * len(chunks))
         owner = torch.tensor(owner, device=waves.device)
         total = waves.new_zeros(len(waves), self.config["n_factors"], dtype=torch.float32)
         for begin in range(0, len(patches), chunk_batch):

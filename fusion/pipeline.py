@@ -28,10 +28,10 @@ from fusion.data import SCORES, assemble, is_content, modality_of
 from fusion.explain import CatalogTags
 from fusion.model import LateFusionRegressor
 from recsys import Recommender, topk
-from tagging.image import CoverEncoder
-from tagging.models import AudioTagger
-from tagging.multimodal import MultimodalTagger
-from tagging.text import LyricsEncoder
+from tagging.models.image import CoverEncoder
+from tagging.models.multimodal import MultimodalTagger
+from tagging.models.tagger import AudioTagger
+from tagging.models.text import LyricsEncoder
 from tagging.tracks import DecodedTrack, TrackReader, encode_tracks
 
 MODALITIES = ("audio", "lyrics", "cover")
@@ -139,7 +139,7 @@ class ColdStartPipeline:
     def read(self, audio: str | Path | None = None, lyrics: str | Path | None = None,
              cover: str | Path | None = None) -> DecodedTrack:
         """The files as the pipeline reads them (`tagging.tracks.TrackReader` on the tagger's grid), which is
-        how `tagging.features` read the tracks its fusion model learnt from."""
+        how `tagging.data.features` read the tracks its fusion model learnt from."""
         reader = TrackReader.for_tagger(self.tagger, lyrics=lyrics is not None,
                                         cover_size=self.config["cover_size"] if cover is not None else None)
         return reader(None if audio is None else str(audio), None if lyrics is None else str(lyrics),

@@ -1,19 +1,19 @@
 """Reference sources for the ablation: features that a packaged pipeline cannot compute, whose rows tell what the
 content features are worth (`fusion.data.REFERENCE`).
 
-- ``reference/logmel-stats``: `tagging.baseline.logmel_stats` of each track's audio, the hand-made yardstick a
-  learnt tagger must beat;
+- ``reference/logmel-stats``: `tagging.evaluation.baseline.logmel_stats` of each track's audio, the hand-made
+  yardstick a learnt tagger must beat;
 - ``reference/random``: a Gaussian vector per track drawn from the seed and the track's id, which holds nothing
   that carries from warm tracks to cold ones: its row is what fitting the warm tracks' factors gives without
   content;
 - ``reference/<name>``: another packaged tagger's tag probabilities, its groups' ``scores/<group>`` of
-  `tagging.features.extract_features` side by side (e.g. the student ``musicnn-distil-s``).
+  `tagging.data.features.extract_features` side by side (e.g. the student ``musicnn-distil-s``).
 
     python -m fusion references --manifest runs/demo/manifest.parquet --logmel-stats --random 64 \
         --tagger musicnn-distil-s --out runs/demo/references.npz
     python -m fusion ablation ... --references runs/demo/references.npz
 
-The file is a `tagging.features.TrackFeatures` with one array per source: a source is absent for a track
+The file is a `tagging.data.features.TrackFeatures` with one array per source: a source is absent for a track
 (``present[source]`` False, a row of zeros) whose audio could not be decoded, and
 ``sources[source]["description"]`` names the source's row in the ablation's table.
 """
@@ -31,10 +31,10 @@ import torch
 
 from fusion.chain import pretrained_tagger
 from fusion.data import REFERENCE, SCORES
-from tagging.baseline import logmel_stats
-from tagging.features import TrackFeatures, encoder_sources, extract_features
+from tagging.data.features import TrackFeatures, encoder_sources, extract_features
+from tagging.evaluation.baseline import logmel_stats
 from tagging.labels import read_manifest
-from tagging.models import AudioTagger
+from tagging.models.tagger import AudioTagger
 
 LOGMEL, RANDOM = REFERENCE + "logmel-stats", REFERENCE + "random"
 
@@ -47,7 +47,7 @@ def reference_features(manifest: str | Path, logmel: bool = False, random_dim: i
     ``reference/<name>`` for each tagger of ``taggers`` (``{name: tagger}``, run on ``device``).
 
     A track whose audio cannot be decoded lacks the log-mel statistics and every tagger's tags (a tagger,
-    as `tagging.features.extract_features`, also leaves out silent audio and audio under half a chunk),
+    as `tagging.data.features.extract_features`, also leaves out silent audio and audio under half a chunk),
     with the reason in ``errors``; random features are there for every track."""
     frame = read_manifest(manifest)
     ids = frame["track_id"].to_numpy().astype(str)
@@ -81,7 +81,7 @@ def _add(features: TrackFeatures, name: str, values: np.ndarray, present: np.nda
 
 
 def logmel_source(paths: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
-    """Audio files (None: no audio) -> their `tagging.baseline.logmel_stats` ``(tracks, 216)`` float32 and
+    """Audio files (None: no audio) -> their `tagging.evaluation.baseline.logmel_stats` ``(tracks, 216)`` float32 and
     whether each could be decoded ``(tracks,)``; a row of zeros where not."""
     given = [row for row, path in enumerate(paths) if path is not None]
     stats = logmel_stats([paths[row] for row in given])
@@ -108,7 +108,7 @@ def random_features(track_ids: Sequence[str], dim: int, seed: int = 0) -> np.nda
 def tagger_source(manifest: str | Path, tagger: AudioTagger, device: str | torch.device = "cpu"
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A tagger's probabilities of every group for each track of ``manifest``, concatenated in its
-    vocabulary's order ``(tracks, labels)``, as `tagging.features.extract_features` gives its
+    vocabulary's order ``(tracks, labels)``, as `tagging.data.features.extract_features` gives its
     ``scores/<group>``; with where the audio was used ``(tracks,)`` and why not ``(tracks,)`` str."""
     features = extract_features(manifest, tagger, device=device)
     values = np.concatenate([features.arrays[SCORES + group] for group in tagger.labels.groups], axis=1)
@@ -116,7 +116,7 @@ def tagger_source(manifest: str | Path, tagger: AudioTagger, device: str | torch
 
 
 def reference_taggers(specs: Sequence[str]) -> dict[str, AudioTagger]:
-    """``--tagger`` values -> ``{name: tagger}``: a name `tagging.pretrained.resolve_model` knows (named so), a
+    """``--tagger`` values -> ``{name: tagger}``: a name `tagging.pretrained.convert.resolve_model` knows (named so), a
     package folder (named by the folder) or ``NAME=DIR``. A ``ValueError`` names a value that is no packaged
     tagger, or whose name is empty, holds a ``/``, is taken by another source or given twice."""
     taggers: dict[str, AudioTagger] = {}

@@ -25,10 +25,10 @@ from fusion.explain import CatalogTags
 from fusion.model import LateFusionRegressor
 from fusion.pipeline import ColdStartPipeline
 from recsys import ColdStartSplit, Recommender
-from tagging.features import TrackFeatures
+from tagging.data.features import TrackFeatures
 from tagging.labels import read_manifest
-from tagging.models import AudioTagger
-from tagging.multimodal import MultimodalTagger
+from tagging.models.multimodal import MultimodalTagger
+from tagging.models.tagger import AudioTagger
 from tagging.runs import apply_setting, parse_setting
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

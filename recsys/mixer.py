@@ -8,7 +8,7 @@ The mixer scores item i for a query (a listener, or a seed track) as a sum of te
 - ``cf_z``: the collaborative score (x_uᵀy_i, or the cosine to a seed track) standardised over the
   catalog for this query, so its scale is that of the other terms whatever the norm of x_u.
 - ``z_ij``: column j of the caller's item-by-label matrix (e.g. predicted tag scores from
-  ``tagging.features``), standardised over the catalog; columns are ``(group, label)`` pairs and
+  ``tagging.data.features``), standardised over the catalog; columns are ``(group, label)`` pairs and
   nothing here knows which groups exist.
 - ``ẑ_j``: the listener's profile in that space, the play-weighted mean of the attributes of what they
   played (a seed track's own attributes), standardised with the catalog's mean and spread.

@@ -96,7 +96,7 @@ def in_sample_features(catalog: Path, demo: Path, config: Path, folder: Path) ->
         folder / "tagger" / "model" / "model.safetensors")
     run([*PY, "train.py", "test", "--config", str(folder / "tagger.yaml"),
          f"--ckpt_path={folder / 'tagger' / 'checkpoints' / 'best.ckpt'}"], folder / "tagger" / "test_scores.json")
-    run([*PY, "-m", "tagging.features", "--manifest", str(catalog / "manifest.parquet"), "--tagger",
+    run([*PY, "-m", "tagging", "features", "--manifest", str(catalog / "manifest.parquet"), "--tagger",
          str(folder / "tagger" / "model"), "--out", str(folder / "features.npz")], folder / "features.npz")
     return folder
 

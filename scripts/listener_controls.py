@@ -26,7 +26,7 @@ from implicit.evaluation import train_test_split
 
 from coldtag.intervals import cluster_bootstrap
 from recsys import WMF, ColdStartSplit, Mixer, Recommender, list_metrics, long_tail_mask, rerank, run_metrics
-from tagging.features import TrackFeatures
+from tagging.data.features import TrackFeatures
 
 
 def main(argv=None) -> None:

@@ -1,5 +1,5 @@
 """Tag probabilities of the musicnn wheel's own TensorFlow graph on a synthesized clip, for
-tests/test_pretrained.py's equality test (which needs no TensorFlow: it reads the numbers this writes).
+tests/tagging/test_pretrained.py's equality test (which needs no TensorFlow: it reads the numbers this writes).
 
 Runs in a throwaway environment with TensorFlow, never in CI:
 

@@ -4,7 +4,7 @@
         runs/realistic/seed2/model --manifest data/realistic/manifest.parquet --out runs/realistic
 
 Issue 15's evaluation table. ``--model`` takes one `AudioTagger` package per seed of the same config; the
-baseline (`tagging.baseline`, ``--features``, default ``logmel_stats``) is fitted on the manifest's train
+baseline (`tagging.evaluation.baseline`, ``--features``, default ``logmel_stats``) is fitted on the manifest's train
 split, label by label. On the test split (artists that neither model heard): per group its macro ROC-AUC
 (Spearman for regression groups) and per tag its ROC-AUC, the tagger's mean over the seeds with their
 min-max and standard deviation, the baseline's, and the seed-averaged difference with a 95 % interval
@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tagging.baseline import FEATURES, clip_features
-from tagging.comparison import baseline_scores, comparison_markdown, comparison_rows
-from tagging.data import split_of
-from tagging.evaluate import ARTIST_COLUMN, resampling_clusters, tagger_scores
+from tagging.data.modules import split_of
+from tagging.evaluation.baseline import FEATURES, clip_features
+from tagging.evaluation.comparison import baseline_scores, comparison_markdown, comparison_rows
+from tagging.evaluation.evaluate import ARTIST_COLUMN, resampling_clusters, tagger_scores
 from tagging.labels import read_manifest
-from tagging.models import AudioTagger
+from tagging.models.tagger import AudioTagger
 
 SPLIT_NAMES = {"test": "test", "val": "validation"}
 

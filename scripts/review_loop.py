@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,9 +36,9 @@ from annotation.review.cli import cli_main as review  # noqa: E402
 from annotation.review.run import Run  # noqa: E402
 from annotation.review.store import DB_FILE, Store  # noqa: E402
 from coldtag.intervals import paired_difference  # noqa: E402
-from tagging.audio import load_audio  # noqa: E402
+from tagging.evaluation.evaluate import tagger_scores  # noqa: E402
 from tagging.labels import MULTILABEL, LabelSpace, read_manifest  # noqa: E402
-from tagging.models import AudioTagger  # noqa: E402
+from tagging.models.tagger import AudioTagger  # noqa: E402
 from train import cli_main as train  # noqa: E402
 
 SEED = 0
@@ -108,16 +107,10 @@ def machine_manifest(run: Run, tracks: list[str], export: pd.DataFrame, labels: 
 
 
 def scores(package: Path, tracks: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Each multilabel group's probabilities ``(tracks, labels)``, the files read by the one reader."""
     model = AudioTagger.from_pretrained(package).eval()
-    waves = [load_audio(path, model.sample_rate) for path in tracks["audio_path"]]
-    out: dict[str, list] = {}
-    with torch.inference_mode():
-        for begin in range(0, len(waves), 16):
-            for record in model.annotate_batch(waves[begin:begin + 16]):
-                for name, group in model.labels.groups.items():
-                    if group.type == MULTILABEL:
-                        out.setdefault(name, []).append(list(record[name]["probabilities"].values()))
-    return {name: np.array(values) for name, values in out.items()}
+    found = tagger_scores(model, list(tracks["audio_path"]))
+    return {name: found[name] for name, group in model.labels.groups.items() if group.type == MULTILABEL}
 
 
 def macro_auc(truth: np.ndarray, probabilities: np.ndarray) -> float:

@@ -37,7 +37,7 @@ import yaml
 from annotation.search.query import THRESHOLD, NoMatch, WordList, parse_query
 from annotation.search.rank import SearchIndex, keyword_query
 from coldtag.intervals import cluster_bootstrap
-from tagging.evaluate import markdown_table
+from tagging.evaluation.evaluate import markdown_table
 
 K = 10
 FREEFORM = Path(__file__).with_name("search_freeform.yaml")

@@ -37,7 +37,7 @@ fi
 have_fluidsynth() {
     command -v fluidsynth >/dev/null 2>&1 && [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ]
 }
-# The rubberband command stretches and shifts recordings for the tempo and key checks (tests/test_tempo_key.py,
+# The rubberband command stretches and shifts recordings for the tempo and key checks (tests/tagging/test_tempo_key.py,
 # scripts/tempo_key_eval.py); they skip, saying so, without it.
 if [ -n "$realistic" ] && ! command -v rubberband >/dev/null 2>&1 && [ "$(id -u)" = 0 ] \
     && command -v apt-get >/dev/null 2>&1; then
@@ -108,7 +108,7 @@ fi
 .venv/bin/python -m compileall -q tagging fusion recsys annotation coldtag toycatalog scripts benchmarks \
     train.py >/dev/null
 
-# The pretrained musicnn checkpoints (python -m tagging.pretrained), checked apart from the stamp so that an
+# The pretrained musicnn checkpoints (python -m tagging pretrained), checked apart from the stamp so that an
 # existing .venv gets them too. --no-deps: the wheel pins numpy<1.17 and TensorFlow, which coldtag does not need
 # (it reads the checkpoints itself); not a pyproject dependency for the same reason.
 if ! .venv/bin/python -c 'import sys; from importlib.metadata import version; sys.exit(version("musicnn") != "0.1.0")' \

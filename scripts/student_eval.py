@@ -15,13 +15,13 @@ chunks (``--max-chunks``; Won et al.'s evaluation grid: a 30-s upload has 10 chu
 the hash of its weights and config.
 
 ``agreement`` (split ``test`` by default): for each student and each teacher that taught it, the rules of
-`tagging.agreement` (mean per-tag Spearman over the tags the teacher varies on, top-3 overlap, macro
+`tagging.pretrained.agreement` (mean per-tag Spearman over the tags the teacher varies on, top-3 overlap, macro
 ROC-AUC against the teacher's decided tags at the teacher's shipped thresholds), each with a 95 % interval
 from resampling albums (`coldtag.intervals.cluster_bootstrap`). ``--reference vgg-mtt:musicnn-mtt`` adds a row
 for a model that learnt the teacher's labels rather than its outputs, scored by the same rules: how closely
 two taggers of the same training data agree on these albums. Written to ``OUT/agreement.md`` and ``.json``.
 
-``thresholds`` (split ``train``): `tagging.agreement.expected_share_thresholds` of each model's
+``thresholds`` (split ``train``): `tagging.pretrained.agreement.expected_share_thresholds` of each model's
 probabilities on the training albums (each track's mean over every chunk of its first 480 s, the audio the
 students learn from, read from and added to the distillation cache), written as JSON
 ``{model: {group: {label: threshold}}}``; ``--write-students`` also saves them into the student packages given
@@ -43,7 +43,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from coldtag.intervals import cluster_bootstrap  # noqa: E402
-from tagging.agreement import (  # noqa: E402
+from tagging.models.tagger import AudioTagger  # noqa: E402
+from tagging.pretrained.agreement import (  # noqa: E402
     MIN_STD,
     decided_auc,
     expected_share_thresholds,
@@ -51,9 +52,8 @@ from tagging.agreement import (  # noqa: E402
     top_k_overlap,
     varying_tags,
 )
-from tagging.distil import cached_audio, cached_logits, taught_groups  # noqa: E402
-from tagging.models import AudioTagger  # noqa: E402
-from tagging.pretrained import resolve_model  # noqa: E402
+from tagging.pretrained.convert import resolve_model  # noqa: E402
+from tagging.pretrained.distil import cached_audio, cached_logits, taught_groups  # noqa: E402
 from tagging.tracks import TrackReader  # noqa: E402
 
 
@@ -187,7 +187,7 @@ def agreement(options: argparse.Namespace) -> None:
 def corpus_probabilities(model: AudioTagger, rows: list[dict], cache: Path, max_seconds: float
                          ) -> dict[str, np.ndarray]:
     """``{group: (tracks, labels)}``: each track's mean probability over every chunk of its first
-    ``max_seconds`` (the audio the students learn from), from the distillation cache (`tagging.distil`)."""
+    ``max_seconds`` (the audio the students learn from), from the distillation cache (`tagging.pretrained.distil`)."""
     sums = {g.name: [] for g in model.labels.multilabel()}
     for row in rows:
         wave = cached_audio(row["audio_path"], model.sample_rate, max_seconds, (), cache)["clean"].float() / 32767
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     thresh.add_argument("--model", action="append", required=True, help="NAME=DIR or a known name")
     thresh.add_argument("--out", type=Path, default=Path("runs/distil/thresholds.json"))
     thresh.add_argument("--write-students", action="store_true", help="save them into the NAME=DIR packages")
-    thresh.add_argument("--cache", type=Path, default=Path("runs/distil/cache"), help="python -m tagging.distil's")
+    thresh.add_argument("--cache", type=Path, default=Path("runs/distil/cache"), help="python -m tagging distil's")
     thresh.add_argument("--max-seconds", type=float, default=480.0, help="of each track, as distilled (480)")
     options = parser.parse_args(argv)
     if getattr(options, "max_chunks", None) == 0:

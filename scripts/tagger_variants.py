@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tagging.comparison import variant_rows, variants_markdown
-from tagging.data import split_of
-from tagging.evaluate import resampling_clusters, tagger_scores
+from tagging.data.modules import split_of
+from tagging.evaluation.comparison import variant_rows, variants_markdown
+from tagging.evaluation.evaluate import resampling_clusters, tagger_scores
 from tagging.labels import read_manifest
-from tagging.models import AudioTagger
+from tagging.models.tagger import AudioTagger
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,7 +6,7 @@
 For each label: the tagger's and the baseline's test score (ROC-AUC for binary labels, Spearman for
 graded ones), and the 95 % interval and one-sided p-value of their difference when the test split's
 artists are resampled with replacement, each with all its tracks (both models scored on the same
-resample; `coldtag.intervals.paired_difference`, as ``python -m tagging.evaluate modalities`` does for the
+resample; `coldtag.intervals.paired_difference`, as ``python -m tagging evaluate modalities`` does for the
 multimodal tagger). Tracks of one artist share timbre and rhythm, so resampling tracks would treat five
 odd-meter tracks of one artist as five independent cases. ``--artist-col`` names the manifest column
 of artists (default ``artist_id``); a manifest without one makes every track its own cluster, and the
@@ -29,10 +29,10 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from coldtag.intervals import paired_difference
-from tagging.baseline import mean_logmel, predict
-from tagging.evaluate import ARTIST_COLUMN, resampling_clusters, roc_auc, tagger_scores
+from tagging.evaluation.baseline import mean_logmel, predict
+from tagging.evaluation.evaluate import ARTIST_COLUMN, resampling_clusters, roc_auc, tagger_scores
 from tagging.labels import MULTILABEL, read_manifest
-from tagging.models import AudioTagger
+from tagging.models.tagger import AudioTagger
 
 
 def main() -> None:

@@ -10,12 +10,12 @@ configs/transfer_probe.yaml, ``finetune`` = configs/transfer_finetune.yaml) with
 only changes, plus ``--set VARIANT:DOTTED.KEY=VALUE``), in the order the variants are given. A seed whose
 package (``model/``) exists is reused, and so are a package's cached track scores (``scores_<split>.npz``), so
 an interrupted run picks up at the seed it stopped in; ``--no-train`` compares only the seeds already
-finished. The baseline (`tagging.baseline`, ``--features``) is fitted on the train split, its clip features
+finished. The baseline (`tagging.evaluation.baseline`, ``--features``) is fitted on the train split, its clip features
 cached in ``OUT``.
 
 Then, per split (test: the final figures; validation: where settings are chosen), per group: each variant's
 seed mean (sd) and its difference from the baseline with a 95 % interval from resampling the split's artists
-(`tagging.comparison.transfer_rows`), the error ratio to the baseline (1 - ROC-AUC over the baseline's), and
+(`tagging.evaluation.comparison.transfer_rows`), the error ratio to the baseline (1 - ROC-AUC over the baseline's), and
 each variant against the one before it (`variant_rows`). Printed, and written to ``OUT/transfer_eval.md`` and
 ``.json``.
 """
@@ -35,18 +35,18 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tagging.baseline import FEATURES, clip_features  # noqa: E402
-from tagging.comparison import (  # noqa: E402
+from tagging.data.modules import split_of  # noqa: E402
+from tagging.evaluation.baseline import FEATURES, clip_features  # noqa: E402
+from tagging.evaluation.comparison import (  # noqa: E402
     baseline_scores,
     transfer_markdown,
     transfer_rows,
     variant_rows,
     variants_markdown,
 )
-from tagging.data import split_of  # noqa: E402
-from tagging.evaluate import resampling_clusters, tagger_scores  # noqa: E402
+from tagging.evaluation.evaluate import resampling_clusters, tagger_scores  # noqa: E402
 from tagging.labels import read_manifest  # noqa: E402
-from tagging.models import AudioTagger  # noqa: E402
+from tagging.models.tagger import AudioTagger  # noqa: E402
 from tagging.runs import apply_setting, parse_setting, seed_config  # noqa: E402
 
 VARIANTS = {"scratch": "configs/tagger.yaml", "probe": "configs/transfer_probe.yaml",

@@ -30,7 +30,7 @@ How the samples are produced (measured with torchcodec 0.11.1 and FFmpeg 5.1):
   ~1 ms that only a whole-file decode flushes out of the resampler (zeros here).
 - torchcodec 0.11.1 cannot seek in audio, so reading from ``offset`` decodes (and drops) everything
   before it: time grows with the offset, memory does not. Training crops, which may start a fraction of a
-  sample off, read only the bytes near them where the format allows (`tagging.crops.load_crop`).
+  sample off, read only the bytes near them where the format allows (`tagging.data.crops.load_crop`).
 """
 
 import hashlib

@@ -17,7 +17,7 @@ Two interchangeable backends, configured to give the same numbers:
 Both use a periodic Hann window, centred frames with reflect padding, the power spectrum, and Slaney mel
 scale and area normalisation (librosa's defaults, which nnAudio copies). In the log domain they then differ
 only by float32 round-off: under 0.01 dB on every bin within 80 dB of a clip's loudest one, growing only
-in bins near the float32 noise floor (see tests/test_frontend.py). The front-end holds no state: its
+in bins near the float32 noise floor (see tests/tagging/test_frontend.py). The front-end holds no state: its
 windows and filterbanks are non-persistent buffers, so a model's weights load whatever the backend.
 """
 
@@ -60,7 +60,7 @@ class Frontend(nn.Module):
     samples of context gives exactly the frames of the whole track.
 
     ``compression="logC"`` gives ``log10(1 + 10000 * power)`` instead of decibels, with the power rounded to
-    float16 first: the input of the pretrained musicnn models (`tagging.musicnn`), as their wheel computes it.
+    float16 first: the input of the pretrained musicnn models (`tagging.models.musicnn`), as their wheel computes it.
 
     ``backend="auto"`` resolves at construction to the faster backend as measured by
     ``benchmarks/frontend.py``: torchaudio for mel on CPU; for CUDA the same choice, unmeasured (no GPU

@@ -1,6 +1,6 @@
 """Key profiles and the Krumhansl-Schmuckler key finder: which of the 24 keys a pitch-class profile fits.
 
-A neutral module: the tagger's harmonic branch (`tagging.models.HarmonicFeatures`), the signal-processing
+A neutral module: the tagger's harmonic branch (`tagging.models.layers.HarmonicFeatures`), the signal-processing
 key estimator (`tagging.tempo_key`) and the toy catalog's key label (`toycatalog.realistic.written_key`)
 all read their profiles here, so the toy catalog labels its tracks without importing a tagger.
 

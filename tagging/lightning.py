@@ -3,7 +3,7 @@
 `TaggerModule` trains `AudioTagger` on waveforms: random crops in training, whole tracks through the
 model's fixed chunk grid (`AudioTagger.track_outputs`) in validation and test, so the numbers logged
 are the ones a user gets from the packaged model. `MultimodalTaggerModule` trains `MultimodalTagger` on
-cached per-modality embeddings (`tagging.features`).
+cached per-modality embeddings (`tagging.data.features`).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from coldtag.storage import atomic_write, write_json
+from tagging.evaluation.metrics import GradedScores, MultilabelScores
 from tagging.labels import MULTILABEL
-from tagging.metrics import GradedScores, MultilabelScores
-from tagging.models import AudioTagger, TaggerBase
-from tagging.multimodal import MultimodalTagger
-from tagging.pretrained import resolve_model
+from tagging.models.multimodal import MultimodalTagger
+from tagging.models.tagger import AudioTagger, TaggerBase
+from tagging.pretrained.convert import resolve_model
 
 # Not hyperparameters: where a run writes. LightningCLI puts a checkpoint's hyperparameters over the
 # command line's (``test --ckpt_path``), which would send a test's tables to the training run's folder.
@@ -234,7 +234,7 @@ class TaggerModule(LabelGroupsModule):
     started from a package (fine-tuning).
 
     Args:
-        model: the network; in a config, ``class_path: tagging.models.AudioTagger`` with its ``init_args``
+        model: the network; in a config, ``class_path: tagging.models.tagger.AudioTagger`` with its ``init_args``
             (the vocabulary is linked from the datamodule by ``train.py``).
         pretrained: a packaged `AudioTagger` (``save_pretrained`` directory) to fine-tune: the network becomes
             ``AudioTagger.from_pretrained(pretrained, vocab=model's vocabulary)``, the package's weights below
@@ -353,7 +353,7 @@ class MultimodalTaggerModule(LabelGroupsModule):
     """Trains a `MultimodalTagger` on cached embeddings, given ready-made.
 
     Args:
-        model: the network (``class_path: tagging.multimodal.MultimodalTagger``); its vocabulary and input
+        model: the network (``class_path: tagging.models.multimodal.MultimodalTagger``); its vocabulary and input
             sizes are linked from the datamodule by ``train.py``.
         eval_modalities: restrict validation/test to these modalities (default: all the model has).
         input_sources: the packages and encoders that produced the cached embeddings (linked from the

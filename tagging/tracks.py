@@ -24,7 +24,7 @@ decoding pass): not from silent or uninformative audio, and no tempo from less t
 `MIN_TEMPO_SECONDS`.
 
 `encode_tracks` runs the frozen encoders over decoded tracks: the tagger's embedding and scores of the
-informative audio, the lyrics and cover embeddings. `tagging.features` (what fusion and the multimodal
+informative audio, the lyrics and cover embeddings. `tagging.data.features` (what fusion and the multimodal
 tagger train on), every annotator of ``coldtag annotate`` and `fusion.pipeline.ColdStartPipeline` all go
 through these two steps.
 """
@@ -39,10 +39,11 @@ import numpy as np
 import torch
 
 from tagging.audio import audio_info, level_histogram, load_audio, read_ranges, scan_length, verify_flac
-from tagging.image import CoverEncoder, load_cover
-from tagging.models import AudioTagger, chunk_starts, grid_chunks
+from tagging.grid import chunk_starts, grid_chunks
+from tagging.models.image import CoverEncoder, load_cover
+from tagging.models.tagger import AudioTagger
+from tagging.models.text import LyricsEncoder, read_lyrics
 from tagging.tempo_key import TEMPO_WINDOW_SECONDS, Key, Tempo, central_range, estimate_tempo_key
-from tagging.text import LyricsEncoder, read_lyrics
 
 log = logging.getLogger(__name__)
 

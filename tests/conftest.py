@@ -70,9 +70,9 @@ def tiny_inputs(tiny_catalog, tmp_path_factory):
     """What the ablation of the tiny catalog reads, once per test session: ``tagger`` (a small untrained tagger's
     package), ``features.npz`` (its features of every track) and ``recsys`` (the cold-start split)."""
     from recsys.cli import main as recsys_main
-    from tagging.features import extract_features
+    from tagging.data.features import extract_features
     from tagging.labels import LabelSpace
-    from tagging.models import AudioTagger
+    from tagging.models.tagger import AudioTagger
 
     root = tmp_path_factory.mktemp("fusion-inputs")
     torch.manual_seed(0)

@@ -238,9 +238,9 @@ def _signed(value: float, low: float, high: float) -> str:
 
 def _tag_section(run: Path, plots: Path, resamples: int) -> tuple[str, str]:
     """Macro ROC-AUC per group and modality with intervals, the ROC/PR curves and the confusion views."""
-    from tagging.evaluate import modality_scores, roc_auc
-    from tagging.features import TrackFeatures
-    from tagging.multimodal import MultimodalTagger
+    from tagging.data.features import TrackFeatures
+    from tagging.evaluation.evaluate import modality_scores, roc_auc
+    from tagging.models.multimodal import MultimodalTagger
 
     model = MultimodalTagger.from_pretrained(run / "multimodal" / "model")
     scores = modality_scores(model, run / "manifest.parquet", TrackFeatures.load(run / "features.npz"),
@@ -248,9 +248,9 @@ def _tag_section(run: Path, plots: Path, resamples: int) -> tuple[str, str]:
     artists = scores.frame["artist_id"].astype(str).to_numpy()
     groups = [g.name for g in model.labels.multilabel()]
     lines = ["## Tags", "",
-             "The audio tagger beside the log-mel statistics baseline (`python -m tagging.evaluate baseline`), on "
+             "The audio tagger beside the log-mel statistics baseline (`python -m tagging evaluate baseline`), on "
              "the tagger's test artists:", "", (run / "tagger" / "tagger_vs_baseline.md").read_text().strip(), "",
-             f"Every modality alone and fused (the multimodal tagger, `python -m tagging.evaluate modalities`), on "
+             f"Every modality alone and fused (the multimodal tagger, `python -m tagging evaluate modalities`), on "
              f"the fusion stage's test artists ({len(scores.frame)} tracks, {len(set(artists))} artists): macro "
              "ROC-AUC with its 95 % artist-resampled interval; n: tracks the row scores.", "",
              "| inputs | n | " + " | ".join(groups) + " |", "|---|---:|" + "---:|" * len(groups)]

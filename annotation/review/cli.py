@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from annotation.review.auth import SESSION_HOURS, ReviewersError, SignIn, add_reviewer, is_loopback
 from annotation.review.run import Run, RunError
 from annotation.review.store import DB_FILE, Store
-from tagging.pretrained import known_names
+from tagging.pretrained.convert import known_names
 
 
 def serve_parser() -> argparse.ArgumentParser:

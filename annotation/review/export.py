@@ -1,5 +1,5 @@
 """The reviewers' corrections as a manifest and vocabulary that the trainer reads (`tagging.labels`,
-`tagging.data.CatalogDataModule`), so that a fine-tune on them closes the loop:
+`tagging.data.modules.CatalogDataModule`), so that a fine-tune on them closes the loop:
 
     coldtag review export annotations/ --model runs/demo/tagger/model --out runs/review-export
     python train.py fit --config configs/finetune_demo.yaml \\

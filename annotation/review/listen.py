@@ -52,15 +52,13 @@ class Listening:
             import torch
 
             from tagging.audio import load_audio
-            from tagging.models import chunk_starts
 
             with self._lock:
                 tagger = self._load()
                 wave = load_audio(path, tagger.sample_rate)
                 with torch.inference_mode():
-                    chunks = tagger.track_chunks(wave)
-                    scores = tagger.scores(tagger.forward_head(tagger.forward_features(chunks)))
-            starts = chunk_starts(len(wave), tagger.chunk_samples, tagger.eval_chunks)
+                    scored = tagger.chunk_scores(wave)
+            starts, scores = scored.starts, scored.scores
             shared = {name: group for name, group in tagger.labels.groups.items()
                       if group.type == MULTILABEL and labels.groups.get(name) == group}
             self._chunks[key] = {
@@ -73,7 +71,7 @@ class Listening:
 
     def _load(self):
         if self._tagger is None:
-            from tagging.models import AudioTagger
+            from tagging.models.tagger import AudioTagger
 
             self._tagger = AudioTagger.from_pretrained(self.model.audio_tagger).eval()
         return self._tagger

@@ -27,7 +27,7 @@ from annotation.inputs import COVER_SUFFIXES, LYRICS_SUFFIXES
 from annotation.records import read_annotations
 from coldtag.storage import input_package, read_package
 from tagging.labels import MULTILABEL, LabelSpace
-from tagging.pretrained import resolve_model
+from tagging.pretrained.convert import resolve_model
 
 THIRDS = ("low", "mid", "high")
 # A pair of tags expected together fewer times than this is too rare here to call a disagreement.

@@ -15,7 +15,7 @@ group the model that wrote them has, whatever model that was. A query is read in
    of the next term, a softener ("slightly", "a bit", ...) halves it; "high"/"more" and "low"/"less" before
    a graded value ("high energy") set its direction.
 4. The other words, alone and in runs of up to three, are embedded with the MiniLM sentence encoder
-   (`tagging.text.LyricsEncoder`, offline), as is each tag in several phrasings (`PHRASINGS`); a span's
+   (`tagging.models.text.LyricsEncoder`, offline), as is each tag in several phrasings (`PHRASINGS`); a span's
    similarity to a tag is its best over those. Greedily, the most similar
    (words, tag) pair at or above `THRESHOLD` is taken, its words leave the pool, and neighbouring words that
    are as close to the same tag are taken with it ("heavy metal" -> metal). Generic words ("music", "songs")
@@ -228,7 +228,7 @@ class Query:
 class TextMatcher:
     """Similarities of phrases to a vocabulary's tag names by a sentence encoder.
 
-    ``embed`` maps texts to vectors (default: `tagging.text.LyricsEncoder`'s mean-pooled MiniLM states, loaded
+    ``embed`` maps texts to vectors (default: `tagging.models.text.LyricsEncoder`'s mean-pooled MiniLM states, loaded
     on first use from the installed package; nothing is downloaded). ``words`` is the catalog's optional
     `WordList`: its phrases are read as tag names are (`exact_spans`)."""
 
@@ -273,7 +273,7 @@ def _minilm() -> Callable[[list[str]], np.ndarray]:
     """One encoder per process: the server and a playlist run of many themes load it once."""
     import torch
 
-    from tagging.text import LyricsEncoder
+    from tagging.models.text import LyricsEncoder
 
     encoder = LyricsEncoder(max_length=32)
 

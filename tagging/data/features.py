@@ -5,7 +5,7 @@ For every track of a manifest: the audio embedding and predicted label scores of
 sentence transformer) and the cover embedding (a frozen image CNN). A modality a track lacks, or whose
 file cannot be read, is marked absent and the reason recorded; the other modalities go on.
 
-    python -m tagging.features --manifest data/demo/manifest.parquet --tagger runs/demo/tagger/model \
+    python -m tagging features --manifest data/demo/manifest.parquet --tagger runs/demo/tagger/model \
         --out runs/demo/features.npz
 """
 
@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from coldtag.storage import atomic_path, file_sha256, reference
-from tagging.image import CoverEncoder
+from tagging.models.image import CoverEncoder
 from tagging.labels import read_manifest
-from tagging.models import AudioTagger
-from tagging.text import LyricsEncoder
+from tagging.models.tagger import AudioTagger
+from tagging.models.text import LyricsEncoder
 from tagging.tracks import DecodedTrack, TrackReader, encode_tracks
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ def encoder_sources(tagger: AudioTagger | None, lyrics: LyricsEncoder | None, co
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m tagging features", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--tagger", help="a save_pretrained AudioTagger directory (no audio features without)")
     parser.add_argument("--out", required=True)
@@ -217,7 +217,3 @@ def run(options: argparse.Namespace) -> None:
     features.save(options.out)
     counts = ", ".join(f"{m} {int(p.sum())}" for m, p in features.present.items())
     print(f"{options.out}: {len(features)} tracks ({counts} with each modality)")
-
-
-if __name__ == "__main__":
-    main()

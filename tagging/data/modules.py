@@ -6,11 +6,11 @@ with their lengths) for validation, test and predict. Files that cannot be decod
 set-up, named in one warning and left out; training goes on.
 
 Audio comes either from the files, decoded per item (a training crop decodes only the bytes near it where
-the format allows, `tagging.crops`; whole tracks decode exactly), or with ``cache_audio`` from an int16
-cache at the model's rate (`tagging.audio_cache`), built once in ``prepare_data`` and memory-mapped by
+the format allows, `tagging.data.crops`; whole tracks decode exactly), or with ``cache_audio`` from an int16
+cache at the model's rate (`tagging.data.cache`), built once in ``prepare_data`` and memory-mapped by
 every process. Either way the table held by each DataLoader worker is metadata only (ids, paths, targets,
 lengths, cache positions), a few MB for a catalog of 50k tracks. `FeatureDataModule` yields the cached per-modality
-embeddings of `tagging.features` for the multimodal tagger.
+embeddings of `tagging.data.features` for the multimodal tagger.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from tagging.audio import AudioDecodeError, audio_info, load_audio
-from tagging.audio_cache import AudioCache, build_audio_cache
-from tagging.crops import load_crop
-from tagging.features import MODALITIES, TrackFeatures
+from tagging.data.cache import AudioCache, build_audio_cache
+from tagging.data.crops import load_crop
+from tagging.data.features import MODALITIES, TrackFeatures
 from tagging.labels import LabelSpace, read_manifest
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ class CatalogDataModule(pl.LightningDataModule):
         sample_rate: rate the model expects (linked from the model's config by ``train.py``).
         clip_seconds: training crop length (linked from the model's ``chunk_seconds``).
         cache_audio: decode every track once, in ``prepare_data``, into an int16 cache at
-            ``sample_rate`` (`tagging.audio_cache`: keyed by the decoding settings, library versions and
+            ``sample_rate`` (`tagging.data.cache`: keyed by the decoding settings, library versions and
             the files' paths, sizes and times; 2 bytes per sample, ~0.42 TB for MTG-Jamendo at 16 kHz);
             worth it when the decoded catalog fits on disk. Training crops then read from memory maps.
         cache_dir: where that cache goes; default ``coldtag-audio`` in the Hugging Face datasets cache
@@ -293,11 +293,11 @@ class CatalogDataModule(pl.LightningDataModule):
 
 
 class FeatureDataModule(pl.LightningDataModule):
-    """Cached embeddings per modality (`tagging.features`) with the manifest's labels and splits.
+    """Cached embeddings per modality (`tagging.data.features`) with the manifest's labels and splits.
 
     Args:
         manifest: the catalog manifest (labels and the split column).
-        features: the ``.npz`` written by ``python -m tagging.features``; it needs only the tracks of a split.
+        features: the ``.npz`` written by ``python -m tagging features``; it needs only the tracks of a split.
         vocab: label vocabulary JSON; default ``vocab.json`` beside the manifest.
         modalities: which of the cached modalities the model uses.
         split_column: the manifest column that puts each track in train / val / test; tracks with a null
@@ -330,7 +330,7 @@ class FeatureDataModule(pl.LightningDataModule):
 
     @property
     def input_sources(self) -> dict:
-        """What produced each modality's embeddings (recorded by `tagging.features`)."""
+        """What produced each modality's embeddings (recorded by `tagging.data.features`)."""
         return {m: ref for m, ref in self.features.sources.items() if m in self.modalities}
 
     def setup(self, stage: str | None = None) -> None:

@@ -2,10 +2,10 @@
 
 One module per layout, each with a ``build_*`` function that returns a `Catalog`, and one command line::
 
-    python -m tagging.datasets mtg_jamendo --root mtg-jamendo-dataset --audio-root /data/jamendo --out data/jamendo
-    python -m tagging.datasets magnatagatune --root /data/mtat --split won2020 --split-dir split/mtat --out data/mtat
-    python -m tagging.datasets folders --root /data/by-genre --out data/by-genre
-    python -m tagging.datasets manifest --table tracks.csv --path-column file --tag-column genre --out data/mine
+    python -m tagging datasets mtg_jamendo --root mtg-jamendo-dataset --audio-root /data/jamendo --out data/jamendo
+    python -m tagging datasets magnatagatune --root /data/mtat --split won2020 --split-dir split/mtat --out data/mtat
+    python -m tagging datasets folders --root /data/by-genre --out data/by-genre
+    python -m tagging datasets manifest --table tracks.csv --path-column file --tag-column genre --out data/mine
 
 What every adapter does alike (see `tagging.labels` for the manifest and vocabulary formats):
 

@@ -12,7 +12,7 @@ import pandas as pd
 from coldtag.storage import atomic_path, write_json
 
 # `tagging.labels.MULTILABEL`, spelled out: importing that module loads torch (20 s on a busy laptop), which
-# a command that only reads tables does not need. tests/test_datasets.py reads every catalog back with it.
+# a command that only reads tables does not need. tests/tagging/test_datasets.py reads every catalog back with it.
 MULTILABEL = "multilabel"
 SPLITS = ("train", "val", "test")
 MANIFEST_FILE = "manifest.parquet"

@@ -1,7 +1,7 @@
-"""Command line: ``python -m tagging.datasets NAME --root ... --out DIR [options]``.
+"""Command line: ``python -m tagging datasets NAME --root ... --out DIR [options]``.
 
 Writes ``DIR/manifest.parquet`` and ``DIR/vocab.json`` (each atomically) and prints tracks per split,
-tags per group and the tracks listed but missing on disk. ``python -m tagging.datasets NAME -h`` lists
+tags per group and the tracks listed but missing on disk. ``python -m tagging datasets NAME -h`` lists
 an adapter's options.
 """
 
@@ -17,7 +17,7 @@ ADAPTERS = {"mtg_jamendo": mtg_jamendo, "magnatagatune": magnatagatune, "folders
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tagging.datasets", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tagging datasets", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     names = parser.add_subparsers(dest="name", required=True, metavar="NAME")
     for name, module in ADAPTERS.items():

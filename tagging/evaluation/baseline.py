@@ -10,8 +10,8 @@ Two feature sets (``--features``):
   bins from 0.1 to 4 s), which hears periodicities such as the beat and the bar: ``(tracks, 2 * 96 + 24)``.
   The stronger yardstick of issue 15 (on realistic recordings it beat the CNN tagger on instruments).
 
-    python -m tagging.baseline --manifest data/demo/manifest.parquet --out runs/demo/baseline.json
-    python -m tagging.baseline --manifest DIR/manifest.parquet --features logmel_stats --out FILE.json
+    python -m tagging baseline --manifest data/demo/manifest.parquet --out runs/demo/baseline.json
+    python -m tagging baseline --manifest DIR/manifest.parquet --features logmel_stats --out FILE.json
 """
 
 from __future__ import annotations
@@ -163,7 +163,8 @@ def _regress(x: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, score_rows: np.
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m tagging baseline", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--vocab", default=None)
     parser.add_argument("--features", choices=FEATURES, default="mean_logmel",
@@ -178,7 +179,3 @@ def main(argv: list[str] | None = None) -> None:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=2))
-
-
-if __name__ == "__main__":
-    main()

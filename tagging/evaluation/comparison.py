@@ -15,15 +15,16 @@ import statistics
 import numpy as np
 
 from coldtag.intervals import runs_difference
-from tagging.baseline import predict
-from tagging.evaluate import markdown_table, roc_auc, spearman
+from tagging.evaluation.baseline import predict
+from tagging.evaluation.evaluate import markdown_table, roc_auc, spearman
 from tagging.labels import MULTILABEL, LabelSpace
 
 
 def baseline_scores(labels: LabelSpace, x: np.ndarray, targets: dict[str, np.ndarray], train: np.ndarray,
                     rows: np.ndarray) -> dict[str, np.ndarray]:
-    """The baseline's ``(len(rows), labels)`` scores per group, one model per label (`tagging.baseline.predict`)
-    fitted on the ``train`` tracks that have the label; NaN for a label with one class in training."""
+    """The baseline's ``(len(rows), labels)`` scores per group, one model per label
+    (`tagging.evaluation.baseline.predict`) fitted on the ``train`` tracks that have the label; NaN for a label with one
+    class in training."""
     scores = {}
     for name, group in labels.groups.items():
         y = targets[name]

@@ -2,10 +2,10 @@
 
     # which modality carries what: audio / lyrics / cover alone and fused, on the test split (modalities.md),
     # and each of them minus the audio tagger with artist-resampled 95 % intervals (modalities_vs_tagger.md)
-    python -m tagging.evaluate modalities --model runs/demo/multimodal/model \
+    python -m tagging evaluate modalities --model runs/demo/multimodal/model \
         --manifest data/demo/manifest.parquet --features runs/demo/features.npz --out runs/demo/multimodal
     # the audio tagger beside the mean-log-mel logistic-regression baseline
-    python -m tagging.evaluate baseline --tagger runs/demo/tagger/test_scores.json \
+    python -m tagging evaluate baseline --tagger runs/demo/tagger/test_scores.json \
         --baseline runs/demo/baseline.json --out runs/demo/tagger
 """
 
@@ -26,12 +26,12 @@ import torch
 from scipy.stats import spearmanr
 
 from coldtag.intervals import paired_difference
-from tagging.audio import load_audio
-from tagging.data import SPLITS, split_of
-from tagging.features import TrackFeatures
+from tagging.data.features import TrackFeatures
+from tagging.data.modules import SPLITS, split_of
 from tagging.labels import LabelSpace, nanmean, read_manifest
-from tagging.models import AudioTagger
-from tagging.multimodal import MultimodalTagger
+from tagging.models.multimodal import MultimodalTagger
+from tagging.models.tagger import AudioTagger
+from tagging.tracks import TrackReader
 
 # The manifest column of artists (`tagging.datasets`), resampled as clusters when a command is not told another.
 ARTIST_COLUMN = "artist_id"
@@ -139,11 +139,16 @@ def modality_scores(model: MultimodalTagger, manifest: str | Path, features: Tra
 
 @torch.inference_mode()
 def tagger_scores(model: AudioTagger, paths: list[str]) -> dict[str, np.ndarray]:
-    """Whole-track scores of each file per group, ``(tracks, labels)`` (`AudioTagger.track_outputs`, one
-    file at a time); the files must decode (a baseline that already decoded them has checked)."""
+    """Whole-track scores of each file per group, ``(tracks, labels)``: each file read by the one reader
+    (`TrackReader`, the tagger's grid) and its chunks averaged (`AudioTagger.chunk_outputs`), as ``coldtag
+    annotate`` scores it. A file that cannot be read is a ``ValueError`` naming it."""
+    reader = TrackReader.for_tagger(model)
     rows = []
     for path in paths:
-        scores = model.track_outputs(load_audio(path, model.sample_rate).unsqueeze(0)).scores
+        track = reader(path)
+        if track.error is not None:
+            raise ValueError(f"{path}: {track.error['message']}")
+        scores = model.chunk_outputs([track.chunks]).scores
         rows.append({name: values[0].numpy() for name, values in scores.items()})
     return {name: np.array([row[name] for row in rows]) for name in model.labels.groups}
 
@@ -283,7 +288,8 @@ def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m tagging evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     modalities = commands.add_parser("modalities", help="audio / lyrics / cover alone and fused")
     modalities.add_argument("--model", required=True, help="a save_pretrained MultimodalTagger directory")
@@ -300,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     modalities.add_argument("--out", required=True)
     base = commands.add_parser("baseline", help="the audio tagger beside the logistic-regression baseline")
     base.add_argument("--tagger", required=True, help="test_scores.json written by train.py test")
-    base.add_argument("--baseline", required=True, help="JSON written by python -m tagging.baseline")
+    base.add_argument("--baseline", required=True, help="JSON written by python -m tagging baseline")
     base.add_argument("--labels", nargs="*", default=[], help="labels to list one by one after the groups")
     base.add_argument("--out", required=True)
     args = parser.parse_args(argv)
@@ -326,7 +332,3 @@ def main(argv: list[str] | None = None) -> None:
         rows = baseline_rows(json.loads(Path(args.tagger).read_text()), json.loads(Path(args.baseline).read_text()),
                              args.labels)
         print(write_table(rows, args.out, "tagger_vs_baseline"))
-
-
-if __name__ == "__main__":
-    main()

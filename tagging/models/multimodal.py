@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tagging.models import TaggerBase
+from tagging.models.tagger import TaggerBase
 
 
 class MultimodalTagger(TaggerBase):

@@ -1,8 +1,8 @@
 """The musicnn and VGG-like taggers of Pons & Serra, "musicnn: pre-trained convolutional neural networks for
-music audio tagging" (ISMIR 2019 late-breaking demo), as backbones of `tagging.models.AudioTagger`.
+music audio tagging" (ISMIR 2019 late-breaking demo), as backbones of `tagging.models.tagger.AudioTagger`.
 
 Layer for layer the graph of the ``musicnn`` 0.1.0 wheel (``musicnn/models.py``), so its TensorFlow
-checkpoints load into them (`tagging.pretrained`): every convolution is followed by ReLU and *then* batch
+checkpoints load into them (`tagging.pretrained.convert`): every convolution is followed by ReLU and *then* batch
 norm (epsilon 0.001, TensorFlow's default), as there. Input: the log-mel ``(batch, n_mels, frames)``, 96
 bands of ``log10(1 + 10000 * power)`` (`tagging.frontend.Frontend` with ``compression="logC"``) over 187
 frames (3 s at 16 kHz, hop 256) as trained; musicnn takes any number of frames, VGG exactly 187.

@@ -1,14 +1,10 @@
-"""Audio tagging models: waveform -> log-mel (in the model) -> CNN embedding -> logits per label group.
-
-The default backbone is the short-chunk ResNet of Won, Ferraro, Bogdanov & Serra, "Evaluation of
-CNN-based Automatic Music Tagging Models" (SMC 2020), the best model of that comparison on
-MagnaTagATune and MTG-Jamendo. Plain ``nn.Module``s: nothing here imports Lightning, so a catalog
-service can load a packaged model with torch alone (`AudioTagger.from_pretrained`).
+"""Taggers: waveform -> log-mel (in the model) -> backbone embedding -> logits per label group, and their
+packages (`save_pretrained` / `from_pretrained`). Plain ``nn.Module``s: nothing here imports Lightning, so a
+catalog service can load a packaged model with torch alone (`AudioTagger.from_pretrained`).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -16,16 +12,15 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
 from coldtag.storage import carried_inputs, read_package, reference, save_model
 from tagging.frontend import Frontend
-from tagging.keys import KEY_PROFILES, key_fits, key_templates
+from tagging.grid import chunk_starts, cut_chunks, grid_chunks
 from tagging.labels import MULTILABEL, LabelSpace
-from tagging.musicnn import VGG, MusiCNN
+from tagging.models.backbones import BACKBONES
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -33,339 +28,12 @@ VOCAB_FILE = "vocab.json"
 THRESHOLDS_FILE = "thresholds.json"
 
 
-class _ResBlock(nn.Module):
-    """Two 3x3 convolutions with a (strided, projected when needed) shortcut: Res_2d of Won et al."""
-
-    def __init__(self, channels_in: int, channels_out: int, stride: int = 2):
-        super().__init__()
-        self.conv1 = nn.Conv2d(channels_in, channels_out, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(channels_out)
-        self.conv2 = nn.Conv2d(channels_out, channels_out, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(channels_out)
-        self.shortcut = nn.Identity()
-        if stride != 1 or channels_in != channels_out:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(channels_in, channels_out, 3, stride=stride, padding=1, bias=False),
-                nn.BatchNorm2d(channels_out))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-        return F.relu(out + self.shortcut(x))
-
-
-class RhythmFeatures(nn.Module):
-    """How the music repeats: autocorrelation curves of the log-mel, by lag and relative to the beat.
-
-    ``(batch, n_mels, frames) -> (batch, dim)``. Two kinds of curve: the autocorrelation of spectral flux
-    (onsets) in ``bands`` frequency bands, and the spectral self-similarity of frames a lag apart (the mean
-    cosine similarity of mean-removed log-mel frames). Each is read at fractions of the estimated beat
-    period (every 1/6 beat up to 8 beats), followed by that period in seconds. A max-pooled CNN keeps
-    texture and loses periodicity; these curves keep it: peaks at the beat (tempo), at uneven off-beat
-    lags (swing) and at the bar (meter: 3, 3.5, 4 or 5 beats). Onsets alone mark the bar weakly, since
-    every beat has one; the self-similarity peaks where the whole bar (accents, chord, bass line) repeats.
-    Read relative to the beat, a meter looks the same at every tempo; read by absolute lag (as we first
-    did), the curves let a classifier fit each training track's tempo and the meter did not generalise.
-    """
-
-    BEAT_STEPS = 48  # 1/6-beat steps up to 8 beats: triplet swing, and bars up to 7 pulses (7/8) and beyond
-    BEAT_RANGE = (0.3, 1.5)  # seconds: 40 to 200 beats per minute
-    COMB = 4  # multiples of a candidate beat period that score it
-
-    def __init__(self, frame_rate: float, bands: int = 3):
-        super().__init__()
-        if bands < 1 or frame_rate <= 0:
-            raise ValueError(f"frame_rate and bands must be positive, got {frame_rate}, {bands}")
-        self.bands, self.frame_rate = bands, frame_rate
-
-    @property
-    def dim(self) -> int:
-        return (self.bands + 1) * self.BEAT_STEPS + 1
-
-    def forward(self, spec: torch.Tensor) -> torch.Tensor:
-        # FFTs in float32 outside autocast: half-precision FFTs need power-of-two sizes and lose the peaks.
-        with torch.autocast(device_type=spec.device.type, enabled=False):
-            spec = spec.float()
-            flux = F.relu(spec.diff(dim=2))  # (batch, mels, frames - 1)
-            onsets = torch.stack([band.mean(dim=1) for band in torch.tensor_split(flux, self.bands, dim=1)],
-                                 dim=1)  # (batch, bands, frames - 1)
-            onsets = _autocorrelation(onsets - onsets.mean(dim=2, keepdim=True))
-            onsets = onsets / onsets[..., :1].clamp_min(1e-6)
-            frames = spec[..., 1:]  # aligned with the flux frames
-            frames = frames - frames.mean(dim=2, keepdim=True)
-            frames = frames / frames.norm(dim=1, keepdim=True).clamp_min(1e-6)
-            similarity = _autocorrelation(frames).sum(dim=1, keepdim=True)  # (batch, 1, n); 1 at lag 0
-            acf = torch.cat([onsets, similarity], dim=1)  # (batch, bands + 1, n)
-            period, by_beat = self._beat_relative(acf, onsets.sum(dim=1))
-        return torch.cat([by_beat.flatten(1), period.unsqueeze(1)], dim=1)
-
-    def _beat_relative(self, acf: torch.Tensor, beat_curve: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The beat period (frames, fractional) and every curve of ``acf`` at 1/6, 2/6, ... 48/6 of it.
-
-        Each curve is first max-filtered over one frame either side: a peak falls between frames and
-        played notes wander a little, and the narrow onset peaks would be missed at the bar's lag.
-        """
-        batch, curves, n = acf.shape
-        low = max(1, round(self.BEAT_RANGE[0] * self.frame_rate))
-        high = min(n - 1, round(self.BEAT_RANGE[1] * self.frame_rate))
-        if high <= low:  # a chunk too short to hold one beat
-            return acf.new_zeros(batch), acf.new_zeros(batch, curves, self.BEAT_STEPS)
-        acf = F.max_pool1d(acf, 3, stride=1, padding=1)
-        beat_curve = F.max_pool1d(beat_curve.unsqueeze(1), 3, stride=1, padding=1)
-        # Candidate periods every tenth of a frame, each scored by the beat curve at its first COMB
-        # multiples: a whole-frame period drifts off the peaks by the fourth beat (at 31 frames per
-        # second it put the beat within 3.5 % on 71 % of the demo tracks, the comb on 84 %). Peaks at
-        # one, two and three beats are often alike; a log-normal tempo prior around 120 BPM with one
-        # octave of spread (Ellis, "Beat tracking by dynamic programming", 2007) picks the beat.
-        candidates = torch.arange(low, high + 1e-3, 0.1, device=acf.device, dtype=acf.dtype)
-        prior = torch.exp(-0.5 * torch.log2(candidates / self.frame_rate / 0.5).square())
-        multiples = torch.arange(1, self.COMB + 1, device=acf.device, dtype=acf.dtype)
-        comb = _read(beat_curve, (candidates.unsqueeze(1) * multiples).flatten().expand(batch, -1))
-        comb = comb.view(batch, len(candidates), self.COMB).sum(dim=2)
-        period = candidates[(comb * prior).argmax(dim=1)]  # (batch,)
-        steps = torch.arange(1, self.BEAT_STEPS + 1, device=acf.device, dtype=acf.dtype) / 6
-        return period / self.frame_rate, _read(acf, period.unsqueeze(1) * steps)
-
-
-def _read(curves: torch.Tensor, lags: torch.Tensor) -> torch.Tensor:
-    """``curves (batch, c, n)`` at fractional ``lags (batch, k)``, linearly interpolated, zero from the
-    last lag on: ``(batch, c, k)``."""
-    n = curves.shape[2]
-    below = lags.floor().long().clamp(0, n - 1)
-    above = (below + 1).clamp(max=n - 1)
-    weight = (lags - below).unsqueeze(1)
-    index = lambda i: i.unsqueeze(1).expand(-1, curves.shape[1], -1)  # noqa: E731
-    values = curves.gather(2, index(below)) * (1 - weight) + curves.gather(2, index(above)) * weight
-    return values * (lags < n - 1).unsqueeze(1)
-
-
-def _autocorrelation(x: torch.Tensor) -> torch.Tensor:
-    """``(..., n) -> (..., n)``: the mean product of samples ``lag`` apart for lags 0..n-1, by FFT.
-
-    Averaged per overlapping pair (unbiased), so a bar's period is not outweighed by shorter lags."""
-    n = x.shape[-1]
-    acf = torch.fft.irfft(torch.fft.rfft(x, n=2 * n).abs().square(), n=2 * n)[..., :n]
-    return acf / torch.arange(n, 0, -1, device=x.device, dtype=x.dtype)
-
-
-class HarmonicFeatures(nn.Module):
-    """Which scale the music uses, relative to its tonic: ``chroma (batch, 12, frames) in dB -> (batch, 36)``.
-
-    The chunk's pitch-class profile (mean chroma magnitude, summing to 1) is correlated with the 24 rotated
-    key profiles (`tagging.keys.KEY_PROFILES`, Krumhansl-Schmuckler key finding); the best key's tonic is the estimated
-    tonic. The features are the profile and the 24 correlations, both rotated so that the tonic comes first.
-    A CNN on a spectrogram sees a minor piece in each of 12 keys as 12 different pictures and, from a few
-    hundred tracks, learned mode no better than chance; read relative to the tonic, as the rhythm branch
-    reads its curves relative to the beat, a minor scale looks the same in every key. Estimating the tonic
-    in a fixed way (not a learned one) is what makes that hold for keys the training set lacks.
-    """
-
-    dim = 36
-
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("keys", key_templates(KEY_PROFILES), persistent=False)  # (mode, root, pitch class)
-
-    def profile(self, chroma: torch.Tensor) -> torch.Tensor:
-        """``(batch, 12, frames)`` in dB -> the mean magnitude per pitch class, summing to 1: ``(batch, 12)``."""
-        magnitude = torch.pow(10.0, chroma.float() / 20.0).mean(dim=2)
-        return magnitude / magnitude.sum(dim=1, keepdim=True).clamp_min(1e-12)
-
-    def key_fits(self, profile: torch.Tensor) -> torch.Tensor:
-        """``(batch, 12) -> (batch, 2, 12)``: the correlation of the profile with each key [mode, tonic]."""
-        return key_fits(profile, self.keys)  # in the profile's float32 even in a .half() model
-
-    def key(self, chroma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The best key of each chunk: tonic pitch class (0 = C) and mode (0 major, 1 minor), ``(batch,)`` each."""
-        best = self.key_fits(self.profile(chroma)).flatten(1).argmax(dim=1)
-        return best % 12, best // 12
-
-    def forward(self, chroma: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=chroma.device.type, enabled=False):
-            profile = self.profile(chroma)
-            fits = self.key_fits(profile)
-            tonic = fits.flatten(1).argmax(dim=1) % 12
-            order = (tonic.unsqueeze(1) + torch.arange(12, device=chroma.device)).remainder(12)  # (batch, 12)
-            relative_profile = profile.gather(1, order)
-            relative_fits = fits.gather(2, order.unsqueeze(1).expand(-1, 2, -1))
-        return torch.cat([relative_profile, relative_fits.flatten(1)], dim=1)
-
-
-class BandStatistics(nn.Module):
-    """The mean and standard deviation over time of every band of the spectrogram, standardised and projected:
-    ``(batch, n_mels, frames) -> (batch, dim)``.
-
-    The clip-level statistics a linear baseline reads instruments from (`tagging.baseline`), inside the
-    model: a sustained instrument's spectral envelope is in them whole, where a pooled CNN vector keeps
-    whatever its filters learned from a few hundred tracks."""
-
-    def __init__(self, n_mels: int, dim: int):
-        super().__init__()
-        if n_mels < 1:
-            raise ValueError(f"BandStatistics needs the spectrogram's n_mels, got {n_mels}")
-        self.encode = nn.Sequential(nn.BatchNorm1d(2 * n_mels), nn.Linear(2 * n_mels, dim), nn.ReLU())
-
-    def forward(self, spec: torch.Tensor) -> torch.Tensor:
-        std, mean = torch.std_mean(spec.float(), dim=2)
-        return self.encode(torch.cat([mean, std], dim=1))
-
-
-class HarmonicBranch(nn.Module):
-    """`HarmonicFeatures` of a chroma, standardised and projected to ``dim``: ``(batch, 12, frames) ->
-    (batch, dim)``, joined to the CNN's vector beside the `RhythmBranch`."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        features = HarmonicFeatures()
-        self.encode = nn.Sequential(features, nn.BatchNorm1d(features.dim), nn.Linear(features.dim, dim), nn.ReLU())
-
-    def forward(self, chroma: torch.Tensor) -> torch.Tensor:
-        return self.encode(chroma)
-
-
-POOLINGS = ("max", "mean_max")
-
-
-def _pool(x: torch.Tensor, pooling: str) -> torch.Tensor:
-    """``(batch, channels, height, width)`` -> ``(batch, channels)`` (max) or ``(batch, 2 * channels)``."""
-    if pooling == "max":
-        return x.amax(dim=(2, 3))
-    return torch.cat([x.amax(dim=(2, 3)), x.mean(dim=(2, 3))], dim=1)
-
-
-class _Branched(nn.Module):
-    """What both backbones do with their CNN's feature map: pool it, and join the branches asked for.
-
-    The branch modules keep the attribute names ``rhythm``, ``harmony`` and ``band_stats`` on the backbone
-    itself, so packages saved before this class existed load unchanged."""
-
-    def _init_branches(self, channels: int, width: int, pooling: str, rhythm: bool, frame_rate: float,
-                       timbre_dropout: float, harmony: bool, band_stats: bool, n_mels: int) -> int:
-        """Build the branches; the width of the vector `_pool_and_join` returns (the projection's input)."""
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        self.pooling = pooling
-        self.rhythm = RhythmBranch(frame_rate, 4 * width, timbre_dropout) if rhythm else None
-        self.harmony = HarmonicBranch(4 * width) if harmony else None
-        self.band_stats = BandStatistics(n_mels, 4 * width) if band_stats else None
-        return channels * (2 if pooling == "mean_max" else 1) + 4 * width * (rhythm + harmony + band_stats)
-
-    def _pool_and_join(self, x: torch.Tensor, spec: torch.Tensor, chroma: torch.Tensor | None) -> torch.Tensor:
-        """``(batch, channels, height, width)`` feature map -> pooled vector, band statistics (both hidden
-        together by timbre dropout), rhythm and harmony features."""
-        x = _pool(x, self.pooling)
-        if self.band_stats is not None:
-            x = torch.cat([x, self.band_stats(spec)], dim=1)
-        if self.rhythm is not None:
-            x = self.rhythm(x, spec)
-        if self.harmony is not None:
-            x = torch.cat([x, self.harmony(chroma)], dim=1)
-        return x
-
-
-class ShortChunkResNet(_Branched):
-    """Seven strided residual blocks over the log-mel image, pooled to one vector per chunk.
-
-    ``(batch, n_mels, frames) -> (batch, embedding_dim)``. Channels double at blocks 3 and 7 as in the
-    paper (width 128 there; smaller widths train on a CPU). ``pooling="max"`` is the paper's global max;
-    ``"mean_max"`` joins the mean to it, which keeps how much of the chunk a sound fills (a sustained
-    instrument under a louder one) where the maximum keeps only its strongest moment; on the realistic
-    catalog it did not help, and the band statistics were what gave instruments their gain (docs/realistic.md).
-    ``rhythm=True`` adds a `RhythmBranch` beside the pooled CNN vector (spectrogram ``frame_rate`` frames
-    per second) and ``harmony=True`` a `HarmonicBranch` on the chroma passed beside the spectrogram, and
-    ``band_stats=True`` the `BandStatistics` of its ``n_mels`` bands beside the CNN vector, hidden with it
-    by the rhythm branch's timbre dropout (our additions, off by default).
-    """
-
-    def __init__(self, width: int = 128, embedding_dim: int = 512, n_blocks: int = 7, rhythm: bool = False,
-                 frame_rate: float = 0.0, timbre_dropout: float = 0.0, pooling: str = "max", harmony: bool = False,
-                 band_stats: bool = False, n_mels: int = 0):
-        super().__init__()
-        channels = [1, width, width] + [2 * width] * (n_blocks - 3) + [4 * width]
-        self.input_norm = nn.BatchNorm2d(1)
-        self.blocks = nn.Sequential(*[_ResBlock(c_in, c_out) for c_in, c_out in itertools.pairwise(channels)])
-        joined = self._init_branches(channels[-1], width, pooling, rhythm, frame_rate, timbre_dropout, harmony,
-                                     band_stats, n_mels)
-        self.project = nn.Sequential(nn.Linear(joined, embedding_dim), nn.BatchNorm1d(embedding_dim), nn.ReLU())
-
-    def forward(self, spec: torch.Tensor, chroma: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.blocks(self.input_norm(spec.unsqueeze(1)))  # (batch, channels, mels', frames')
-        return self.project(self._pool_and_join(x, spec, chroma))
-
-
-class RhythmBranch(nn.Module):
-    """`RhythmFeatures` of the spectrogram, standardised and projected to ``dim``, joined to a CNN's pooled
-    vector: ``(pooled (batch, c), spec) -> (batch, c + dim)``.
-
-    In training the CNN vector is zeroed for a random ``timbre_dropout`` share of the clips. Meter, swing
-    and tempo are shared within an artist, so a CNN can learn them from the training artists' timbre and
-    stop there, which fails on new artists (odd meter stayed below a mean-log-mel baseline on unseen
-    artists); clips that only have their rhythm make the heads read it.
-    """
-
-    def __init__(self, frame_rate: float, dim: int, timbre_dropout: float = 0.0):
-        super().__init__()
-        if not 0.0 <= timbre_dropout < 1.0:
-            raise ValueError(f"timbre_dropout must be in [0, 1), got {timbre_dropout}")
-        self.timbre_dropout = timbre_dropout
-        features = RhythmFeatures(frame_rate)
-        self.encode = nn.Sequential(features, nn.BatchNorm1d(features.dim), nn.Linear(features.dim, dim), nn.ReLU())
-
-    def forward(self, pooled: torch.Tensor, spec: torch.Tensor) -> torch.Tensor:
-        if self.training and self.timbre_dropout > 0:
-            keep = torch.rand(pooled.shape[0], 1, device=pooled.device) >= self.timbre_dropout
-            pooled = pooled * keep
-        return torch.cat([pooled, self.encode(spec)], dim=1)
-
-
-class TinyCNN(_Branched):
-    """Two convolutions and a pooled projection: for tests and smoke runs, not for results."""
-
-    def __init__(self, width: int = 8, embedding_dim: int = 32, rhythm: bool = False, frame_rate: float = 0.0,
-                 timbre_dropout: float = 0.0, pooling: str = "mean_max", harmony: bool = False,
-                 band_stats: bool = False, n_mels: int = 0):
-        super().__init__()
-        self.input_norm = nn.BatchNorm2d(1)
-        self.conv = nn.Sequential(
-            nn.Conv2d(1, width, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU())
-        joined = self._init_branches(2 * width, width, pooling, rhythm, frame_rate, timbre_dropout, harmony,
-                                     band_stats, n_mels)
-        self.project = nn.Sequential(nn.Linear(joined, embedding_dim), nn.ReLU())
-
-    def forward(self, spec: torch.Tensor, chroma: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.conv(self.input_norm(spec.unsqueeze(1)))  # (batch, 2*width, mels/4, frames/4)
-        return self.project(self._pool_and_join(x, spec, chroma))
-
-
-BACKBONES = {"short_chunk_resnet": ShortChunkResNet, "tiny": TinyCNN, "musicnn": MusiCNN, "vgg": VGG}
-
-
-def chunk_starts(n_samples: int, chunk: int, max_chunks: int | None = None) -> list[int]:
-    """The fixed grid of chunk starts over a track: as many chunks as cover it, evenly spaced.
-
-    A track no longer than one chunk gets the single start 0 (the caller zero-pads it). With
-    ``max_chunks`` the grid is thinned to that many evenly spaced chunks, as tagging evaluations do
-    (Won et al. average 16 chunks per track).
-    """
-    if n_samples <= chunk:
-        return [0]
-    count = math.ceil(n_samples / chunk)
-    if max_chunks is not None:
-        count = min(count, max_chunks)
-    last = n_samples - chunk
-    if count == 1:
-        return [last // 2]
-    return [round(i * last / (count - 1)) for i in range(count)]
-
-
-def grid_chunks(wave: torch.Tensor, chunk: int, max_chunks: int | None = None) -> torch.Tensor:
-    """One track ``(time,)`` -> the chunks ``(chunks, chunk)`` at its `chunk_starts`, zero-padded past its
-    end. A reader that streams a long file cuts the same chunks from the same starts without holding it."""
-    pieces = []
-    for start in chunk_starts(len(wave), chunk, max_chunks):
-        piece = wave[start:start + chunk]
-        pieces.append(F.pad(piece, (0, chunk - len(piece))))
-    return torch.stack(pieces)
+@dataclass
+class ChunkScores:
+    """One track's scores chunk by chunk (`AudioTagger.chunk_scores`)."""
+
+    starts: list[int]  # each chunk's first sample, on the model's grid
+    scores: dict[str, torch.Tensor]  # group -> (chunks, labels): probabilities and scaled values, or logits
 
 
 @dataclass
@@ -510,8 +178,8 @@ class AudioTagger(TaggerBase):
     ``harmony=True`` adds its `HarmonicBranch` (key and mode cues) on a chroma of half-second STFT frames,
     from the same `Frontend`; ``pooling`` (None: the backbone's default) and ``band_stats`` are the backbone's
     (`ShortChunkResNet`). ``log_compression`` and ``frontend_center`` are the `Frontend`'s ``compression`` and
-    ``center``: the ``musicnn`` and ``vgg`` backbones (`tagging.musicnn`, converted by `tagging.pretrained`)
-    take ``"logC"`` on uncentred frames, 96 bands, chunks of 48128 samples (187 frames).
+    ``center``: the ``musicnn`` and ``vgg`` backbones (`tagging.models.musicnn`, converted by
+    `tagging.pretrained.convert`) take ``"logC"`` on uncentred frames, 96 bands, chunks of 48128 samples (187 frames).
     """
 
     # What the weights do not depend on: a fine-tune (`from_pretrained` overrides) may set these anew.
@@ -601,6 +269,23 @@ class AudioTagger(TaggerBase):
 
         What `track_outputs` runs on (`grid_chunks` on the model's grid)."""
         return grid_chunks(wave, self.chunk_samples, self.eval_chunks)
+
+    @torch.no_grad()
+    def chunk_scores(self, wave: torch.Tensor, max_chunks: int | Literal["eval"] | None = "eval",
+                     logits: bool = False, chunk_batch: int = 64) -> ChunkScores:
+        """One track ``(time,)`` -> the scores of each of its chunks and where they start.
+
+        The grid is the model's evaluation grid (``max_chunks="eval"``: `track_chunks`, what `annotate`
+        averages), every chunk of the track (None), or ``max_chunks`` chunks; ``logits`` gives the heads'
+        logits instead of probabilities and scaled values. Call it in eval mode: batch norm and dropout are
+        as the module's mode has them."""
+        cap = self.eval_chunks if max_chunks == "eval" else max_chunks
+        starts = chunk_starts(len(wave), self.chunk_samples, cap)
+        chunks = cut_chunks(wave, starts, self.chunk_samples)
+        outputs = [self.forward_head(self.forward_features(chunks[i:i + chunk_batch]))
+                   for i in range(0, len(chunks), chunk_batch)]
+        merged = {name: torch.cat([out[name] for out in outputs]).float() for name in outputs[0]}
+        return ChunkScores(starts, merged if logits else self.scores(merged))
 
     def chunk_outputs(self, chunks: list[torch.Tensor], chunk_batch: int = 64) -> TrackOutputs:
         """Each track's chunks ``[(chunks_i, chunk_samples), ...]`` -> outputs averaged over its chunks."""

@@ -3,21 +3,21 @@
 The ``musicnn`` 0.1.0 wheel (PyPI, ISC licence; Pons & Serra, "musicnn: pre-trained convolutional neural
 networks for music audio tagging", ISMIR 2019 LBD) ships four TensorFlow-1 checkpoints: musicnn and a VGG-like
 baseline, each trained on MagnaTagATune (MTT, 50 tags) and on the Million Song Dataset (MSD, 50 last.fm tags).
-This module reads them without TensorFlow (`tagging.tfcheckpoint`) into `AudioTagger`s with the ``musicnn``
-or ``vgg`` backbone (`tagging.musicnn`) and saves them as packages whose ``package.json`` names the wheel,
+This module reads them without TensorFlow (`tagging.pretrained.tfcheckpoint`) into `AudioTagger`s with the ``musicnn``
+or ``vgg`` backbone (`tagging.models.musicnn`) and saves them as packages whose ``package.json`` names the wheel,
 its version and licence (the ``"converted_from"`` input, carried on by every fine-tune of them).
 
-    python -m tagging.pretrained musicnn --checkpoint MTT_musicnn --out DIR   # one package
-    python -m tagging.pretrained cache                                        # all four, into the cache
+    python -m tagging pretrained musicnn --checkpoint MTT_musicnn --out DIR   # one package
+    python -m tagging pretrained cache                                        # all four, into the cache
 
 `resolve_model` turns a name given where a package path is expected into a package: a converted name
 (``musicnn-mtt``, ``musicnn-msd``, ``vgg-mtt``, ``vgg-msd``) into its package under ``$COLDTAG_HOME/models``
 (default ``~/.cache/coldtag``), converted from the installed wheel on first use; a student's name (`STUDENTS`:
-small taggers distilled from these on real recordings by `tagging.distil`) into its package shipped in
-``tagging/students/``.
+small taggers distilled from these on real recordings by `tagging.pretrained.distil`) into its package shipped in
+``tagging/pretrained/students/``.
 
 Decision thresholds: a converted package decides each tag at the threshold `THRESHOLDS_FILE` ships for it,
-chosen without labels by `tagging.agreement.expected_share_thresholds` on the training albums of the
+chosen without labels by `tagging.pretrained.agreement.expected_share_thresholds` on the training albums of the
 real-recording corpus (``scripts/student_eval.py thresholds``); the students ship theirs, chosen the same way.
 A catalog with labelled tracks replaces them with its own: fine-tune on its labels (``train.py fit``, whose
 validation sets F1-optimal thresholds), or write its own values into the package's ``thresholds.json`` and
@@ -27,7 +27,7 @@ TensorFlow, neither of which is needed here: install it with ``uv pip install --
 Track outputs: the wheel averages the tag probabilities of consecutive 3-s patches from the track's start and
 drops the tail; a package averages them over `AudioTagger`'s chunk grid (consecutive chunks evenly spread
 over the whole track, tail included), so on most tracks the two average slightly different patches. On the
-patches the wheel cuts, the probabilities are the wheel's (tests/test_pretrained.py).
+patches the wheel cuts, the probabilities are the wheel's (tests/tagging/test_pretrained.py).
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ from pathlib import Path
 import torch
 
 from coldtag.storage import ProvenanceError, file_sha256, read_package
-from tagging.models import AudioTagger
-from tagging.musicnn import PATCH_FRAMES
-from tagging.tfcheckpoint import read_checkpoint
+from tagging.models.musicnn import PATCH_FRAMES
+from tagging.models.tagger import AudioTagger
+from tagging.pretrained.tfcheckpoint import read_checkpoint
 
 WHEEL = "musicnn"
 WHEEL_VERSION = "0.1.0"
@@ -53,7 +53,7 @@ INSTALL_HINT = f"uv pip install --no-deps {WHEEL}=={WHEEL_VERSION}"
 # name given to --model -> the wheel's checkpoint folder
 NAMES = {"musicnn-mtt": "MTT_musicnn", "musicnn-msd": "MSD_musicnn", "vgg-mtt": "MTT_vgg", "vgg-msd": "MSD_vgg"}
 STUDENTS_DIR = Path(__file__).resolve().parent / "students"
-THRESHOLDS_FILE = Path(__file__).resolve().parent / "pretrained_thresholds.json"
+THRESHOLDS_FILE = Path(__file__).resolve().parent / "thresholds.json"
 DATASETS = {"MTT": "MagnaTagATune (Law et al., ISMIR 2009), top 50 tags",
             "MSD": "Million Song Dataset (Bertin-Mahieux et al., ISMIR 2011), top 50 last.fm tags"}
 SAMPLE_RATE, N_FFT, HOP, N_MELS = 16000, 512, 256, 96
@@ -258,7 +258,7 @@ def resolve_model(name_or_path: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tagging.pretrained", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tagging pretrained", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     one = commands.add_parser("musicnn", help="convert one checkpoint of the musicnn wheel into a package")
     one.add_argument("--checkpoint", required=True, choices=sorted(NAMES.values()))
@@ -278,8 +278,4 @@ def main(argv: list[str] | None = None) -> None:
             for name in NAMES:
                 print(f"{name}: {resolve_model(name)}")
     except (OSError, ValueError, ImportError) as error:  # ImportError: the wheel is not installed
-        sys.exit(f"python -m tagging.pretrained: {error}")
-
-
-if __name__ == "__main__":
-    main()
+        sys.exit(f"python -m tagging pretrained: {error}")

@@ -3,9 +3,9 @@
 inputs augmented while the teacher hears clean audio, as in Won, Choi & Serra, "Semi-supervised music tagging
 transformer", ISMIR 2021).
 
-    python -m tagging.distil --teacher musicnn-mtt [--teacher musicnn-msd] --manifest data/real/manifest.csv \\
+    python -m tagging distil --teacher musicnn-mtt [--teacher musicnn-msd] --manifest data/real/manifest.csv \\
         --out STUDENT [--width 16 --n-mels 64 --hop-length 512 --epochs 20]
-    python -m tagging.distil --teacher musicnn-mtt --audio DIR --out STUDENT
+    python -m tagging distil --teacher musicnn-mtt --audio DIR --out STUDENT
 
 Data: a manifest (``audio_path``, ``split``, and ``album``) whose ``train`` tracks the student learns from and whose
 ``val`` tracks choose its best epoch, or a folder whose files are all ``train``. Every chunk of every track
@@ -46,9 +46,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from coldtag.storage import file_sha256, read_package, reference
 from tagging.audio import AUDIO_SUFFIXES, load_audio
-from tagging.data import collate_tracks
-from tagging.models import AudioTagger, chunk_starts
-from tagging.pretrained import known_names, resolve_model
+from tagging.data.modules import collate_tracks
+from tagging.models.tagger import AudioTagger
+from tagging.pretrained.convert import known_names, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -133,19 +133,16 @@ def cached_audio(path: str, sample_rate: int, max_seconds: float, codecs: tuple[
 def cached_logits(teacher: AudioTagger, wave: torch.Tensor, path: str, max_seconds: float, cache: Path,
                   chunk_batch: int = 16) -> dict[str, torch.Tensor]:
     """The teacher's logits ``{group: (chunks, labels)}`` on every chunk of ``wave`` (its chunk grid without a
-    cap: `chunk_starts`), cached by the teacher package's hash."""
+    cap: `AudioTagger.chunk_scores`), cached by the teacher package's hash."""
     file = cache / "teachers" / teacher.package["sha256"][:16] / f"{_file_key(path, max_seconds)}.safetensors"
     if file.exists():
         return load_file(file)
     teacher.eval()
-    starts = chunk_starts(len(wave), teacher.chunk_samples)
-    chunks = torch.stack([F.pad(wave[s:s + teacher.chunk_samples], (0, max(0, s + teacher.chunk_samples
-                                                                          - len(wave)))) for s in starts])
-    outputs = [teacher(chunks[i:i + chunk_batch]) for i in range(0, len(chunks), chunk_batch)]
-    logits = {name: torch.cat([out[name] for out in outputs]).float() for name in outputs[0]}
+    scored = teacher.chunk_scores(wave, max_chunks=None, logits=True, chunk_batch=chunk_batch)
+    logits = {**scored.scores, "starts": torch.tensor(scored.starts)}
     file.parent.mkdir(parents=True, exist_ok=True)
-    save_file({**logits, "starts": torch.tensor(starts)}, file)
-    return {**logits, "starts": torch.tensor(starts)}
+    save_file(logits, file)
+    return logits
 
 
 @dataclass
@@ -406,7 +403,7 @@ def corpus_provenance(manifest: str | Path, command: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tagging.distil", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tagging distil", description=__doc__.split("\n\n")[0])
     parser.add_argument("--teacher", action="append", required=True,
                         help="a packaged AudioTagger or a pretrained name (musicnn-mtt); repeat for one student "
                              "of several teachers")
@@ -433,7 +430,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     student = {"backbone": options.backbone, "width": options.width, "embedding_dim": options.embedding_dim,
                "n_mels": options.n_mels, "n_fft": options.n_fft, "hop_length": options.hop_length}
-    command = "python -m tagging.distil " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m tagging distil " + " ".join(sys.argv[1:] if argv is None else argv)
     augment = Augment(codec_share=0.0, gain_db=(0.0, 0.0), tilt_share=0.0, crop_share=0.0) \
         if options.no_augment else None
     try:
@@ -443,9 +440,5 @@ def main(argv: list[str] | None = None) -> None:
                max_seconds=options.max_seconds, augment=augment, codecs=() if options.no_augment else ("mp3", "opus"),
                cache=options.cache, seed=options.seed, overwrite=options.overwrite, provenance=provenance)
     except (OSError, ValueError) as error:
-        sys.exit(f"python -m tagging.distil: {error}")
+        sys.exit(f"python -m tagging distil: {error}")
     log.info("student saved to %s", options.out)
-
-
-if __name__ == "__main__":
-    main()

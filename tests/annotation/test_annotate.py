@@ -14,7 +14,6 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
-from compare import assert_same_records, raw_records
 from torchcodec.encoders import AudioEncoder
 
 import annotation.records as records_module
@@ -22,11 +21,13 @@ import tagging.tracks as tracks_module
 from annotation.cli import cli_main
 from annotation.records import read_annotations
 from tagging.audio import load_audio
+from tagging.grid import chunk_starts
 from tagging.labels import LabelSpace
-from tagging.models import AudioTagger, chunk_starts
+from tagging.models.tagger import AudioTagger
 from tagging.tracks import TrackReader
+from tests.helpers.compare import assert_same_records, raw_records
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GOOD_PER_CODEC = 2
 BAD = {  # name -> the reason the record gives
     "empty.wav": "empty",

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from annotate_corpus import EXPECTED_AUDIO, EXPECTED_SIDECARS, EXPECTED_WARNINGS, write_corpus
 
 from tagging.audio import AudioDecodeError, load_audio, verify_flac
-from tagging.image import CoverError, load_cover
-from tagging.text import LyricsError, read_lyrics
+from tagging.models.image import CoverError, load_cover
+from tagging.models.text import LyricsError, read_lyrics
+from tests.helpers.annotate_corpus import EXPECTED_AUDIO, EXPECTED_SIDECARS, EXPECTED_WARNINGS, write_corpus
 
 RATE = 16000
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".mp4"}

@@ -8,8 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from annotate_corpus import EXPECTED_AUDIO, EXPECTED_SIDECARS, EXPECTED_WARNINGS, write_corpus
-from compare import raw_records
 
 from annotation.cli import cli_main
 from annotation.records import read_annotations
@@ -17,12 +15,14 @@ from coldtag.storage import reference
 from fusion.model import LateFusionRegressor
 from fusion.pipeline import ColdStartPipeline
 from recsys import Recommender
-from tagging.features import encoder_sources
-from tagging.image import CoverEncoder
+from tagging.data.features import encoder_sources
 from tagging.labels import LabelSpace
-from tagging.models import AudioTagger
-from tagging.multimodal import MultimodalTagger
-from tagging.text import LyricsEncoder
+from tagging.models.image import CoverEncoder
+from tagging.models.multimodal import MultimodalTagger
+from tagging.models.tagger import AudioTagger
+from tagging.models.text import LyricsEncoder
+from tests.helpers.annotate_corpus import EXPECTED_AUDIO, EXPECTED_SIDECARS, EXPECTED_WARNINGS, write_corpus
+from tests.helpers.compare import raw_records
 
 COVER_SIZE = 64
 N_FACTORS = 8
@@ -171,7 +171,7 @@ def test_links_out_of_the_input_root_are_refused_unless_allowed(corpus, packages
 
 def test_a_pipeline_naming_an_encoder_outside_its_folder_is_refused_unless_allowed(corpus, packages, tmp_path,
                                                                                   capsys):
-    from tagging.text import default_lyrics_model_path
+    from tagging.models.text import default_lyrics_model_path
 
     pipeline = ColdStartPipeline.from_pretrained(packages / "pipeline")
     pipeline.config["lyrics_model"] = str(default_lyrics_model_path())  # a path of the user's own machine

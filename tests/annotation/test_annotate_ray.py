@@ -8,10 +8,10 @@ import sys
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from compare import assert_same_records
 
 from annotation.cli import cli_main
 from tagging.labels import LabelSpace
+from tests.helpers.compare import assert_same_records
 
 NUM_CPUS_ENV = "COLDTAG_RAY_NUM_CPUS"  # annotation.engines.ray.NUM_CPUS_ENV; importing it needs Ray
 GOOD = {"wav": 2, "flac": 1, "mp3": 1}

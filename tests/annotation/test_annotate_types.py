@@ -8,7 +8,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from review_runs import make_package, write_tone
 
 import annotation.records as records_module
 from annotation.annotators import Annotator, AudioAnnotator, Prediction, annotate_tracks, group_fields
@@ -18,6 +17,7 @@ from annotation.inputs import InputKey, Item
 from annotation.reader import read_item
 from annotation.records import RECORD_COLUMNS, AnnotationRecord, Records, read_annotations, record_schema
 from tagging.tempo_key import Key, Tempo
+from tests.helpers.review_runs import make_package, write_tone
 
 GENRE = pa.field("genre", pa.struct([("probabilities", pa.struct([("rock", pa.float64()), ("jazz", pa.float64())])),
                                      ("tags", pa.list_(pa.string()))]))
@@ -54,7 +54,7 @@ def test_the_layout_is_the_records_fields_in_their_order_with_the_models_columns
 
 
 def test_a_label_group_named_like_a_record_column_is_refused():
-    from tagging.models import AudioTagger
+    from tagging.models.tagger import AudioTagger
 
     model = AudioTagger({"groups": {"path": {"type": "multilabel", "labels": ["a", "b"]}}}, backbone="tiny", width=4,
                         embedding_dim=16, sample_rate=8000, n_fft=256, hop_length=128, n_mels=32)

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from review_runs import FAILED, TRACKS, make_package, review_run, write_tone
 
 from annotation.cli import cli_main as annotate
 from annotation.review.app import create_app
 from annotation.review.cli import cli_main
 from annotation.review.run import Run, load_model_info
 from annotation.review.store import Store
+from tests.helpers.review_runs import FAILED, TRACKS, make_package, review_run, write_tone
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +171,7 @@ def test_the_command_refuses_a_run_it_cannot_use_in_one_line(package, tmp_path, 
 
 
 def test_records_of_another_model_are_refused(package, run, tmp_path, capsys):
-    from tagging.models import AudioTagger
+    from tagging.models.tagger import AudioTagger
 
     vocab = {"groups": {"genre": {"type": "multilabel", "labels": ["a", "b", "c"]}}}
     AudioTagger.from_pretrained(package, vocab=vocab).save_pretrained(tmp_path / "other")
@@ -269,7 +269,7 @@ def test_the_command_serves_the_run_on_the_port_it_is_given(run, package, monkey
 
 def test_a_pipeline_package_is_read_through_its_tagging_model(package, run, tmp_path):
     from coldtag.storage import save_package
-    from tagging.models import AudioTagger
+    from tagging.models.tagger import AudioTagger
 
     tagger = AudioTagger.from_pretrained(package)
     save_package(tmp_path / "pipeline", lambda folder: tagger.save_pretrained(folder / "tagger"), "ColdStartPipeline")
@@ -290,10 +290,10 @@ def test_a_multimodal_taggers_run_is_reviewed_and_its_corrections_exported(packa
     import torch
 
     from coldtag.storage import reference
-    from tagging.features import encoder_sources
-    from tagging.models import AudioTagger
-    from tagging.multimodal import MultimodalTagger
-    from tagging.text import LyricsEncoder
+    from tagging.data.features import encoder_sources
+    from tagging.models.multimodal import MultimodalTagger
+    from tagging.models.tagger import AudioTagger
+    from tagging.models.text import LyricsEncoder
 
     torch.manual_seed(0)
     tagger, lyrics = AudioTagger.from_pretrained(package), LyricsEncoder().eval()

@@ -11,12 +11,12 @@ import time
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from review_runs import make_package, review_run
 
 from annotation.review.app import create_app
 from annotation.review.auth import COOKIE, SignIn, is_loopback, load_reviewers, verify_secret
 from annotation.review.cli import cli_main
 from annotation.review.store import Store
+from tests.helpers.review_runs import make_package, review_run
 
 SECRETS = {"ana": "correct horse battery", "ben": "staple"}
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from review_runs import make_package, write_run
 
 from annotation.review.cli import cli_main, serving
 from annotation.review.run import Run
 from annotation.review.store import DB_FILE, Store
+from tests.helpers.review_runs import make_package, write_run
 
 pytestmark = pytest.mark.browser
 CHROMIUM = os.environ.get("COLDTAG_CHROMIUM", "/usr/bin/chromium")

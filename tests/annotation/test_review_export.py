@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from review_runs import make_package, write_run
 
 from annotation.review.cli import cli_main
 from annotation.review.run import Run
 from annotation.review.store import DB_FILE, Store
-from tagging.data import CatalogDataModule
+from tagging.data.modules import CatalogDataModule
+from tests.helpers.review_runs import make_package, write_run
 
 
 @pytest.fixture(scope="module")

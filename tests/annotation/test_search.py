@@ -176,10 +176,10 @@ def test_a_bad_theme_is_named_with_its_key(annotations, tmp_path, capsys):
 
 def test_the_review_server_searches(tmp_path):
     from fastapi.testclient import TestClient
-    from review_runs import make_package, write_run
 
     from annotation.review.app import create_app
     from annotation.review.run import Run
+    from tests.helpers.review_runs import make_package, write_run
 
     model = make_package(tmp_path / "tagger")
     run = Run(write_run(tmp_path / "annotations", model, tmp_path / "audio"), tmp_path / "tagger")
@@ -250,7 +250,7 @@ def test_a_bad_word_list_is_named_with_its_entry(annotations, tmp_path, capsys):
 
 @pytest.mark.parametrize("path", ["toycatalog/search_words.yaml", "annotation/search/words_pretrained.yaml"])
 def test_the_shipped_word_lists_load_and_name_no_phrase_twice_for_one_tag(path):
-    words = WordList.load(Path(__file__).parents[1] / path)
+    words = WordList.load(Path(__file__).parents[2] / path)
     for tag, entry in words.entries.items():
         phrases = [p for kind in entry.values() for p in kind]
         assert len(phrases) == len(set(phrases)), tag

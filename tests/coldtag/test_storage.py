@@ -18,8 +18,8 @@ from coldtag.storage import (
 )
 from tagging.audio import load_audio
 from tagging.labels import LabelSpace, read_manifest
-from tagging.models import AudioTagger
-from tagging.multimodal import MultimodalTagger
+from tagging.models.multimodal import MultimodalTagger
+from tagging.models.tagger import AudioTagger
 
 
 @pytest.fixture(scope="module")

@@ -72,7 +72,7 @@ def test_one_command_runs_the_chain_on_a_catalog_of_other_names_and_resumes(othe
     assert main(broken) == 1
     captured = capfd.readouterr()
     assert captured.out.count(": done (") == 3
-    assert "the features stage failed" in captured.err and "runs alone as python -m tagging.features" in captured.err
+    assert "the features stage failed" in captured.err and "runs alone as python -m tagging features" in captured.err
     assert "no-model" in captured.err
 
 

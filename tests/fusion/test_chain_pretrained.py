@@ -19,9 +19,9 @@ from fusion.cli import main
 from fusion.data import catalog_sources
 from fusion.pipeline import ColdStartPipeline
 from recsys import ColdStartSplit
-from tagging.features import TrackFeatures
+from tagging.data.features import TrackFeatures
 from tagging.labels import LabelSpace, read_manifest
-from tagging.models import AudioTagger
+from tagging.models.tagger import AudioTagger
 from train import cli_main as train_main
 
 pytestmark = pytest.mark.usefixtures("one_thread")

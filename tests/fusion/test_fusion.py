@@ -26,12 +26,12 @@ from fusion.data import FUSION_SPLIT, available_sources, split_warm_tracks
 from fusion.lightning import mean_cosine_distance
 from fusion.model import AudioFactorRegressor, LateFusionRegressor
 from recsys import ColdStartSplit
-from tagging.features import TrackFeatures
+from tagging.data.features import TrackFeatures
 from tagging.labels import read_manifest
 from tagging.runs import apply_setting, parse_setting
 
 DIMS = {"audio": 6, "lyrics": 5, "cover": 4}
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def config(name: str, *settings: str) -> dict:

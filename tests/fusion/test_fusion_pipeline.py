@@ -18,10 +18,10 @@ from fusion.data import assemble
 from fusion.model import LateFusionRegressor
 from fusion.pipeline import ColdStartPipeline
 from recsys import Recommender
-from tagging.features import extract_features
+from tagging.data.features import extract_features
 from tagging.labels import LabelSpace, read_manifest
-from tagging.models import AudioTagger
-from tagging.multimodal import MultimodalTagger
+from tagging.models.multimodal import MultimodalTagger
+from tagging.models.tagger import AudioTagger
 from tagging.tracks import encode_tracks
 
 MODALITIES = ("audio", "lyrics", "cover")

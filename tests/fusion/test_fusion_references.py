@@ -15,10 +15,10 @@ from fusion.data import with_references
 from fusion.references import random_features
 from fusion.stages import best_content_row
 from recsys import ColdStartSplit
-from tagging.baseline import logmel_stats
-from tagging.features import TrackFeatures, extract_features
+from tagging.data.features import TrackFeatures, extract_features
+from tagging.evaluation.baseline import logmel_stats
 from tagging.labels import read_manifest
-from tagging.models import AudioTagger
+from tagging.models.tagger import AudioTagger
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -15,9 +15,9 @@ from torchmetrics.functional.classification import multilabel_auroc
 from fusion.cli import main as fusion_main
 from fusion.data import FUSION_SPLIT
 from recsys.cli import main as recsys_main
-from tagging.features import extract_features
+from tagging.data.features import extract_features
 from tagging.labels import LabelSpace, read_manifest
-from tagging.models import AudioTagger
+from tagging.models.tagger import AudioTagger
 from train import cli_main
 
 COINS = [f"coin{i}" for i in range(8)]

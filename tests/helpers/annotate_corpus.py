@@ -15,7 +15,7 @@ to ``root`` with "/" separators, as the annotate command names tracks. Three tab
   for files annotated fine (None in ``EXPECTED_AUDIO``) that a user should not trust: "silent" (30 s of
   digital zeros) and "short" (0.2 s, shorter than any model's chunk). Ids not listed carry none.
 - ``EXPECTED_SIDECARS: dict[str, dict[str, str | None]]``: audio id -> {sidecar id: None when usable,
-  else the prefix of the reason of ``tagging.text.read_lyrics`` (``.txt``) or ``tagging.image.load_cover``
+  else the prefix of the reason of ``tagging.models.text.read_lyrics`` (``.txt``) or ``tagging.models.image.load_cover``
   (``.jpg``/``.png``)}. A bad sidecar leaves its audio annotated (None in ``EXPECTED_AUDIO``). Audio ids
   not listed have no sidecar.
 

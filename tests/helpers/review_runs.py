@@ -10,7 +10,7 @@ import numpy as np
 from annotation.annotators import group_fields
 from annotation.records import AnnotationRecord, Records, record_schema
 from annotation.review.run import Run
-from tagging.models import AudioTagger
+from tagging.models.tagger import AudioTagger
 
 VOCAB = {"groups": {"genre": {"type": "multilabel", "labels": ["rock", "jazz", "folk"]},
                     "mood": {"type": "multilabel", "labels": ["calm", "loud"]},

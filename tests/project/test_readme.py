@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 PAGES = [README, *sorted(DOCS.glob("*.md"))]
@@ -375,8 +375,8 @@ def test_slug_follows_github():
 def test_classify_names_the_check_or_refuses():
     assert classify("coldtag review export runs/x --model m --out o") == \
         ("help", "entry", "annotation.cli:main", ("review", "export", "--help"))
-    assert classify("python -m tagging.datasets mtg_jamendo --root r") == \
-        ("help", "module", "tagging.datasets", ("mtg_jamendo", "--help"))
+    assert classify("python -m tagging datasets mtg_jamendo --root r") == \
+        ("help", "module", "tagging", ("datasets", "mtg_jamendo", "--help"))
     assert classify(".venv/bin/python train.py fit --config c.yaml") == ("help", "path", "train.py", ("fit", "--help"))
     assert classify("CI=true make test") == ("make", "test")
     assert classify("export RAY_ADDRESS=head:6379  # a comment") == ("utility",)

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 
 from tagging.audio import load_audio
-from tagging.models import AudioTagger
+from tagging.models.tagger import AudioTagger
 from train import cli_main
 
 CONFIG = "configs/tagger_test.yaml"
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def run(*args: str):

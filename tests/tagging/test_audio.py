@@ -248,7 +248,7 @@ def test_bad_arguments_name_the_argument(files, call, message):
         call(files["wav"])
 
 
-# ---- training crops that seek (tagging.crops) ----
+# ---- training crops that seek (tagging.data.crops) ----
 
 def _catalog_file(catalog, fmt: str):
     """A file of the tiny catalog in ``fmt`` whose rate is not ``RATE``, so that reading it resamples."""
@@ -261,7 +261,7 @@ def _catalog_file(catalog, fmt: str):
 
 @pytest.mark.parametrize("fmt", ["wav", "mp3"])
 def test_crop_at_the_files_rate_has_the_exact_samples(tiny_catalog, fmt):
-    from tagging.crops import _layout, load_crop
+    from tagging.data.crops import _layout, load_crop
 
     path, rate = _catalog_file(tiny_catalog, fmt)
     assert _layout(path) is not None  # the fast path, not the fallback
@@ -289,7 +289,7 @@ def _fractional_shift(exact_track: np.ndarray, start: int, crop: np.ndarray) -> 
 
 @pytest.mark.parametrize("fmt", ["wav", "mp3"])
 def test_resampled_crop_is_the_exact_crop_within_half_a_sample(tiny_catalog, fmt):
-    from tagging.crops import load_crop
+    from tagging.data.crops import load_crop
 
     path, _ = _catalog_file(tiny_catalog, fmt)
     track = load_audio(path, RATE).numpy()
@@ -302,7 +302,7 @@ def test_resampled_crop_is_the_exact_crop_within_half_a_sample(tiny_catalog, fmt
 
 
 def test_crop_of_a_format_it_cannot_seek_is_exact(files):
-    from tagging.crops import _layout, load_crop
+    from tagging.data.crops import _layout, load_crop
 
     assert _layout(files["flac"]) is None
     exact = load_audio(files["flac"], RATE, offset=1.2, duration=0.5)

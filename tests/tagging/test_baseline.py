@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy.io import wavfile
 
-from tagging.baseline import (
+from tagging.evaluation.baseline import (
     FEATURES,
     ONSET_LAG_BINS,
     ONSET_LAG_RANGE,

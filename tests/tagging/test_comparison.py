@@ -1,10 +1,10 @@
-"""The tagger-against-baseline table (`tagging.comparison`, scripts/realistic_eval.py) on a case whose every
+"""The tagger-against-baseline table (`tagging.evaluation.comparison`, scripts/realistic_eval.py) on a case whose every
 number is known."""
 
 import numpy as np
 import pytest
 
-from tagging.comparison import comparison_markdown, comparison_rows, variant_rows, variants_markdown
+from tagging.evaluation.comparison import comparison_markdown, comparison_rows, variant_rows, variants_markdown
 from tagging.labels import LabelSpace
 
 

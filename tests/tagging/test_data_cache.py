@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from tagging.audio import load_audio
-from tagging.audio_cache import INDEX_FILE, AudioCache, build_audio_cache
-from tagging.data import CatalogDataModule
+from tagging.data.cache import INDEX_FILE, AudioCache, build_audio_cache
+from tagging.data.modules import CatalogDataModule
 
 RATE = 16000
 
@@ -109,18 +109,18 @@ def test_a_cache_folder_that_does_not_match_its_settings_is_refused(catalog, tmp
 
 def test_two_processes_racing_to_build_leave_one_cache(catalog, tmp_path, monkeypatch):
     """The loser of the race finds the winner's folder at its rename, keeps it and removes its own build."""
-    import tagging.audio_cache
+    import tagging.data.cache
 
     paths = [str(catalog / p) for p in pd.read_parquet(catalog / "manifest.parquet")["audio_path"][:2]]
     folder = build_audio_cache(paths, RATE, tmp_path / "cache")
     winner = folder.rename(tmp_path / "winner")
     made = {p.name: p.stat().st_mtime_ns for p in winner.iterdir()}
-    publish = tagging.audio_cache.publish_directory
+    publish = tagging.data.cache.publish_directory
 
     def other_process_finishes_first(staging, target):
         winner.rename(target)
         return publish(staging, target)
-    monkeypatch.setattr(tagging.audio_cache, "publish_directory", other_process_finishes_first)
+    monkeypatch.setattr(tagging.data.cache, "publish_directory", other_process_finishes_first)
     assert build_audio_cache(paths, RATE, tmp_path / "cache") == folder
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [folder.name]  # no partial build left
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == made

@@ -388,7 +388,7 @@ def write_wav(path: Path, seconds: float = 2.0, rate: int = 8000, pitch: float =
 def test_published_configs_run_a_fast_dev_run_on_an_adapted_catalog(config, tmp_path, monkeypatch):
     from train import cli_main
 
-    config = str(Path(__file__).resolve().parents[1] / config)
+    config = str(Path(__file__).resolve().parents[2] / config)
     # The configs' relative runs/ folders (checkpoints, logs) land in the test's folder, not the repository.
     monkeypatch.chdir(tmp_path)
 

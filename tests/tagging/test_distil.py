@@ -1,5 +1,5 @@
 """Students distilled from the pretrained taggers: the distillation itself, its augmentations, the agreement
-and threshold rules, and the shipped students by name (needs the musicnn wheel, as tests/test_pretrained.py)."""
+and threshold rules, and the shipped students by name (needs the musicnn wheel, as tests/tagging/test_pretrained.py)."""
 
 import json
 import math
@@ -16,14 +16,16 @@ from annotation.records import read_annotations
 from annotation.review.run import load_model_info
 from coldtag.storage import read_package
 from scripts.musicnn_reference import SAMPLE_RATE, reference_signal
-from tagging.agreement import (
+from tagging.models.tagger import AudioTagger
+from tagging.pretrained.agreement import (
     decided_auc,
     expected_share_thresholds,
     spearman_per_tag,
     top_k_overlap,
     varying_tags,
 )
-from tagging.distil import (
+from tagging.pretrained.convert import CHUNK_SAMPLES, known_names, resolve_model, shipped_thresholds, student_names
+from tagging.pretrained.distil import (
     Augment,
     DistilChunks,
     DistilModule,
@@ -33,8 +35,6 @@ from tagging.distil import (
     reencode,
     taught_groups,
 )
-from tagging.models import AudioTagger
-from tagging.pretrained import CHUNK_SAMPLES, known_names, resolve_model, shipped_thresholds, student_names
 
 
 @pytest.fixture(autouse=True)
@@ -197,7 +197,7 @@ def test_names_work_wherever_a_package_path_does(tmp_path, capsys):
     """Every student shipped resolves by name; `coldtag annotate --help` lists every name; the review page's
     model loader takes a name too (it refused musicnn-mtt before) and a converted package decides at the
     thresholds shipped for it."""
-    assert student_names(), "no student package is shipped in tagging/students"
+    assert student_names(), "no student package is shipped in tagging/pretrained/students"
     for name in student_names():
         assert read_package(resolve_model(name), "AudioTagger")["kind"] == "AudioTagger"
     with pytest.raises(SystemExit):
@@ -215,7 +215,7 @@ def test_names_work_wherever_a_package_path_does(tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", student_names())
 def test_a_shipped_student_annotates_the_test_corpus_and_says_where_it_came_from(name, tmp_path):
-    from annotate_corpus import EXPECTED_AUDIO, write_corpus
+    from tests.helpers.annotate_corpus import EXPECTED_AUDIO, write_corpus
 
     corpus = tmp_path / "corpus"
     write_corpus(corpus)
@@ -231,7 +231,7 @@ def test_a_shipped_student_annotates_the_test_corpus_and_says_where_it_came_from
                             and ref["converted_from"]["license"] == "ISC" for ref in teachers)
     corpus_input = record["inputs"]["corpus"]
     assert corpus_input["recipe"] == "scripts/real_corpus.py"
-    assert corpus_input["command"].startswith("python -m tagging.distil ")
+    assert corpus_input["command"].startswith("python -m tagging distil ")
     assert corpus_input["albums"] and all(a["licenses"] and "unknown" not in a["licenses"]
                                           for a in corpus_input["albums"].values())
     assert all(a["split"] in ("train", "val") for a in corpus_input["albums"].values())

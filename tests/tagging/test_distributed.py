@@ -13,7 +13,7 @@ import torch
 from tagging.labels import LabelSpace, read_manifest
 from train import cli_main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = "configs/tagger_test.yaml"
 
 
@@ -70,7 +70,7 @@ def _sync_batchnorm_step(rank: int, world: int, folder: str) -> None:
 
 
 def _step_model():
-    from tagging.models import AudioTagger
+    from tagging.models.tagger import AudioTagger
 
     vocab = {"groups": {"tag": {"type": "multilabel", "labels": ["a", "b", "c"]}}}
     torch.manual_seed(0)

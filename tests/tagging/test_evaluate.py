@@ -6,7 +6,8 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from tagging.evaluate import (
+from tagging.data.features import TrackFeatures
+from tagging.evaluation.evaluate import (
     REFERENCE,
     ModalityScores,
     baseline_rows,
@@ -17,9 +18,8 @@ from tagging.evaluate import (
     resampling_clusters,
     roc_auc,
 )
-from tagging.features import TrackFeatures
 from tagging.labels import LabelSpace
-from tagging.multimodal import MultimodalTagger
+from tagging.models.multimodal import MultimodalTagger
 
 VOCAB = {"groups": {"genre": {"type": "multilabel", "labels": ["a", "b"]}}}
 

@@ -13,9 +13,9 @@ from torch.utils.data import DataLoader
 from torchmetrics.functional.classification import multilabel_auroc
 
 from coldtag.storage import read_package
-from tagging.data import collate_tracks
+from tagging.data.modules import collate_tracks
 from tagging.lightning import TaggerModule, decay_groups, masked_losses
-from tagging.models import AudioTagger
+from tagging.models.tagger import AudioTagger
 from train import cli_main
 
 TINY = {"backbone": "tiny", "width": 4, "embedding_dim": 16, "sample_rate": 8000, "n_fft": 256,

@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFile
 from sklearn.datasets import load_sample_image
 
-from tagging.image import (
+from tagging.models.image import (
     ARCHS,
     IMAGENET_MEAN,
     IMAGENET_STD,

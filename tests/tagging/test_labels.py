@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
+from tagging.evaluation.metrics import GradedScores, MultilabelScores
 from tagging.labels import LabelSpace, f1_optimal_thresholds, read_manifest
 from tagging.lightning import masked_losses
-from tagging.metrics import GradedScores, MultilabelScores
 
 VOCAB = {"groups": {
     "genre": {"type": "multilabel", "labels": ["rock", "jazz", "folk"]},

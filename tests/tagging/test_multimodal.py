@@ -5,13 +5,13 @@ import pandas as pd
 import pytest
 import torch
 
-from tagging.data import FeatureDataModule
-from tagging.features import TrackFeatures, extract_features
-from tagging.image import CoverEncoder
-from tagging.metrics import MultilabelScores
-from tagging.models import AudioTagger
-from tagging.multimodal import MultimodalTagger
-from tagging.text import LyricsEncoder
+from tagging.data.features import TrackFeatures, extract_features
+from tagging.data.modules import FeatureDataModule
+from tagging.evaluation.metrics import MultilabelScores
+from tagging.models.image import CoverEncoder
+from tagging.models.multimodal import MultimodalTagger
+from tagging.models.tagger import AudioTagger
+from tagging.models.text import LyricsEncoder
 from train import cli_main
 
 VOCAB = {"groups": {"genre": {"type": "multilabel", "labels": ["a", "b"]},
@@ -136,8 +136,8 @@ def test_feature_data_splits_by_the_named_column_and_leaves_out_null_rows(tmp_pa
 def test_train_py_fits_the_multimodal_tagger_from_cached_features(tiny_catalog, tmp_path):
     synthetic_features(tiny_catalog, tmp_path / "features.npz")
     cli_main(["fit", "--model=tagging.lightning.MultimodalTaggerModule",
-              "--model.model=tagging.multimodal.MultimodalTagger", "--model.model.hidden=8",
-              f"--model.export_dir={tmp_path / 'model'}", "--data=tagging.data.FeatureDataModule",
+              "--model.model=tagging.models.multimodal.MultimodalTagger", "--model.model.hidden=8",
+              f"--model.export_dir={tmp_path / 'model'}", "--data=tagging.data.modules.FeatureDataModule",
               f"--data.manifest={tiny_catalog / 'manifest.parquet'}", f"--data.features={tmp_path / 'features.npz'}",
               "--trainer.fast_dev_run=true", "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}"])
     model = MultimodalTagger.from_pretrained(tmp_path / "model")

@@ -20,16 +20,16 @@ from annotation.cli import cli_main
 from annotation.records import read_annotations
 from coldtag.storage import read_package
 from scripts.musicnn_reference import SAMPLE_RATE, reference_signal
-from tagging import pretrained
 from tagging.audio import load_audio
 from tagging.frontend import Frontend
 from tagging.lightning import TaggerModule
-from tagging.models import AudioTagger
-from tagging.musicnn import PATCH_FRAMES, VGG, MusiCNN
-from tagging.pretrained import CHUNK_SAMPLES, HOP, N_FFT, NAMES, convert, resolve_model
-from tagging.tfcheckpoint import read_checkpoint
+from tagging.models.musicnn import PATCH_FRAMES, VGG, MusiCNN
+from tagging.models.tagger import AudioTagger
+from tagging.pretrained import convert as pretrained
+from tagging.pretrained.convert import CHUNK_SAMPLES, HOP, N_FFT, NAMES, convert, resolve_model
+from tagging.pretrained.tfcheckpoint import read_checkpoint
 
-REFERENCE = json.loads((Path(__file__).parent / "reference" / "musicnn_reference.json").read_text())
+REFERENCE = json.loads((Path(__file__).parents[1] / "reference" / "musicnn_reference.json").read_text())
 # See test_the_port_gives_the_tensorflow_models_probabilities for where this bound comes from.
 PROBABILITY_BOUND = 2e-4
 REFERENCE_VOCAB = {"groups": {"genre": {"type": "multilabel", "labels": ["rock", "pop"]}}}

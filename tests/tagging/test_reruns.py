@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from tagging.lightning import TaggerModule
-from tagging.models import AudioTagger
+from tagging.models.tagger import AudioTagger
 from train import cli_main
 
 CONFIG = "configs/tagger_test.yaml"
@@ -61,7 +61,7 @@ def test_a_seeded_run_repeats_exactly(tiny_catalog, tmp_path):
 @pytest.mark.slow
 def test_resuming_from_the_end_of_an_epoch_continues_exactly(tiny_catalog, tmp_path):
     whole = fit(tiny_catalog, tmp_path / "whole")
-    fit(tiny_catalog, tmp_path / "cut", "--trainer.callbacks+=tests.test_reruns.StopAfterEpoch",
+    fit(tiny_catalog, tmp_path / "cut", "--trainer.callbacks+=tests.tagging.test_reruns.StopAfterEpoch",
         "--trainer.callbacks.epochs=2")
     (checkpoint,) = (tmp_path / "cut" / "checkpoints").glob("*.ckpt")
     assert checkpoint.name.startswith("epoch=1-")
@@ -95,7 +95,7 @@ def test_a_compiled_backbone_gives_the_eager_outputs_under_the_same_weight_names
 
 
 def test_each_epoch_draws_another_order_and_other_crops_and_the_same_ones_when_asked_again(tiny_catalog):
-    from tagging.data import CatalogDataModule, TrainingOrder
+    from tagging.data.modules import CatalogDataModule, TrainingOrder
 
     data = CatalogDataModule(str(tiny_catalog / "manifest.parquet"), sample_rate=8000, clip_seconds=1.0, seed=3)
     data.setup()

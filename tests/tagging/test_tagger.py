@@ -4,8 +4,10 @@ import math
 import pytest
 import torch
 
+from tagging.grid import chunk_starts
 from tagging.keys import KEY_PROFILES
-from tagging.models import AudioTagger, HarmonicFeatures, RhythmBranch, RhythmFeatures, chunk_starts
+from tagging.models.layers import HarmonicFeatures, RhythmBranch, RhythmFeatures
+from tagging.models.tagger import AudioTagger
 
 VOCAB = {"groups": {
     "genre": {"type": "multilabel", "labels": ["rock", "jazz", "folk"]},

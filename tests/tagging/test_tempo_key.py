@@ -13,7 +13,7 @@ import torch
 from annotation.cli import cli_main
 from annotation.records import read_annotations
 from tagging.keys import KEY_PROFILES, key_fits, key_templates
-from tagging.models import AudioTagger
+from tagging.models.tagger import AudioTagger
 from tagging.tempo_key import (
     estimate_key,
     estimate_tempo,

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_model
 from torch import nn
 
-from tagging.text import LyricsEncoder, LyricsError, default_lyrics_model_path, read_lyrics
+from tagging.models.text import LyricsEncoder, LyricsError, default_lyrics_model_path, read_lyrics
 
 # ---------------------------------------------------------------- read_lyrics
 

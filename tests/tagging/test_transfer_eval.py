@@ -1,12 +1,12 @@
-"""The three-way transfer table (`tagging.comparison.transfer_rows`, scripts/transfer_eval.py) on a case whose
-every number is known."""
+"""The three-way transfer table (`tagging.evaluation.comparison.transfer_rows`, scripts/transfer_eval.py) on a
+case whose every number is known."""
 
 import math
 
 import numpy as np
 import pytest
 
-from tagging.comparison import error_ratio, transfer_markdown, transfer_rows
+from tagging.evaluation.comparison import error_ratio, transfer_markdown, transfer_rows
 from tagging.labels import LabelSpace
 
 

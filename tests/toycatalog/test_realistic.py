@@ -18,7 +18,7 @@ import toycatalog.build
 import toycatalog.realistic
 from tagging.frontend import Frontend
 from tagging.keys import KEY_PROFILES, best_key
-from tagging.models import HarmonicFeatures
+from tagging.models.layers import HarmonicFeatures
 from toycatalog import build_catalog, load_manifest
 from toycatalog.catalog import spectral_centroid
 from toycatalog.cli import main

@@ -1,0 +1,5 @@
+"""``python -m tagging``: the commands of `tagging.cli`."""
+
+from tagging.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,2 @@
+"""Training data: Lightning datamodules, random crops, the decoded-audio cache and cached embeddings (see
+`tagging`)."""

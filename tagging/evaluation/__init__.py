@@ -1,0 +1,2 @@
+"""Measuring taggers: a trained tagger beside the log-mel statistics baseline, per modality, transfer tables
+and metrics (see `tagging`)."""
