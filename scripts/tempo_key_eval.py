@@ -21,11 +21,14 @@ score (`mir_eval.key.weighted_score`), with 95 % intervals from resampling artis
 Krumhansl-profile fit of the score, which favours Krumhansl-profile key finders there by construction:
 judge key finders first on the real recordings' shifts.
 
-Methods, all in the same run: ``tempo_key`` (`estimate_tempo`; `estimate_key` with Temperley's profiles),
-``tempo_key+krumhansl`` (the same chroma with Krumhansl-Kessler profiles), and the baselines ``beat_track``
-(librosa's plain `librosa.beat.beat_track` tempo) and ``stft+krumhansl`` (librosa's default STFT chroma
-with Krumhansl-Kessler profiles). Printed, and written to ``OUT/<part>.md``, ``OUT/<part>.json`` and the
-per-item ``OUT/<part>_items.csv``. Needs librosa and mir_eval (``pip install coldtag[bench]``).
+Methods, all in the same run: ``tempo_key`` (`estimate_tempo`; `estimate_key`'s STFT chroma with
+Temperley's profiles), ``tempo_key+krumhansl`` (the same chroma with Krumhansl-Kessler profiles),
+``tempo_key+harmonic`` (the harmonic-sum chroma, ``chroma="harmonic"``, with Krumhansl-Kessler profiles),
+and the baselines ``beat_track`` (librosa's plain `librosa.beat.beat_track` tempo) and ``stft+krumhansl``
+(librosa's default STFT chroma with Krumhansl-Kessler profiles). Each key row names its chroma, whichever
+`estimate_key` uses by default (`tagging.tempo_key.KEY_CHROMA`). Printed, and written to ``OUT/<part>.md``,
+``OUT/<part>.json`` and the per-item ``OUT/<part>_items.csv``. Needs librosa and mir_eval (``pip install
+coldtag[bench]``).
 """
 
 from __future__ import annotations
@@ -72,12 +75,13 @@ def tempo_methods(y: np.ndarray) -> dict[str, float]:
 def key_methods(y: np.ndarray) -> dict[str, tuple[int, str]]:
     import librosa
 
-    profile = pitch_class_profile(y, RATE)
+    profile = pitch_class_profile(y, RATE, chroma="stft")
     ours = key_of_profile(profile, "temperley")
     krumhansl = key_of_profile(profile, "krumhansl")
+    harmonic = key_of_profile(pitch_class_profile(y, RATE, chroma="harmonic"), "krumhansl")
     stft = librosa.feature.chroma_stft(y=y, sr=RATE).mean(axis=1)
     return {"tempo_key": (ours.tonic, ours.mode), "tempo_key+krumhansl": (krumhansl.tonic, krumhansl.mode),
-            "stft+krumhansl": best_key(stft, KEY_PROFILES)}
+            "tempo_key+harmonic": (harmonic.tonic, harmonic.mode), "stft+krumhansl": best_key(stft, KEY_PROFILES)}
 
 
 def rubberband(y: np.ndarray, folder: Path, *options: str) -> np.ndarray:

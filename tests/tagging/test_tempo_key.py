@@ -1,5 +1,6 @@
 """Tempo and key estimators (`tagging.tempo_key`) on audio whose answer is known: click tracks at set tempi,
-I-IV-V-I cadences in set keys, their stretched and shifted copies, and the columns `coldtag annotate` writes."""
+I-IV-V-I cadences in set keys (with both chroma front ends), their stretched and shifted copies, and the columns
+`coldtag annotate` writes."""
 
 import shutil
 import subprocess
@@ -15,9 +16,16 @@ from annotation.records import read_annotations
 from tagging.keys import KEY_PROFILES, key_fits, key_templates
 from tagging.models.tagger import AudioTagger
 from tagging.tempo_key import (
+    CHROMA_FFT,
+    CHROMAS,
+    HARMONIC_BINS,
+    HARMONIC_MAX_HZ,
+    HARMONIC_READ,
+    KEY_CHROMA,
     estimate_key,
     estimate_tempo,
     estimate_tempo_key,
+    harmonic_spectrum,
     mirex_tempo_accuracy,
     onset_envelope,
     pitch_class_profile,
@@ -46,8 +54,9 @@ CADENCES = {"major": [(0, 4, 7), (5, 9, 12), (7, 11, 14), (0, 4, 7)],
             "minor": [(0, 3, 7), (5, 8, 12), (7, 11, 14), (0, 3, 7)]}
 
 
-def cadence(tonic: int, mode: str, repeats: int = 3) -> np.ndarray:
-    """The cadence in ``tonic`` (0 = C), the chord's root in the bass, each note with five harmonics."""
+def cadence(tonic: int, mode: str, repeats: int = 3, harmonics: int = 5) -> np.ndarray:
+    """The cadence in ``tonic`` (0 = C), the chord's root in the bass, each note with ``harmonics`` harmonics
+    at 1/h of the fundamental's amplitude (a sawtooth's first ones)."""
     t = np.arange(SR) / SR
     envelope = np.minimum(1, t / 0.02) * np.exp(-1.5 * t)
     chords = []
@@ -55,7 +64,7 @@ def cadence(tonic: int, mode: str, repeats: int = 3) -> np.ndarray:
         y = np.zeros_like(t)
         for note in [36 + tonic + chord[0], *(60 + tonic + n for n in chord)]:
             f = 440 * 2 ** ((note - 69) / 12)
-            y += sum(np.sin(2 * np.pi * f * h * t) / h for h in range(1, 6))
+            y += sum(np.sin(2 * np.pi * f * h * t) / h for h in range(1, harmonics + 1) if f * h < SR / 2)
         chords.append(y * envelope)
     return (0.05 * np.concatenate(chords)).astype(np.float32)
 
@@ -120,19 +129,81 @@ def test_tempo_does_not_depend_on_the_sample_rate():
     assert within(estimate_tempo(torch.from_numpy(y), 22050).bpm, 137)
 
 
+@pytest.mark.parametrize("chroma", CHROMAS)
 @pytest.mark.parametrize(("tonic", "mode"), [(0, "major"), (9, "minor")])
-def test_key_of_a_cadence_and_of_its_transpositions(tonic, mode):
+def test_key_of_a_cadence_and_of_its_transpositions(tonic, mode, chroma):
     for k in range(-3, 4):
-        key = estimate_key(cadence((tonic + k) % 12, mode), SR)
+        key = estimate_key(cadence((tonic + k) % 12, mode), SR, chroma=chroma)
         assert (key.tonic, key.mode) == ((tonic + k) % 12, mode), (k, key)
         assert key.confidence > 0.6 and 0.5 < key.mode_confidence <= 1
 
 
 @needs_rubberband
+@pytest.mark.parametrize("chroma", CHROMAS)
 @pytest.mark.parametrize(("tonic", "mode", "k"), [(0, "major", 3), (9, "minor", -2)])
-def test_key_moves_with_a_rubberband_pitch_shift(tonic, mode, k, tmp_path):
-    key = estimate_key(rubberband(cadence(tonic, mode), tmp_path, "-p", str(k)), SR)
+def test_key_moves_with_a_rubberband_pitch_shift(tonic, mode, k, chroma, tmp_path):
+    key = estimate_key(rubberband(cadence(tonic, mode), tmp_path, "-p", str(k)), SR, chroma=chroma)
     assert (key.tonic, key.mode) == ((tonic + k) % 12, mode)
+
+
+def test_the_harmonic_sum_reads_each_bin_at_twice_and_three_times_its_frequency():
+    """Bin i gets 0.8 and 0.64 of bins 2i and 3i (the spectrum interpolated at 2f and 3f, which are bins);
+    only bins below 2 kHz are summed."""
+    assert HARMONIC_BINS * SR / CHROMA_FFT == HARMONIC_MAX_HZ == 2000  # bins 0-511, below 2 kHz
+    magnitude = np.zeros((1, CHROMA_FFT // 2 + 1), np.float32)
+    magnitude[0, [100, 200, 300]] = 1.0  # a note at bin 100 (391 Hz) and its second and third harmonics
+    summed = harmonic_spectrum(magnitude)[0]
+    assert summed.shape == (HARMONIC_BINS,)
+    assert summed[100] == pytest.approx(1 + 0.8 + 0.64)  # the note gets its overtones
+    assert summed[200] == pytest.approx(1.0) and summed[300] == pytest.approx(1.0)  # theirs (400, 600) are silent
+    assert summed[50] == pytest.approx(0.8) and summed[150] == pytest.approx(0.8)  # octaves below 100 and 300
+    assert np.flatnonzero(summed).tolist() == [50, 100, 150, 200, 300]  # 200 / 3 and 100 / 3 are not bins
+    rng = np.random.default_rng(0)
+    magnitude = rng.random((3, CHROMA_FFT // 2 + 1))
+    bins = np.arange(magnitude.shape[1], dtype=np.float64)
+    expected = sum(weight * np.stack([np.interp(k * bins[:HARMONIC_BINS], bins, row) for row in magnitude])
+                   for k, weight in ((1, 1.0), (2, 0.8), (3, 0.64)))
+    np.testing.assert_allclose(harmonic_spectrum(magnitude), expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="reads"):
+        harmonic_spectrum(magnitude[:, :HARMONIC_READ - 1])
+
+
+def test_the_harmonic_chroma_is_librosas_chroma_of_the_squared_harmonic_sum():
+    """The harmonic profile is librosa's ``chroma_stft`` (at the tuning of the plain power spectrogram) of
+    (|X(f)| + 0.8 |X(2f)| + 0.64 |X(3f)|) ** 2 below 2 kHz, frames scaled to a maximum of 1 and averaged."""
+    y = cadence(9, "minor", repeats=1, harmonics=10)
+    magnitude = np.abs(librosa.stft(y, n_fft=CHROMA_FFT, hop_length=CHROMA_FFT // 2, pad_mode="constant"))
+    tuning = librosa.estimate_tuning(S=magnitude ** 2, sr=SR, bins_per_octave=12)
+    summed = np.zeros_like(magnitude)
+    for k, weight in ((1, 1.0), (2, 0.8), (3, 0.64)):
+        summed[:HARMONIC_BINS] += weight * magnitude[:k * HARMONIC_BINS:k]
+    chroma = librosa.feature.chroma_stft(S=summed ** 2, sr=SR, n_fft=CHROMA_FFT, tuning=tuning).mean(axis=1)
+    np.testing.assert_allclose(pitch_class_profile(y, SR, chroma="harmonic"), chroma, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("tonic", range(12))
+def test_the_harmonic_chroma_hears_a_minor_cadence_of_bright_notes_as_minor(tonic):
+    """Notes with a sawtooth's first ten harmonics: the tonic's fifth harmonic (two octaves and a major third
+    up) sounds the major third that a minor key lacks, and the third and sixth the fifth. The harmonic chroma
+    still finds the minor key on every tonic."""
+    y = cadence(tonic, "minor", repeats=2, harmonics=10)
+    key = estimate_key(y, SR, chroma="harmonic")
+    assert (key.tonic, key.mode) == (tonic, "minor"), key
+    assert key.mode_confidence > 0.5
+
+
+@needs_rubberband
+@pytest.mark.parametrize("k", [-3, 2])
+def test_the_harmonic_chroma_moves_with_a_rubberband_pitch_shift_of_bright_notes(k, tmp_path):
+    shifted = rubberband(cadence(9, "minor", repeats=2, harmonics=10), tmp_path, "-p", str(k))
+    assert estimate_key(shifted, SR, chroma="harmonic")[:2] == ((9 + k) % 12, "minor")
+
+
+def test_an_unknown_chroma_is_refused_and_annotate_uses_the_default():
+    with pytest.raises(ValueError, match="chroma must be one of"):
+        estimate_key(cadence(2, "major"), SR, chroma="cqt")
+    y = cadence(4, "minor", repeats=1, harmonics=10)
+    assert estimate_tempo_key(y, SR)[1] == estimate_key(y, SR, chroma=KEY_CHROMA)
 
 
 def test_both_profiles_read_a_profile_back_and_refuse_an_unknown_name():
@@ -167,7 +238,7 @@ def test_the_spectra_are_librosas_and_only_the_central_minute_is_read():
     reference = librosa.onset.onset_strength(y=y, sr=SR, hop_length=SR // 100, n_fft=1024, n_mels=64)
     np.testing.assert_allclose(onset_envelope(y), reference, rtol=0, atol=1e-4 * reference.max())
     chroma = librosa.feature.chroma_stft(y=y, sr=SR, n_fft=4096, hop_length=2048).mean(axis=1)
-    np.testing.assert_allclose(pitch_class_profile(y, SR), chroma, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(pitch_class_profile(y, SR, chroma="stft"), chroma, rtol=0, atol=1e-5)
     middle = clicks(137, 60.0)
     framed = np.concatenate([np.zeros(30 * SR, np.float32), middle, clicks(90, 30.0)])
     assert estimate_tempo(framed, SR) == estimate_tempo(middle, SR)
