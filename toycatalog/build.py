@@ -9,8 +9,6 @@ stream makes the catalog's own share give back its plays.
 """
 
 import json
-import multiprocessing
-import multiprocessing.pool
 import os
 import shutil
 import tempfile
@@ -42,6 +40,7 @@ from toycatalog.catalog import (
 )
 from toycatalog.listeners import simulate_listeners
 from toycatalog.synth import TrackSpec, render
+from toycatalog.workers import worker_pool
 
 
 @dataclass(frozen=True)
@@ -113,18 +112,6 @@ def _write_art(job: _ArtJob) -> None:
     if job.lyrics_path is not None:
         rng = np.random.default_rng([job.seed, _LYRICS, job.index])
         job.lyrics_path.write_text(write_lyrics(list(job.genres), list(job.moods), rng), encoding="utf-8")
-
-
-def worker_pool(workers: int, initializer, initargs: tuple = (), preload: str = __name__) -> multiprocessing.pool.Pool:
-    """Rendering processes forked from a fresh server process (which imports ``preload`` once), not from
-    this one: a caller's threads (torch's, a tokenizer's, a logger's) may hold locks that a child forked from
-    it waits on forever; a build run after a demo's stages in one process did."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([preload])
-    else:
-        context = multiprocessing.get_context("spawn")
-    return context.Pool(workers, initializer=initializer, initargs=initargs)
 
 
 def _init_worker() -> None:
@@ -264,7 +251,7 @@ def _build_into(root: Path, preset: Preset, seed: int, workers: int, hidden_tast
         for i, row in enumerate(rows):
             _write_art(_label(row, centroids[i], seed, i, root))
     else:
-        with worker_pool(workers, _init_worker) as pool:
+        with worker_pool(workers, _init_worker, preload=__name__) as pool:
             centroids = dict(pool.imap_unordered(_write_audio, audio_jobs, chunksize=4))
             art_jobs = [_label(row, centroids[i], seed, i, root) for i, row in enumerate(rows)]
             for _ in pool.imap_unordered(_write_art, art_jobs, chunksize=16):

@@ -32,6 +32,7 @@ from toycatalog.realistic import (
     written_key,
 )
 from toycatalog.synth import METERS, MODES
+from toycatalog.workers import worker_pool
 
 __all__ = ["build_into", "fluidsynth_missing", "summarize", "summary_markdown", "vocab"]
 
@@ -99,8 +100,6 @@ def build_into(root: Path, preset, seed: int, workers: int) -> dict:
         keys = dict(map(_write, jobs))
     else:
         # Workers only run FluidSynth and FFmpeg; one torch thread each on a shared machine.
-        from toycatalog.build import worker_pool
-
         with worker_pool(workers, torch.set_num_threads, (1,), preload=__name__) as pool:
             keys = dict(pool.imap_unordered(_write, jobs, chunksize=4))
     manifest = pd.DataFrame(rows)
