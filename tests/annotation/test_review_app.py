@@ -3,9 +3,6 @@ review-next queue; corrections stored or refused with their reason; audio served
 the command's one-line refusals of a run it cannot use."""
 
 import io
-import socket
-import threading
-import time
 
 import httpx
 import numpy as np
@@ -18,7 +15,7 @@ from annotation.review.app import create_app
 from annotation.review.cli import cli_main
 from annotation.review.run import Run, load_model_info
 from annotation.review.store import Store
-from tests.helpers.review_runs import FAILED, TRACKS, make_package, review_run, write_tone
+from tests.helpers.review_runs import FAILED, TRACKS, make_package, review_run, serving, write_tone
 
 
 @pytest.fixture(scope="module")
@@ -232,39 +229,13 @@ def test_verify_a_sample_gives_the_precision_of_random_tracks_with_its_interval(
 
 
 def test_the_command_serves_the_run_on_the_port_it_is_given(run, package, monkeypatch, capsys):
-    import uvicorn
-
-    servers = []
-    serve = uvicorn.Server.run
-
-    def recorded(server, *args, **kwargs):  # the real uvicorn.run, with a handle to stop its server
-        servers.append(server)
-        return serve(server, *args, **kwargs)
-
-    monkeypatch.setattr(uvicorn.Server, "run", recorded)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    codes = []
-    thread = threading.Thread(target=lambda: codes.append(cli_main([str(run.out), "--model", str(package), "--port",
-                                                                     str(port), "--who", "ben"])), daemon=True)
-    thread.start()
-    try:
-        deadline, page = time.monotonic() + 30, None
-        while page is None and time.monotonic() < deadline and thread.is_alive():
-            try:
-                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
-            except httpx.TransportError:
-                time.sleep(0.05)
+    with serving(cli_main, [str(run.out), "--model", str(package), "--who", "ben"], monkeypatch) as served:
+        page = served.first
         assert page is not None and page.status_code == 200
         assert 'value="ben"' in page.text and str(run.out) in page.text
-        assert httpx.get(f"http://127.0.0.1:{port}/api/tracks").json()["total"] == 14
-    finally:
-        for server in servers:
-            server.should_exit = True
-        thread.join(timeout=20)
-    assert codes == [0]
-    assert f"14 records of {run.out} at http://127.0.0.1:{port}/" in capsys.readouterr().err
+        assert httpx.get(f"{served.url}/api/tracks").json()["total"] == 14
+    assert served.codes == [0]
+    assert f"14 records of {run.out} at {served.url}/" in capsys.readouterr().err
 
 
 def test_a_pipeline_package_is_read_through_its_tagging_model(package, run, tmp_path):

@@ -3,10 +3,7 @@ without it, corrections recorded under the signed-in name whatever the request s
 not listen beyond this machine without a reviewers file."""
 
 import io
-import socket
 import stat
-import threading
-import time
 
 import httpx
 import pytest
@@ -16,7 +13,7 @@ from annotation.review.app import create_app
 from annotation.review.auth import COOKIE, SignIn, is_loopback, load_reviewers, verify_secret
 from annotation.review.cli import cli_main
 from annotation.review.store import Store
-from tests.helpers.review_runs import make_package, review_run
+from tests.helpers.review_runs import make_package, review_run, serving
 
 SECRETS = {"ana": "correct horse battery", "ben": "staple"}
 
@@ -186,42 +183,16 @@ def test_the_command_will_not_serve_beyond_this_machine_without_reviewers(run, p
 
 
 def test_the_command_with_reviewers_serves_signed_in_reviewers_only(run, package, reviewers, monkeypatch, capsys):
-    import uvicorn
-
-    servers = []
-    serve = uvicorn.Server.run
-
-    def recorded(server, *args, **kwargs):  # the real uvicorn.run, with a handle to stop its server
-        servers.append(server)
-        return serve(server, *args, **kwargs)
-
-    monkeypatch.setattr(uvicorn.Server, "run", recorded)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    codes = []
-    thread = threading.Thread(target=lambda: codes.append(cli_main([
-        str(run.out), "--model", str(package), "--port", str(port), "--reviewers", str(reviewers)])), daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline, response = time.monotonic() + 30, None
-        while response is None and time.monotonic() < deadline and thread.is_alive():
-            try:
-                response = httpx.get(f"{url}/api/tracks", timeout=2)
-            except httpx.TransportError:
-                time.sleep(0.05)
+    argv = [str(run.out), "--model", str(package), "--reviewers", str(reviewers)]
+    with serving(cli_main, argv, monkeypatch, probe="/api/tracks") as served:
+        response = served.first
         assert response is not None and response.status_code == 401
-        with httpx.Client(base_url=url, timeout=10) as client:
+        with httpx.Client(base_url=served.url, timeout=10) as client:
             assert client.post("/signin", data={"name": "ben", "secret": "wrong"}).status_code == 401
             signed_in = client.post("/signin", data={"name": "ben", "secret": SECRETS["ben"]})
             assert signed_in.status_code == 303 and "HttpOnly" in signed_in.headers["set-cookie"]
             assert client.get("/api/tracks").json()["total"] == 14
             assert client.post("/api/corrections", json={"track_id": "jazz0.wav", "group": "genre", "tag": "jazz",
                                                           "action": "confirm", "who": "ana"}).json()["who"] == "ben"
-    finally:
-        for server in servers:
-            server.should_exit = True
-        thread.join(timeout=20)
-    assert codes == [0]
+    assert served.codes == [0]
     assert "2 reviewer(s) may sign in" in capsys.readouterr().err

@@ -2,9 +2,15 @@
 vocabulary and thresholds), tone files, and annotate records written with chosen probabilities, so that
 every ordering and filter has a known answer."""
 
+import contextlib
+import socket
+import threading
+import time
 import wave
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 from annotation.annotators import group_fields
@@ -88,3 +94,46 @@ def review_run(root: Path, package: Path) -> Run:
     (root / "audio" / "rock0.txt").write_text("la la la\n")
     (root / "audio" / "rock0.png").write_bytes(PNG)
     return Run(out, package)
+
+
+@dataclass
+class Served:
+    """A review command serving in a thread: its ``url``, the first answer to the probe, its exit ``codes``."""
+
+    url: str
+    first: httpx.Response | None = None
+    codes: list[int] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def serving(command, argv: list[str], monkeypatch, probe: str = "/"):
+    """Run ``command(argv + ["--port", PORT])`` (the ``coldtag review`` entry) on a free port with the real
+    uvicorn server, wait until ``probe`` answers (30 s at most), and stop the server on leaving."""
+    import uvicorn
+
+    servers = []
+    serve = uvicorn.Server.run
+
+    def recorded(server, *args, **kwargs):  # the real uvicorn.run, with a handle to stop its server
+        servers.append(server)
+        return serve(server, *args, **kwargs)
+
+    monkeypatch.setattr(uvicorn.Server, "run", recorded)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    served = Served(f"http://127.0.0.1:{port}")
+    thread = threading.Thread(target=lambda: served.codes.append(command([*argv, "--port", str(port)])), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while served.first is None and time.monotonic() < deadline and thread.is_alive():
+            try:
+                served.first = httpx.get(served.url + probe, timeout=2)
+            except httpx.TransportError:
+                time.sleep(0.05)
+        yield served
+    finally:
+        for server in servers:
+            server.should_exit = True
+        thread.join(timeout=20)
