@@ -61,7 +61,7 @@ GENERIC = frozenset("""a an the of in on at to for from by is are be been that t
 some something anything any me i my we our you your want wants like likes play give show find please can
 could would should music musical song songs track tracks tune tunes piece pieces stuff sound sounds sounding
 kind sort type style feel feeling vibe vibes lots lot plenty full one ones it its there has have having
-featuring feature features or either""".split())
+featuring feature features or either recording recordings rhythm rhythms playlist playlists""".split())
 
 _NUMBER = r"(\d+(?:\.\d+)?)"
 _BPM = r"\s*(?:bpm|beats per minute|beats a minute)\b"
@@ -313,26 +313,29 @@ def parse_query(text: str, matcher: TextMatcher, threshold: float = THRESHOLD) -
     reading = _Reading()
     exact = exact_spans(tokens, matcher.vocabulary, matcher.words)
     wanted, weight, direction, clause, i = True, 1.0, None, 0, 0
+    negation_open = False  # a negation not yet followed by anything it negates
     while i < len(tokens):
         token = tokens[i]
         if i in exact:
             length, found = exact[i]
             phrase = " ".join(tokens[i:i + length])
             for tag, absent, said in found:
-                reading.terms.append(_term(tag, wanted != absent, weight, phrase, 1.0, said or direction))
-            weight, direction, i = 1.0, None, i + length
+                _add(reading.terms, _term(tag, wanted != absent, weight, phrase, 1.0, said or direction))
+            weight, direction, negation_open, i = 1.0, None, False, i + length
             continue
-        if token in BREAKS:
-            wanted, weight, direction, clause = True, 1.0, None, clause + 1
+        if token in BREAKS and negation_open and token.isalpha():
+            pass  # "nothing with distortion": a break word right after a negation belongs to it
+        elif token in BREAKS:
+            wanted, weight, direction, clause, negation_open = True, 1.0, None, clause + 1, False
         elif token in NEGATIONS:
-            wanted = False
+            wanted, negation_open = False, True
         elif token in INTENSIFIERS:
             weight *= INTENSIFIERS[token]
         elif token in DIRECTIONS:
             direction = DIRECTIONS[token]
         elif token not in GENERIC and not token.isdigit():
             reading.words.append(_Word(token, wanted, weight, direction, clause))
-            weight, direction = 1.0, None
+            weight, direction, negation_open = 1.0, None, False
         i += 1
     _match_words(reading, matcher, threshold)
     ignored = tuple(w.text for w in reading.words if not w.taken)
@@ -342,6 +345,17 @@ def parse_query(text: str, matcher: TextMatcher, threshold: float = THRESHOLD) -
                       f"{', '.join(t.text for t in matcher.vocabulary.tags[:12])}"
                       f"{', ...' if len(matcher.vocabulary) > 12 else ''})")
     return Query(text, tuple(reading.terms), tuple(tempo), ignored, threshold)
+
+
+def _add(terms: list[Term], term: Term) -> None:
+    """``term`` appended, unless the query already names its tag the same way ("synthesizer pads": one
+    synth pad); then the one that counts more stays."""
+    for k, other in enumerate(terms):
+        if (other.tag, other.wanted, other.direction) == (term.tag, term.wanted, term.direction):
+            if term.weight > other.weight:
+                terms[k] = term
+            return
+    terms.append(term)
 
 
 def _term(tag: Tag, wanted: bool, weight: float, phrase: str, similarity: float, direction: str | None) -> Term:
@@ -430,7 +444,7 @@ def exact_spans(tokens: list[str], vocabulary: Vocabulary, words: WordList | Non
                     absent, said = False, DOWN if kind == "not" else UP
                 for phrase in phrases:
                     key = _key(phrase)
-                    if key not in own:
+                    if key not in own and (tag, absent, said) not in names.get(key, []):
                         names.setdefault(key, []).append((tag, absent, said))
     stems = [_stem(t) for t in tokens]
     found, used = {}, set()
@@ -440,7 +454,20 @@ def exact_spans(tokens: list[str], vocabulary: Vocabulary, words: WordList | Non
             if key in names and not used & set(range(start, start + length)):
                 found[start] = (length, names[key])
                 used |= set(range(start, start + length))
-    return found
+    # A word beside a phrase that is part of the name of the tag the phrase names goes with it: "guitar
+    # distortion" is distorted guitar, and "guitar" is not left to name another tag.
+    grown = {}
+    for start, (length, tags) in sorted(found.items()):
+        name = {_stem(w) for tag, _, _ in tags for w in words_of(tag.label)}
+        end = start + length
+        if end < len(tokens) and end not in used and stems[end] in name:
+            used.add(end)
+            end += 1
+        if start > 0 and start - 1 not in used and stems[start - 1] in name:
+            used.add(start - 1)
+            start -= 1
+        grown[start] = (end - start, tags)
+    return dict(sorted(grown.items()))
 
 
 def _key(text: str) -> tuple[str, ...]:

@@ -291,3 +291,27 @@ def test_more_like_a_track_and_for_a_listener_rank_by_the_factors_too(annotation
     assert "no factors" in capsys.readouterr().err
     assert search_main(["rock", str(annotations), "--listener", "u1"]) == 2
     assert "--listener needs --recommender" in capsys.readouterr().err
+
+
+def test_a_break_word_right_after_a_negation_keeps_it_and_a_tag_named_twice_counts_once(annotations):
+    words = WordList.from_dict({"drums": {"words": ["percussion", "percussions"]},
+                                "acoustic_guitar": {"words": ["strummed"]}})
+    index = SearchIndex.from_annotations(annotations, words=words)
+    (jazz, drums) = index.parse("jazz, nothing with drums").terms
+    assert jazz.wanted and drums.tag.name == "instrument/drums" and not drums.wanted
+    assert [(t.tag.name, t.wanted) for t in index.parse("no drums and jazz").terms] == [
+        ("instrument/drums", False), ("genre/jazz", True)]
+    # "percussions" and "percussion" are one phrase of the list, and the tag they name is read once.
+    (drums,) = index.parse("percussion, drums, percussions").terms
+    assert drums.tag.name == "instrument/drums" and drums.weight == 1.0
+    assert index.parse("very drums, drums").terms[0].weight == 2.0
+    # A word of the named tag's name beside the phrase goes with it rather than naming something else.
+    query = index.parse("strummed guitar")
+    assert [(t.tag.name, t.phrase) for t in query.terms] == [("instrument/acoustic_guitar", "strummed guitar")]
+    assert query.ignored == ()
+
+
+def test_words_for_a_recording_name_no_tag(annotations):
+    index = SearchIndex.from_annotations(annotations)
+    query = index.parse("jazz recordings with syncopated rhythms")
+    assert [t.tag.name for t in query.terms] == ["genre/jazz"] and "recordings" not in query.ignored
