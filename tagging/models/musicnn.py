@@ -46,32 +46,41 @@ class MusiCNN(nn.Module):
 
     ``width`` is the mid-end's filters (64 in the published models) and ``embedding_dim`` the back-end's
     dense units (200). The front-end's sizes follow the paper: 1.6 x 128 = 204 timbral and 1.6 x 32 = 51
-    temporal filters per shape, timbral filters 0.4 and 0.7 of ``n_mels`` bands high.
+    temporal filters per shape, timbral filters 0.4 and 0.7 of ``n_mels`` bands high. ``front_filters`` makes
+    a smaller front-end, the one most of musicnn's time goes to: that many timbral filters per shape and a
+    quarter as many temporal ones (a student pruned from the published model: `tagging.pretrained.prune`).
     """
+
+    PUBLISHED_FILTERS = (int(1.6 * 128), int(1.6 * 32))  # timbral, temporal: 204, 51
 
     def __init__(self, width: int = 64, embedding_dim: int = 200, n_mels: int = 96, rhythm: bool = False,
                  frame_rate: float = 0.0, timbre_dropout: float = 0.0, harmony: bool = False,
-                 band_stats: bool = False, pooling: str | None = None):
+                 band_stats: bool = False, pooling: str | None = None, front_filters: int | None = None):
         super().__init__()
         _no_branches("musicnn", rhythm, harmony, band_stats, pooling)
         if n_mels < 4:
             raise ValueError(f"musicnn needs the spectrogram's n_mels (96 as trained), got {n_mels}")
-        timbral, temporal = int(1.6 * 128), int(1.6 * 32)
+        if front_filters is not None and not 4 <= front_filters <= self.PUBLISHED_FILTERS[0]:
+            raise ValueError(f"front_filters must be from 4 to {self.PUBLISHED_FILTERS[0]} (the published "
+                             f"number), got {front_filters}")
+        timbral, temporal = self.PUBLISHED_FILTERS if front_filters is None else \
+            (front_filters, max(1, round(front_filters / 4)))
         self.input_norm = nn.BatchNorm2d(1, eps=BN_EPS)
         self.timbral = nn.ModuleList([_ConvReluBN(nn.Conv2d(1, timbral, (7, int(share * n_mels))), timbral)
                                       for share in (0.4, 0.7)])
         self.temporal = nn.ModuleList([_ConvReluBN(nn.Conv2d(1, temporal, (length, 1)), temporal)
                                        for length in (128, 64, 32)])
-        frontend_dim = 2 * timbral + 3 * temporal  # 561
+        frontend_dim = 2 * timbral + 3 * temporal  # 561 as published
         self.midend = nn.ModuleList([_ConvReluBN(nn.Conv1d(channels, width, 7), width)
                                      for channels in (frontend_dim, width, width)])
-        pooled = 2 * (frontend_dim + 3 * width)  # max and mean of each of 753 features
+        pooled = 2 * (frontend_dim + 3 * width)  # max and mean of each of 753 features (as published)
         self.pool_norm = nn.BatchNorm1d(pooled, eps=BN_EPS)
         self.dropout = nn.Dropout(0.5)
         self.dense = _ConvReluBN(nn.Linear(pooled, embedding_dim), embedding_dim)
 
     def frontend_features(self, spec: torch.Tensor) -> torch.Tensor:
-        """``(batch, n_mels, frames) -> (batch, 561, frames)``: timbral then temporal features, pooled over bands."""
+        """``(batch, n_mels, frames) -> (batch, 561, frames)`` (as published): timbral then temporal features,
+        pooled over bands."""
         x = self.input_norm(spec.transpose(1, 2).unsqueeze(1))  # (batch, 1, frames, mels), the wheel's layout
         padded = F.pad(x, (0, 0, 3, 3))  # time only: a cheap 'same' before pooling over all bands
         features = [block(padded).amax(dim=3) for block in self.timbral]  # (batch, 204, frames) each

@@ -179,7 +179,8 @@ class AudioTagger(TaggerBase):
     from the same `Frontend`; ``pooling`` (None: the backbone's default) and ``band_stats`` are the backbone's
     (`ShortChunkResNet`). ``log_compression`` and ``frontend_center`` are the `Frontend`'s ``compression`` and
     ``center``: the ``musicnn`` and ``vgg`` backbones (`tagging.models.musicnn`, converted by
-    `tagging.pretrained.convert`) take ``"logC"`` on uncentred frames, 96 bands, chunks of 48128 samples (187 frames).
+    `tagging.pretrained.convert`) take ``"logC"`` on uncentred frames, 96 bands, chunks of 48128 samples (187 frames);
+    ``front_filters`` (None: as published) sizes the ``musicnn`` front-end of a student pruned from such a model.
     """
 
     # What the weights do not depend on: a fine-tune (`from_pretrained` overrides) may set these anew.
@@ -206,6 +207,7 @@ class AudioTagger(TaggerBase):
         band_stats: bool = False,
         log_compression: Literal["db", "logC"] = "db",
         frontend_center: bool = True,
+        front_filters: int | None = None,
     ):
         super().__init__()
         if backbone not in BACKBONES:
@@ -214,6 +216,8 @@ class AudioTagger(TaggerBase):
             raise ValueError(f"chunk_seconds must be > 0, got {chunk_seconds}")
         if eval_chunks is not None and eval_chunks < 1:
             raise ValueError(f"eval_chunks must be >= 1 or None, got {eval_chunks}")
+        if front_filters is not None and backbone != "musicnn":
+            raise ValueError(f"front_filters sizes the musicnn backbone's front-end, not {backbone!r}'s")
         self.config = {
             "vocab": vocab, "backbone": backbone, "width": width, "embedding_dim": embedding_dim,
             "dropout": dropout, "sample_rate": sample_rate, "n_fft": n_fft, "hop_length": hop_length,
@@ -221,6 +225,7 @@ class AudioTagger(TaggerBase):
             "eval_chunks": eval_chunks, "rhythm": rhythm, "timbre_dropout": timbre_dropout, "pooling": pooling,
             "harmony": harmony, "band_stats": band_stats, "log_compression": log_compression,
             "frontend_center": frontend_center,
+            **({} if front_filters is None else {"front_filters": front_filters}),
         }
         self.sample_rate = sample_rate
         self.chunk_samples = round(chunk_seconds * sample_rate)
@@ -234,7 +239,8 @@ class AudioTagger(TaggerBase):
         self.backbone = BACKBONES[backbone](width=width, embedding_dim=embedding_dim, rhythm=rhythm,
                                             frame_rate=sample_rate / hop_length, timbre_dropout=timbre_dropout,
                                             harmony=harmony, band_stats=band_stats, n_mels=n_mels,
-                                            **({} if pooling is None else {"pooling": pooling}))
+                                            **({} if pooling is None else {"pooling": pooling}),
+                                            **({} if front_filters is None else {"front_filters": front_filters}))
         self._init_heads(vocab, embedding_dim, dropout)
 
     def forward_features(self, wave: torch.Tensor) -> torch.Tensor:

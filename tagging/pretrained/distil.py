@@ -49,6 +49,7 @@ from tagging.audio import AUDIO_SUFFIXES, load_audio
 from tagging.data.modules import collate_tracks
 from tagging.models.tagger import AudioTagger
 from tagging.pretrained.convert import known_names, resolve_model
+from tagging.pretrained.prune import prune_musicnn
 
 log = logging.getLogger(__name__)
 
@@ -311,12 +312,15 @@ def distil(teachers: list[str | Path], out: str | Path, *, manifest: str | Path 
            audio: str | Path | None = None, student: dict | None = None, epochs: int = 20, batch_size: int = 32,
            lr: float = 3e-3, loss: str = "logits", max_seconds: float = 480.0, augment: Augment | None = None,
            codecs: tuple[str, ...] = ("mp3", "opus"), cache: str | Path = "runs/distil/cache", seed: int = 0,
-           overwrite: bool = False, provenance: dict | None = None) -> AudioTagger:
+           from_teacher: bool = False, overwrite: bool = False, provenance: dict | None = None) -> AudioTagger:
     """Train a student ``AudioTagger(**student)`` on ``teachers``' logits and save it as a package at ``out``.
 
     ``manifest`` (train/val rows) or ``audio`` (a folder, all train). ``student`` takes `AudioTagger`'s network
     and front-end arguments; the sample rate, chunk length and chunk grid are the (first) teacher's, and so
-    are all teachers'. ``augment`` None: `Augment`'s defaults; ``codecs=()`` trains without re-encodings.
+    are all teachers'. ``from_teacher``: the student is the first teacher's own network (a musicnn) with
+    ``student["front_filters"]`` front-end filters, started from the teacher's weights (`prune_musicnn`; the
+    heads of the groups it teaches are its own); ``student`` then holds nothing else.
+    ``augment`` None: `Augment`'s defaults; ``codecs=()`` trains without re-encodings.
     ``provenance`` is recorded in the package as the ``"corpus"`` input (recipe, albums and their licences,
     command). Returns the student in eval mode, its weights those of the best validation epoch (the last
     without validation tracks)."""
@@ -359,7 +363,8 @@ def distil(teachers: list[str | Path], out: str | Path, *, manifest: str | Path 
     fixed = {"vocab": vocab, "sample_rate": first.sample_rate,
              "chunk_seconds": first.chunk_samples / first.sample_rate, "eval_chunks": first.eval_chunks}
     pl.seed_everything(seed, verbose=False)
-    model = AudioTagger(**fixed, **(student or {}))
+    model = pruned_student(first, vocab, source, fixed, student or {}) if from_teacher else \
+        AudioTagger(**fixed, **(student or {}))
     train = DistilChunks(loaded["train"], first.chunk_samples, first.sample_rate, augment or Augment(), seed)
     loader = DataLoader(train, batch_size=batch_size, shuffle=True, collate_fn=collate_tracks,
                         drop_last=len(train) > batch_size)
@@ -384,6 +389,28 @@ def distil(teachers: list[str | Path], out: str | Path, *, manifest: str | Path 
         inputs["corpus"] = provenance
     model.save_pretrained(out, inputs=inputs, overwrite=overwrite)
     return model.eval()
+
+
+def pruned_student(teacher: AudioTagger, vocab: dict, source: dict[str, tuple[int, str]], fixed: dict,
+                   student: dict) -> AudioTagger:
+    """The teacher's own network with ``student["front_filters"]`` front-end filters and its weights
+    (`prune_musicnn`); the heads of the groups the teacher (index 0 in ``source``) teaches are its heads."""
+    if teacher.config["backbone"] != "musicnn":
+        raise ValueError(f"a student pruned from its teacher needs a musicnn teacher, got the "
+                         f"{teacher.config['backbone']!r} backbone")
+    if set(student) != {"front_filters"}:
+        raise ValueError(f"a student pruned from its teacher takes the teacher's network: give front_filters "
+                         f"only, got {sorted(student)}")
+    config = {**{k: v for k, v in teacher.config.items() if k != "front_filters"}, **fixed, **student,
+              "vocab": vocab}
+    model = AudioTagger(**config)
+    model.backbone.load_state_dict(prune_musicnn(teacher.backbone, student["front_filters"],
+                                                 teacher.config["n_mels"]).state_dict())
+    with torch.no_grad():
+        for name, (index, group) in source.items():
+            if index == 0:
+                model.heads[name].load_state_dict(teacher.heads[group].state_dict())
+    return model
 
 
 def corpus_provenance(manifest: str | Path, command: str) -> dict:
@@ -411,12 +438,14 @@ def main(argv: list[str] | None = None) -> None:
     data.add_argument("--manifest", help="a CSV with audio_path and split (train/val) columns")
     data.add_argument("--audio", help="a folder of unlabelled audio files, all for training")
     parser.add_argument("--out", required=True, help="the student's package folder")
-    parser.add_argument("--backbone", default="short_chunk_resnet")
-    parser.add_argument("--width", type=int, default=16)
-    parser.add_argument("--embedding-dim", type=int, default=128)
-    parser.add_argument("--n-mels", type=int, default=64)
-    parser.add_argument("--n-fft", type=int, default=1024)
-    parser.add_argument("--hop-length", type=int, default=512)
+    network = {"backbone": "short_chunk_resnet", "width": 16, "embedding_dim": 128, "n_mels": 64, "n_fft": 1024,
+               "hop_length": 512}
+    parser.add_argument("--backbone", help=f"the student's network (default {network['backbone']})")
+    for name in list(network)[1:]:
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"default {network[name]}")
+    parser.add_argument("--from-teacher", type=int, metavar="FRONT_FILTERS",
+                        help="instead: the first teacher's own musicnn with this many front-end filters per timbral "
+                             "shape (204 as published; a quarter as many temporal ones), started from its weights")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
@@ -428,8 +457,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--overwrite", action="store_true")
     options = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    student = {"backbone": options.backbone, "width": options.width, "embedding_dim": options.embedding_dim,
-               "n_mels": options.n_mels, "n_fft": options.n_fft, "hop_length": options.hop_length}
+    given = {name: getattr(options, name) for name in network if getattr(options, name) is not None}
+    if options.from_teacher is not None and given:
+        parser.error(f"--from-teacher takes the teacher's network: --{', --'.join(given)} do not apply")
+    student = {"front_filters": options.from_teacher} if options.from_teacher is not None else {**network, **given}
     command = "python -m tagging distil " + " ".join(sys.argv[1:] if argv is None else argv)
     augment = Augment(codec_share=0.0, gain_db=(0.0, 0.0), tilt_share=0.0, crop_share=0.0) \
         if options.no_augment else None
@@ -438,7 +469,8 @@ def main(argv: list[str] | None = None) -> None:
         distil(options.teacher, options.out, manifest=options.manifest, audio=options.audio, student=student,
                epochs=options.epochs, batch_size=options.batch_size, lr=options.lr, loss=options.loss,
                max_seconds=options.max_seconds, augment=augment, codecs=() if options.no_augment else ("mp3", "opus"),
-               cache=options.cache, seed=options.seed, overwrite=options.overwrite, provenance=provenance)
+               cache=options.cache, seed=options.seed, from_teacher=options.from_teacher is not None,
+               overwrite=options.overwrite, provenance=provenance)
     except (OSError, ValueError) as error:
         sys.exit(f"python -m tagging distil: {error}")
     log.info("student saved to %s", options.out)

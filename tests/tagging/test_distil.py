@@ -16,6 +16,7 @@ from annotation.records import read_annotations
 from annotation.review.run import load_model_info
 from coldtag.storage import read_package
 from scripts.musicnn_reference import SAMPLE_RATE, reference_signal
+from tagging.models.musicnn import MusiCNN
 from tagging.models.tagger import AudioTagger
 from tagging.pretrained.agreement import (
     decided_auc,
@@ -32,9 +33,13 @@ from tagging.pretrained.distil import (
     TeacherTrack,
     cached_logits,
     distil,
+    pruned_student,
     reencode,
+    student_vocab,
     taught_groups,
 )
+from tagging.pretrained.distil import main as distil_main
+from tagging.pretrained.prune import kept_filters, prune_musicnn
 
 
 @pytest.fixture(autouse=True)
@@ -238,3 +243,54 @@ def test_a_shipped_student_annotates_the_test_corpus_and_says_where_it_came_from
     thresholds = json.loads((package / "thresholds.json").read_text())
     assert any(v != 0.5 for group in thresholds.values() for v in group.values())
     assert sum(p.stat().st_size for p in package.iterdir()) < 5 * 2 ** 20
+
+
+def test_a_student_pruned_from_its_teacher_is_the_teacher_at_the_published_size(tmp_path):
+    """`--from-teacher 204` keeps every filter: the student's logits are the teacher's, through a saved and
+    reloaded package; a smaller one keeps the teacher's mid-end, back-end and heads, and fewer filters."""
+    teacher = AudioTagger.from_pretrained(resolve_model("musicnn-mtt"))
+    vocab, source = student_vocab([("mtt", teacher)])
+    fixed = {"sample_rate": teacher.sample_rate, "chunk_seconds": teacher.chunk_samples / teacher.sample_rate,
+             "eval_chunks": teacher.eval_chunks}
+    waves = torch.from_numpy(reference_signal()[:2 * CHUNK_SAMPLES]).float().view(2, CHUNK_SAMPLES)
+    same = pruned_student(teacher, vocab, source, fixed, {"front_filters": 204})
+    same.save_pretrained(tmp_path / "same")
+    reloaded = AudioTagger.from_pretrained(tmp_path / "same")
+    with torch.no_grad():
+        expected, got = teacher(waves), reloaded(waves)
+    for group, value in expected.items():
+        torch.testing.assert_close(got[group], value, rtol=0, atol=1e-5)
+    small = pruned_student(teacher, vocab, source, fixed, {"front_filters": 24})
+    assert [b[0].out_channels for b in (*small.backbone.timbral, *small.backbone.temporal)] == [24, 24, 6, 6, 6]
+    torch.testing.assert_close(small.backbone.midend[2][0].weight, teacher.backbone.midend[2][0].weight)
+    torch.testing.assert_close(small.heads["genre"].weight, teacher.heads["genre"].weight)
+    with pytest.raises(ValueError, match="front_filters only"):
+        pruned_student(teacher, vocab, source, fixed, {"front_filters": 24, "width": 8})
+
+
+def test_pruning_keeps_the_filters_whose_output_reaches_the_next_layers():
+    """Filters whose batch norm scales their output to nothing reach no later layer: they are the ones
+    dropped, and the kept ones keep their weights and order."""
+    torch.manual_seed(0)
+    backbone = MusiCNN().eval()
+    live = torch.tensor([3, 17, 40, 41, 99, 150, 200, 203])
+    with torch.no_grad():
+        for block in backbone.timbral:
+            gamma = torch.zeros(204)
+            gamma[live] = torch.rand(len(live)) + 0.5
+            block[2].weight.copy_(gamma)
+    kept = kept_filters(backbone, 8)
+    assert kept[0].tolist() == live.tolist() and kept[1].tolist() == live.tolist()
+    assert [len(k) for k in kept] == [8, 8, 2, 2, 2]
+    small = prune_musicnn(backbone, 8, 96)
+    torch.testing.assert_close(small.timbral[1][0].weight, backbone.timbral[1][0].weight[live])
+    torch.testing.assert_close(small.midend[0][0].weight[:, :8], backbone.midend[0][0].weight[:, live])
+    with pytest.raises(ValueError, match="front_filters must be from 4 to 204"):
+        MusiCNN(front_filters=300)
+
+
+def test_from_teacher_takes_no_network_of_its_own(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        distil_main(["--teacher", "musicnn-mtt", "--audio", str(tmp_path), "--out", str(tmp_path / "s"),
+                     "--from-teacher", "24", "--width", "8"])
+    assert "--from-teacher takes the teacher's network: --width do not apply" in capsys.readouterr().err
