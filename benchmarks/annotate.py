@@ -8,7 +8,8 @@
    same run). Where the time goes is measured piece by piece on the same files, in this
    process: decoding (that decode-only pass), spectrogram (the tagger's ``frontend`` on the decoded
    chunks), model (the rest of `annotate_tracks`: the forward pass and turning its outputs into record
-   dicts) and writing (`Records.add` and ``commit``). Settings are
+   dicts) and writing (`Records.add` and ``commit``). ``--no-tempo-key`` times it without the tempo and key
+   estimators, which run in the decoding workers. Settings are
    taken round-robin over ``--repeats`` and the median is printed, with the CPU seconds of the process and
    its workers and the 1-minute load average: on a shared machine wall time also counts waiting for CPUs.
 2. Peak memory and seconds for one 1-minute and one 60-minute MP3 (streamed: longer than
@@ -78,6 +79,8 @@ def main(args: list[str] | None = None) -> None:
     parser.add_argument("--long-minutes", type=float, default=60.0)
     parser.add_argument("--no-memory", action="store_true", help="skip the 1-minute / long-file runs")
     parser.add_argument("--no-install", action="store_true", help="never apt-get install the Debian music")
+    parser.add_argument("--no-tempo-key", action="store_true",
+                        help="annotate without the tempo and key estimators (coldtag annotate --no-tempo-key)")
     parser.add_argument("--demo-audio", default=str(DEMO_AUDIO), help="fallback source of real audio")
     options = parser.parse_args(args)
     models = [resolve_model(name) for name in options.model]
@@ -94,7 +97,8 @@ def main(args: list[str] | None = None) -> None:
         clips = _make_clips(sources, scratch / "tracks", options.tracks, options.seconds)
         print(f"{options.tracks} tracks x {options.seconds:g} s stereo {FILE_RATE} Hz MP3 (192 kbit/s) cut from "
               f"{origin} in {time.perf_counter() - started:.0f} s; torch {torch.__version__}, "
-              f"{os.cpu_count()} CPUs; median of {options.repeats}")
+              f"{os.cpu_count()} CPUs; median of {options.repeats}; tempo and key "
+              f"{'off (--no-tempo-key)' if options.no_tempo_key else 'on'}")
         summary = {}
         for name, model in zip(options.model, models, strict=True):
             print(f"\n## {name} ({model})\n")
@@ -206,7 +210,8 @@ def _throughput(model: Path, clips: list[Path], scratch: Path, options: argparse
             with _clock() as end_to_end, contextlib.redirect_stderr(io.StringIO()):
                 code = annotate_command.cli_main([str(clips[0].parent), "--model", str(model), "--out", str(out),
                                          "--batch-size", str(batch), "--workers", str(workers),
-                                         "--threads", str(threads), "--no-progress"])
+                                         "--threads", str(threads), "--no-progress",
+                                         *(["--no-tempo-key"] if options.no_tempo_key else [])])
             if code != 0:
                 raise RuntimeError(f"coldtag annotate exited with {code} (see {out}/annotate.log)")
             with _clock() as decode:
