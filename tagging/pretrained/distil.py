@@ -6,6 +6,10 @@ transformer", ISMIR 2021).
     python -m tagging distil --teacher musicnn-mtt [--teacher musicnn-msd] --manifest data/real/manifest.csv \\
         --out STUDENT [--width 16 --n-mels 64 --hop-length 512 --epochs 20]
     python -m tagging distil --teacher musicnn-mtt --audio DIR --out STUDENT
+    python -m tagging distil --teacher musicnn-mtt --manifest M.csv --out STUDENT --from-teacher 24 --lr 1e-3
+
+``--from-teacher N``: the student is the teacher's own musicnn with N of its 204 timbral filters per shape, started
+from the teacher's weights (`tagging.pretrained.prune`), rather than a network of its own.
 
 Data: a manifest (``audio_path``, ``split``, and ``album``) whose ``train`` tracks the student learns from and whose
 ``val`` tracks choose its best epoch, or a folder whose files are all ``train``. Every chunk of every track
