@@ -15,8 +15,8 @@ Where things are:
   cache), ``features`` (cached embeddings for the multimodal tagger and fusion).
 - ``datasets/``: adapters that write manifests of MTG-Jamendo, MagnaTagATune, folders and tables.
 - ``pretrained/``: ``convert`` (the musicnn wheel's checkpoints as packages, names), ``tfcheckpoint`` (a reader of
-  TensorFlow checkpoints), ``distil`` (students of a teacher), ``agreement`` (student against teacher), the
-  shipped ``students/`` and ``thresholds.json``.
+  TensorFlow checkpoints), ``distil`` (students of a teacher), ``prune`` (a student cut from its musicnn teacher),
+  ``agreement`` (student against teacher), the shipped ``students/`` and ``thresholds.json``.
 - ``evaluation/``: ``evaluate`` (a tagger beside the baseline, per modality), ``baseline`` (log-mel statistics),
   ``comparison`` (transfer tables), ``metrics``.
 - ``lightning``: the Lightning wrappers (`TaggerModule`, `MultimodalTaggerModule`); ``runs``: a run's config
