@@ -60,11 +60,7 @@ class MusiCNN(nn.Module):
         _no_branches("musicnn", rhythm, harmony, band_stats, pooling)
         if n_mels < 4:
             raise ValueError(f"musicnn needs the spectrogram's n_mels (96 as trained), got {n_mels}")
-        if front_filters is not None and not 4 <= front_filters <= self.PUBLISHED_FILTERS[0]:
-            raise ValueError(f"front_filters must be from 4 to {self.PUBLISHED_FILTERS[0]} (the published "
-                             f"number), got {front_filters}")
-        timbral, temporal = self.PUBLISHED_FILTERS if front_filters is None else \
-            (front_filters, max(1, round(front_filters / 4)))
+        timbral, temporal = self.front_sizes(front_filters)
         self.input_norm = nn.BatchNorm2d(1, eps=BN_EPS)
         self.timbral = nn.ModuleList([_ConvReluBN(nn.Conv2d(1, timbral, (7, int(share * n_mels))), timbral)
                                       for share in (0.4, 0.7)])
@@ -77,6 +73,16 @@ class MusiCNN(nn.Module):
         self.pool_norm = nn.BatchNorm1d(pooled, eps=BN_EPS)
         self.dropout = nn.Dropout(0.5)
         self.dense = _ConvReluBN(nn.Linear(pooled, embedding_dim), embedding_dim)
+
+    @classmethod
+    def front_sizes(cls, front_filters: int | None = None) -> tuple[int, int]:
+        """(timbral, temporal) filters per shape for ``front_filters`` (None: the published 204 and 51)."""
+        if front_filters is None:
+            return cls.PUBLISHED_FILTERS
+        if not 4 <= front_filters <= cls.PUBLISHED_FILTERS[0]:
+            raise ValueError(f"front_filters must be from 4 to {cls.PUBLISHED_FILTERS[0]} (the published number), "
+                             f"got {front_filters}")
+        return front_filters, max(1, round(front_filters / 4))
 
     def frontend_features(self, spec: torch.Tensor) -> torch.Tensor:
         """``(batch, n_mels, frames) -> (batch, 561, frames)`` (as published): timbral then temporal features,

@@ -34,7 +34,7 @@ def feature_scores(backbone: MusiCNN) -> torch.Tensor:
 def kept_filters(backbone: MusiCNN, front_filters: int) -> list[torch.Tensor]:
     """Per front-end block (timbral shapes, then temporal), the indices of the filters a student with
     ``front_filters`` keeps: the best by `feature_scores`, in their original order."""
-    timbral, temporal = front_filters, max(1, round(front_filters / 4))  # as MusiCNN sizes them
+    timbral, temporal = MusiCNN.front_sizes(front_filters)
     sizes = [block[0].out_channels for block in (*backbone.timbral, *backbone.temporal)]
     wanted = [timbral] * len(backbone.timbral) + [temporal] * len(backbone.temporal)
     scores = feature_scores(backbone).split(sizes)
