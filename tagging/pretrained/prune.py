@@ -14,6 +14,8 @@ the student is the teacher (`tests/tagging/test_distil.py`).
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from tagging.models.musicnn import MusiCNN
@@ -56,10 +58,11 @@ def prune_musicnn(backbone: MusiCNN, front_filters: int, n_mels: int) -> MusiCNN
         for name in ("weight", "bias", "running_mean", "running_var"):
             getattr(target[2], name).copy_(getattr(source[2], name)[index])
         target[2].num_batches_tracked.copy_(source[2].num_batches_tracked)
-    offsets = torch.tensor([0, *[b[0].out_channels for b in teacher_blocks]]).cumsum(0)[:-1]
-    front = torch.cat([index + offset for index, offset in zip(kept, offsets.tolist(), strict=True)])
-    features = torch.cat([front, torch.arange(int(offsets[-1]) + teacher_blocks[-1][0].out_channels,
-                                              backbone.pool_norm.num_features // 2)])
+    sizes = [block[0].out_channels for block in teacher_blocks]
+    offsets = [0, *itertools.accumulate(sizes)][:-1]
+    front = torch.cat([index + offset for index, offset in zip(kept, offsets, strict=True)])
+    # The pooled features: the kept front-end ones, then every mid-end one, each as (max, mean).
+    features = torch.cat([front, torch.arange(sum(sizes), backbone.pool_norm.num_features // 2)])
     pooled = torch.stack([2 * features, 2 * features + 1], dim=1).flatten()
     state = backbone.state_dict()
     state["midend.0.0.weight"] = state["midend.0.0.weight"][:, front]
